@@ -65,7 +65,7 @@ export function f32ToF16(x: number): number {
 }
 
 /** Decode a run of bf16 values (little-endian u16) into f32. */
-export function decodeBf16(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+export function decodeBf16(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   const d32 = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
   for (let i = 0; i < src.length; i++) d32[i] = src[i]! << 16;
   return dst;
@@ -73,7 +73,7 @@ export function decodeBf16(src: Uint16Array, dst = new Float32Array(src.length))
 
 // 65536-entry table: f16 decoding is on the load path of every f16 checkpoint, so it must be a lookup.
 let f16Table: Float32Array | null = null;
-export function decodeF16(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+export function decodeF16(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   if (!f16Table) {
     f16Table = new Float32Array(65536);
     for (let i = 0; i < 65536; i++) f16Table[i] = f16ToF32(i);
@@ -83,12 +83,12 @@ export function decodeF16(src: Uint16Array, dst = new Float32Array(src.length)):
   return dst;
 }
 
-export function encodeBf16(src: Float32Array, dst = new Uint16Array(src.length)): Uint16Array {
+export function encodeBf16(src: Float32Array, dst: Uint16Array = new Uint16Array(src.length)): Uint16Array {
   for (let i = 0; i < src.length; i++) dst[i] = f32ToBf16(src[i]!);
   return dst;
 }
 
-export function encodeF16(src: Float32Array, dst = new Uint16Array(src.length)): Uint16Array {
+export function encodeF16(src: Float32Array, dst: Uint16Array = new Uint16Array(src.length)): Uint16Array {
   for (let i = 0; i < src.length; i++) dst[i] = f32ToF16(src[i]!);
   return dst;
 }

@@ -1,0 +1,4 @@
+export * from './dtype.js';
+export * from './tensor.js';
+export * from './backend.js';
+export * as ops from './ops.js';

@@ -1,0 +1,220 @@
+// Small ops in TypeScript over contiguous f32 buffers with explicit dims. They are memory-bound and cheap
+// next to the GEMMs, so they stay out of the addon. Each returns its output buffer; `out` may alias `x`
+// for the elementwise ones.
+import { decodeBf16, decodeF16, isQuantDType } from './dtype.js';
+import { rowBytesOf, Tensor } from './tensor.js';
+import { formatOf } from '../quant/index.js';
+
+/** RMSNorm over the last dim as HF computes it: w · (x · rsqrt(mean(x²) + eps)), in f32. x: [rows, dim]. */
+export function rmsNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, eps: number, out: Float32Array = new Float32Array(rows * dim)): Float32Array {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[o + i]! * x[o + i]!;
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) out[o + i] = w[i]! * Math.fround(x[o + i]! * inv);
+  }
+  return out;
+}
+
+/** LayerNorm over the last dim (biased variance, as torch). x: [rows, dim]. */
+export function layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out: Float32Array = new Float32Array(rows * dim)): Float32Array {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let mean = 0;
+    for (let i = 0; i < dim; i++) mean += x[o + i]!;
+    mean /= dim;
+    let v = 0;
+    for (let i = 0; i < dim; i++) v += (x[o + i]! - mean) ** 2;
+    const inv = 1 / Math.sqrt(v / dim + eps);
+    for (let i = 0; i < dim; i++) out[o + i] = (x[o + i]! - mean) * inv * w[i]! + (b ? b[i]! : 0);
+  }
+  return out;
+}
+
+/** Softmax over the last dim, in place. x: [rows, dim]. */
+export function softmaxRows(x: Float32Array, rows: number, dim: number): Float32Array {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let mx = -Infinity;
+    for (let i = 0; i < dim; i++) mx = Math.max(mx, x[o + i]!);
+    let s = 0;
+    for (let i = 0; i < dim; i++) s += x[o + i] = Math.exp(x[o + i]! - mx);
+    for (let i = 0; i < dim; i++) x[o + i]! /= s;
+  }
+  return x;
+}
+
+export function silu(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {
+  for (let i = 0; i < x.length; i++) out[i] = x[i]! / (1 + Math.exp(-x[i]!));
+  return out;
+}
+
+export function relu(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {
+  for (let i = 0; i < x.length; i++) out[i] = x[i]! > 0 ? x[i]! : 0;
+  return out;
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+/** GELU, tanh approximation (torch `gelu(approximate='tanh')`, HF `gelu_pytorch_tanh`). */
+export function geluTanh(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    out[i] = 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)));
+  }
+  return out;
+}
+
+/** Complementary error function, Chebyshev fit with fractional error < 1.2e-7 (Numerical Recipes erfcc). */
+export function erfc(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? r : 2 - r;
+}
+
+/** GELU with the exact erf (torch `gelu()` default): x · ½ · erfc(−x/√2). */
+export function geluErf(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {
+  for (let i = 0; i < x.length; i++) out[i] = 0.5 * x[i]! * erfc(-x[i]! * Math.SQRT1_2);
+  return out;
+}
+
+export function add(a: Float32Array, b: Float32Array, out: Float32Array = new Float32Array(a.length)): Float32Array {
+  if (a.length !== b.length) throw new Error(`add: lengths ${a.length} and ${b.length} differ`);
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! + b[i]!;
+  return out;
+}
+
+/** a += s · b */
+export function addScaledInPlace(a: Float32Array, b: Float32Array, s: number): Float32Array {
+  if (a.length !== b.length) throw new Error(`addScaled: lengths ${a.length} and ${b.length} differ`);
+  for (let i = 0; i < a.length; i++) a[i]! += s * b[i]!;
+  return a;
+}
+
+export function mul(a: Float32Array, b: Float32Array, out: Float32Array = new Float32Array(a.length)): Float32Array {
+  if (a.length !== b.length) throw new Error(`mul: lengths ${a.length} and ${b.length} differ`);
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! * b[i]!;
+  return out;
+}
+
+/** Rows `ids` of a [V, D] table of any dtype (f32, bf16, f16, q4_k, q8_0) → [ids.length, D] f32. */
+export function embedding(table: Tensor, ids: ArrayLike<number>): Float32Array {
+  const [vocab, d] = table.shape as [number, number];
+  const out: Float32Array = new Float32Array(ids.length * d);
+  const t = isQuantDType(table.dtype) ? table : table.contiguous();
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new Error(`embedding: token id ${id} outside [0, ${vocab})`);
+    const dst = out.subarray(i * d, (i + 1) * d);
+    switch (t.dtype) {
+      case 'f32': dst.set((t.data as Float32Array).subarray(t.offset + id * d, t.offset + (id + 1) * d)); break;
+      case 'bf16': decodeBf16((t.data as Uint16Array).subarray(t.offset + id * d, t.offset + (id + 1) * d), dst); break;
+      case 'f16': decodeF16((t.data as Uint16Array).subarray(t.offset + id * d, t.offset + (id + 1) * d), dst); break;
+      case 'q4_k': case 'q8_0': {
+        const rb = rowBytesOf(t);
+        formatOf(t.dtype).dequantizeRow((t.data as Uint8Array).subarray(id * rb, (id + 1) * rb), dst);
+        break;
+      }
+      default: throw new Error(`embedding: unsupported table dtype ${t.dtype}`);
+    }
+  }
+  return out;
+}
+
+export interface ConvOptions {
+  stride?: number;
+  padding?: number;
+  groups?: number;
+}
+
+/** torch Conv2d on one image: x [C, H, W], w [O, C/groups, kh, kw], bias [O] → [O, H', W']. */
+export function conv2d(x: Float32Array, c: number, h: number, wd: number, w: Float32Array, o: number, kh: number, kw: number, bias: Float32Array | null, opt: ConvOptions = {}): { out: Float32Array; h: number; w: number } {
+  const s = opt.stride ?? 1, p = opt.padding ?? 0, g = opt.groups ?? 1;
+  if (c % g !== 0 || o % g !== 0) throw new Error(`conv2d: channels ${c}→${o} not divisible by groups ${g}`);
+  const cg = c / g, og = o / g;
+  const ho = Math.floor((h + 2 * p - kh) / s) + 1, wo = Math.floor((wd + 2 * p - kw) / s) + 1;
+  const out: Float32Array = new Float32Array(o * ho * wo);
+  for (let oc = 0; oc < o; oc++) {
+    const grp = Math.floor(oc / og);
+    const b = bias ? bias[oc]! : 0;
+    for (let y = 0; y < ho; y++) {
+      for (let xq = 0; xq < wo; xq++) {
+        let acc = 0;
+        for (let ic = 0; ic < cg; ic++) {
+          const ch = grp * cg + ic;
+          for (let ky = 0; ky < kh; ky++) {
+            const iy = y * s - p + ky;
+            if (iy < 0 || iy >= h) continue;
+            const xrow = (ch * h + iy) * wd, wrow = ((oc * cg + ic) * kh + ky) * kw;
+            for (let kx = 0; kx < kw; kx++) {
+              const ix = xq * s - p + kx;
+              if (ix < 0 || ix >= wd) continue;
+              acc += x[xrow + ix]! * w[wrow + kx]!;
+            }
+          }
+        }
+        out[(oc * ho + y) * wo + xq] = acc + b;
+      }
+    }
+  }
+  return { out, h: ho, w: wo };
+}
+
+/** torch Conv1d on one sequence: x [C, T], w [O, C/groups, k], bias [O] → [O, T'] (zero padding both sides). */
+export function conv1d(x: Float32Array, c: number, t: number, w: Float32Array, o: number, k: number, bias: Float32Array | null, opt: ConvOptions = {}): { out: Float32Array; t: number } {
+  const s = opt.stride ?? 1, p = opt.padding ?? 0, g = opt.groups ?? 1;
+  if (c % g !== 0 || o % g !== 0) throw new Error(`conv1d: channels ${c}→${o} not divisible by groups ${g}`);
+  const cg = c / g, og = o / g;
+  const to = Math.floor((t + 2 * p - k) / s) + 1;
+  const out: Float32Array = new Float32Array(o * to);
+  for (let oc = 0; oc < o; oc++) {
+    const grp = Math.floor(oc / og);
+    const b = bias ? bias[oc]! : 0;
+    for (let i = 0; i < to; i++) {
+      let acc = 0;
+      for (let ic = 0; ic < cg; ic++) {
+        const xo = (grp * cg + ic) * t, wo = (oc * cg + ic) * k;
+        for (let kk = 0; kk < k; kk++) {
+          const ti = i * s - p + kk;
+          if (ti >= 0 && ti < t) acc += x[xo + ti]! * w[wo + kk]!;
+        }
+      }
+      out[oc * to + i] = acc + b;
+    }
+  }
+  return { out, t: to };
+}
+
+/** AvgPool2d(kernel k, stride k) on x [C, H, W] → [C, H/k, W/k] (floor). */
+export function avgPool2d(x: Float32Array, c: number, h: number, w: number, k = 2): { out: Float32Array; h: number; w: number } {
+  const ho = Math.floor(h / k), wo = Math.floor(w / k);
+  const out: Float32Array = new Float32Array(c * ho * wo);
+  const inv = 1 / (k * k);
+  for (let ch = 0; ch < c; ch++)
+    for (let y = 0; y < ho; y++)
+      for (let xq = 0; xq < wo; xq++) {
+        let s = 0;
+        for (let dy = 0; dy < k; dy++) for (let dx = 0; dx < k; dx++) s += x[(ch * h + y * k + dy) * w + xq * k + dx]!;
+        out[(ch * ho + y) * wo + xq] = s * inv;
+      }
+  return { out, h: ho, w: wo };
+}
+
+/** Concatenate row-major [rows_i, dim] blocks along rows. */
+export function concatRows(parts: Float32Array[]): Float32Array {
+  const out: Float32Array = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Transpose a row-major [rows, cols] matrix. */
+export function transpose2d(x: Float32Array, rows: number, cols: number, out: Float32Array = new Float32Array(rows * cols)): Float32Array {
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = x[r * cols + c]!;
+  return out;
+}
