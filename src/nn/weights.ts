@@ -1,0 +1,139 @@
+// Strict weight loading. Modules ask for each tensor by checkpoint name and expected shape; problems are
+// collected (not thrown one by one) so `finish()` reports every missing, mis-shaped and unused key at once.
+import { isQuantDType, type QuantDType } from '../tensor/dtype.js';
+import { Tensor } from '../tensor/tensor.js';
+import { rawToF32, type SafetensorsCheckpoint, type StTensorInfo } from '../io/safetensors.js';
+import { formatOf } from '../quant/index.js';
+
+/** How a tensor should be held in memory once loaded. */
+export type StorageDType = 'f32' | 'bf16' | QuantDType;
+
+/** Decides per tensor how it is stored: the model never names a format, this policy does. */
+export type StoragePolicy = (name: string, shape: readonly number[]) => StorageDType;
+
+export const KEEP_F32: StoragePolicy = () => 'f32';
+
+export interface WeightSource {
+  /** The tensor `name` with the given shape, stored as the policy says (or `as`, which wins). */
+  take(name: string, shape: readonly number[], as?: StorageDType): Tensor;
+  /** Like take, but absent is fine (returns null). */
+  takeOptional(name: string, shape: readonly number[], as?: StorageDType): Tensor | null;
+  /** Names the model knows it does not use (e.g. SigLIP's head); they are not reported as unused. */
+  ignore(pred: (name: string) => boolean): void;
+  has(name: string): boolean;
+}
+
+export class WeightLoadError extends Error {
+  override name = 'WeightLoadError';
+  constructor(readonly missing: string[], readonly misshaped: string[], readonly unused: string[], where: string) {
+    const parts: string[] = [];
+    if (missing.length) parts.push(`${missing.length} missing:\n  ${missing.join('\n  ')}`);
+    if (misshaped.length) parts.push(`${misshaped.length} with the wrong shape:\n  ${misshaped.join('\n  ')}`);
+    if (unused.length) parts.push(`${unused.length} unused:\n  ${unused.join('\n  ')}`);
+    super(`checkpoint ${where} does not match the model:\n${parts.join('\n')}`);
+  }
+}
+
+/** Raw source of named tensors (one checkpoint, or several merged, possibly renamed). */
+export interface TensorProvider {
+  names(): string[];
+  info(name: string): Pick<StTensorInfo, 'dtype' | 'shape'>;
+  /** f32 values of the tensor. */
+  readF32(name: string): Float32Array;
+  /** Raw bytes (for keeping bf16 as is). */
+  readRaw(name: string): Uint8Array;
+  readonly where: string;
+}
+
+export function checkpointProvider(ck: SafetensorsCheckpoint, where: string): TensorProvider {
+  return { names: () => ck.names(), info: (n) => ck.info(n), readF32: (n) => ck.readF32(n), readRaw: (n) => ck.readRaw(n), where };
+}
+
+export interface LoadReport {
+  /** Bytes held per storage dtype after loading. */
+  bytes: Record<string, number>;
+  /** Tensor count per storage dtype. */
+  counts: Record<string, number>;
+}
+
+export class StrictWeights implements WeightSource {
+  private readonly used = new Set<string>();
+  private readonly missing: string[] = [];
+  private readonly misshaped: string[] = [];
+  private readonly ignored: Array<(n: string) => boolean> = [];
+  readonly report: LoadReport = { bytes: {}, counts: {} };
+
+  constructor(private readonly src: TensorProvider, private readonly policy: StoragePolicy = KEEP_F32) {}
+
+  has(name: string): boolean {
+    return this.src.names().includes(name);
+  }
+
+  ignore(pred: (name: string) => boolean): void {
+    this.ignored.push(pred);
+  }
+
+  takeOptional(name: string, shape: readonly number[], as?: StorageDType): Tensor | null {
+    if (!this.hasName(name)) return null;
+    return this.take(name, shape, as);
+  }
+
+  take(name: string, shape: readonly number[], as?: StorageDType): Tensor {
+    if (!this.hasName(name)) {
+      this.missing.push(`${name} ${JSON.stringify(shape)}`);
+      return Tensor.zeros(shape);
+    }
+    this.used.add(name);
+    const info = this.src.info(name);
+    const same = info.shape.length === shape.length && info.shape.every((d, i) => d === shape[i]);
+    if (!same) {
+      this.misshaped.push(`${name}: checkpoint ${JSON.stringify(info.shape)}, model expects ${JSON.stringify(shape)}`);
+      return Tensor.zeros(shape);
+    }
+    let store = as ?? this.policy(name, shape);
+    if (isQuantDType(store) && (shape.length !== 2 || shape[1]! % formatOf(store).blockSize !== 0)) store = 'f32';
+    const t = this.load(name, shape, info.dtype, store);
+    this.report.bytes[t.dtype] = (this.report.bytes[t.dtype] ?? 0) + t.data.byteLength;
+    this.report.counts[t.dtype] = (this.report.counts[t.dtype] ?? 0) + 1;
+    return t;
+  }
+
+  /** Throws a WeightLoadError listing every missing, mis-shaped and unused tensor, if any. */
+  finish(): LoadReport {
+    const unused = this.src.names().filter((n) => !this.used.has(n) && !this.ignored.some((p) => p(n))).sort();
+    if (this.missing.length || this.misshaped.length || unused.length) throw new WeightLoadError(this.missing, this.misshaped, unused, this.src.where);
+    return this.report;
+  }
+
+  private nameSet: Set<string> | null = null;
+  private hasName(name: string): boolean {
+    this.nameSet ??= new Set(this.src.names());
+    return this.nameSet.has(name);
+  }
+
+  private load(name: string, shape: readonly number[], srcDtype: string, store: StorageDType): Tensor {
+    if (store === 'bf16' && srcDtype === 'BF16') {
+      const raw = this.src.readRaw(name);
+      return new Tensor('bf16', shape, new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2));
+    }
+    const f = this.src.readF32(name);
+    if (store === 'f32' || store === 'bf16') return new Tensor('f32', shape, f);
+    const fmt = formatOf(store);
+    const [rows, k] = shape as [number, number];
+    const rb = (k / fmt.blockSize) * fmt.bytesPerBlock;
+    const q = new Uint8Array(rows * rb);
+    for (let r = 0; r < rows; r++) fmt.quantizeRow(f.subarray(r * k, (r + 1) * k), q.subarray(r * rb, (r + 1) * rb));
+    return new Tensor(store, shape, q);
+  }
+}
+
+/** Test helper: a provider over in-memory f32 tensors. */
+export function memoryProvider(tensors: Record<string, { shape: number[]; data: Float32Array }>, where = 'memory'): TensorProvider {
+  return {
+    where,
+    names: () => Object.keys(tensors),
+    info: (n) => ({ dtype: 'F32', shape: tensors[n]!.shape }),
+    readF32: (n) => tensors[n]!.data,
+    readRaw: (n) => new Uint8Array(tensors[n]!.data.buffer),
+  };
+}
