@@ -1,0 +1,3 @@
+// The original Phi-4-multimodal-instruct chat template (hub tokenizer_config.json `chat_template`), byte-exact.
+// Used when a checkpoint folder brings no template of its own.
+export const PHI4MM_CHAT_TEMPLATE = "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools'] is not none %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}";

@@ -1,0 +1,174 @@
+// Next-token selection from a logits row. Pure apart from the SamplingState passed in (RNG + token history).
+//
+// Order (as transformers' generate): mask → repetition penalty (HF, over prompt + generated) → frequency/presence
+// penalties (OpenAI, over generated) → temperature (0 = greedy argmax) → top-k → top-p → min-p → draw.
+
+import { Rng } from './rng.js';
+
+export interface SamplingParams {
+  /** ≥ 0; 0 = greedy. Default 1. */
+  temperature?: number;
+  /** Keep the k most likely tokens; 0 = off. */
+  topK?: number;
+  /** Nucleus mass in (0, 1]; 1 = off. */
+  topP?: number;
+  /** Drop tokens with p < minP · p_max; in [0, 1], 0 = off. */
+  minP?: number;
+  /** HF repetition penalty (> 0, 1 = off): positive logits of seen tokens are divided by it, negative multiplied. */
+  repetitionPenalty?: number;
+  /** OpenAI frequency penalty in [-2, 2]: logit −= penalty · count in the generated tokens. */
+  frequencyPenalty?: number;
+  /** OpenAI presence penalty in [-2, 2]: logit −= penalty if the token was generated before. */
+  presencePenalty?: number;
+  /** Ids ≥ vocabLimit are never chosen (the model's padded rows past the tokenizer's tokens). */
+  vocabLimit?: number;
+  /** Ids that are never chosen. */
+  suppressIds?: readonly number[];
+}
+
+export const OPENAI_PENALTY_RANGE = 2; // |frequency_penalty|, |presence_penalty| ≤ 2 (OpenAI API)
+
+/** Throws a descriptive Error for out-of-range parameters. */
+export function validateSamplingParams(p: SamplingParams): void {
+  const check = (ok: boolean, what: string) => {
+    if (!ok) throw new RangeError(`invalid sampling parameter: ${what}`);
+  };
+  const finite = (v: number | undefined) => v === undefined || Number.isFinite(v);
+  check(finite(p.temperature) && (p.temperature ?? 1) >= 0, `temperature must be ≥ 0, got ${p.temperature}`);
+  check(p.topK === undefined || (Number.isInteger(p.topK) && p.topK >= 0), `top_k must be an integer ≥ 0 (0 = off), got ${p.topK}`);
+  check(finite(p.topP) && (p.topP ?? 1) > 0 && (p.topP ?? 1) <= 1, `top_p must be in (0, 1], got ${p.topP}`);
+  check(finite(p.minP) && (p.minP ?? 0) >= 0 && (p.minP ?? 0) <= 1, `min_p must be in [0, 1], got ${p.minP}`);
+  check(finite(p.repetitionPenalty) && (p.repetitionPenalty ?? 1) > 0, `repetition_penalty must be > 0, got ${p.repetitionPenalty}`);
+  for (const [name, v] of [['frequency_penalty', p.frequencyPenalty], ['presence_penalty', p.presencePenalty]] as const) {
+    check(finite(v) && Math.abs(v ?? 0) <= OPENAI_PENALTY_RANGE, `${name} must be in [-2, 2], got ${v}`);
+  }
+  check(p.vocabLimit === undefined || (Number.isInteger(p.vocabLimit) && p.vocabLimit > 0), `vocabLimit must be a positive integer, got ${p.vocabLimit}`);
+  check(p.suppressIds === undefined || p.suppressIds.every((id) => Number.isInteger(id) && id >= 0), 'suppressIds must be non-negative integers');
+}
+
+/** Per-request sampling state: the RNG and the token history the penalties look at. */
+export class SamplingState {
+  readonly rng: Rng;
+  /** Prompt and generated ids (repetition penalty). */
+  private readonly seen = new Set<number>();
+  /** Generated ids → count (frequency/presence penalties). */
+  private readonly counts = new Map<number, number>();
+
+  constructor(opts: { seed?: number; promptIds?: ArrayLike<number> } = {}) {
+    this.rng = new Rng(opts.seed);
+    const prompt = opts.promptIds ?? [];
+    for (let i = 0; i < prompt.length; i++) this.seen.add(prompt[i]!);
+  }
+
+  /** Records a generated token. {@link sample} calls this itself; call it for tokens chosen another way. */
+  accept(id: number): void {
+    this.seen.add(id);
+    this.counts.set(id, (this.counts.get(id) ?? 0) + 1);
+  }
+
+  get seenIds(): ReadonlySet<number> {
+    return this.seen;
+  }
+
+  get generatedCounts(): ReadonlyMap<number, number> {
+    return this.counts;
+  }
+}
+
+/** Chooses the next token from `logits` ([vocab], not modified) and records it in `state`. */
+export function sample(logits: Float32Array, params: SamplingParams, state: SamplingState): number {
+  validateSamplingParams(params);
+  const scores = penalizedScores(logits, params, state);
+  const temperature = params.temperature ?? 1;
+  const id = temperature === 0 ? argmax(scores) : draw(scores, temperature, params, state.rng);
+  state.accept(id);
+  return id;
+}
+
+/** Index of the largest score; the first on ties (torch.argmax). */
+export function argmax(scores: ArrayLike<number>): number {
+  let best = -1, bestVal = -Infinity;
+  for (let i = 0; i < scores.length; i++) if (scores[i]! > bestVal) { bestVal = scores[i]!; best = i; }
+  if (best < 0) throw new Error('every token is masked (no finite logit to choose from)');
+  return best;
+}
+
+/** A copy of `logits` with masks and penalties applied. NaN logits are treated as masked. */
+export function penalizedScores(logits: Float32Array, p: SamplingParams, state: SamplingState): Float32Array {
+  const s = Float32Array.from(logits, (v) => (Number.isNaN(v) ? -Infinity : v));
+  if (p.vocabLimit !== undefined && p.vocabLimit < s.length) s.fill(-Infinity, p.vocabLimit);
+  for (const id of p.suppressIds ?? []) if (id < s.length) s[id] = -Infinity;
+  const rep = p.repetitionPenalty ?? 1;
+  if (rep !== 1) {
+    for (const id of state.seenIds) if (id < s.length) s[id] = s[id]! > 0 ? s[id]! / rep : s[id]! * rep;
+  }
+  const freq = p.frequencyPenalty ?? 0, pres = p.presencePenalty ?? 0;
+  if (freq !== 0 || pres !== 0) {
+    for (const [id, n] of state.generatedCounts) if (id < s.length) s[id] = s[id]! - freq * n - pres;
+  }
+  return s;
+}
+
+/** Temperature, top-k, top-p, min-p, then one draw from the renormalized distribution. */
+function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng: Rng): number {
+  let cand: number[] = [];
+  for (let i = 0; i < scores.length; i++) if (scores[i]! > -Infinity) cand.push(i);
+  if (cand.length === 0) throw new Error('every token is masked (no finite logit to choose from)');
+
+  const k = p.topK ?? 0;
+  if (k > 0 && k < cand.length) {
+    // Keep ties with the k-th value, as HF's TopKLogitsWarper (removes only scores < k-th largest).
+    const kth = Float32Array.from(cand, (i) => scores[i]!).sort()[cand.length - k]!;
+    cand = cand.filter((i) => scores[i]! >= kth);
+  }
+
+  let max = -Infinity;
+  for (const i of cand) max = Math.max(max, scores[i]!);
+  const prob = new Float64Array(cand.length);
+  let sum = 0;
+  for (let j = 0; j < cand.length; j++) sum += prob[j] = Math.exp((scores[cand[j]!]! - max) / temperature);
+  for (let j = 0; j < cand.length; j++) prob[j]! /= sum;
+
+  const keep = new Uint8Array(cand.length).fill(1);
+  const topP = p.topP ?? 1;
+  if (topP < 1) applyTopP(prob, keep, topP);
+  const minP = p.minP ?? 0;
+  if (minP > 0) {
+    let pMax = 0;
+    for (let j = 0; j < prob.length; j++) if (keep[j]) pMax = Math.max(pMax, prob[j]!);
+    for (let j = 0; j < prob.length; j++) if (prob[j]! < minP * pMax) keep[j] = 0;
+  }
+
+  let total = 0;
+  for (let j = 0; j < prob.length; j++) if (keep[j]) total += prob[j]!;
+  let r = rng.next() * total, last = -1;
+  for (let j = 0; j < prob.length; j++) {
+    if (!keep[j]) continue;
+    last = j;
+    r -= prob[j]!;
+    if (r < 0) return cand[j]!;
+  }
+  return cand[last]!; // rounding left r ≥ 0 after the last kept token
+}
+
+/**
+ * HF TopPLogitsWarper: in ascending order of probability, drop tokens while the cumulative mass is ≤ 1 − topP; the
+ * most likely token always stays. Tokens with p ≤ (1 − topP)/n are dropped without sorting: even all of them together
+ * hold at most 1 − topP, and they are the smallest, so the sorted walk would drop them first anyway.
+ */
+function applyTopP(prob: Float64Array, keep: Uint8Array, topP: number): void {
+  const tail = 1 - topP;
+  const cutoff = tail / prob.length;
+  let cumulative = 0;
+  const rest: number[] = [];
+  for (let j = 0; j < prob.length; j++) {
+    if (!keep[j]) continue;
+    if (prob[j]! <= cutoff) { keep[j] = 0; cumulative += prob[j]!; } else rest.push(j);
+  }
+  rest.sort((x, y) => prob[x]! - prob[y]! || y - x); // ascending p; on ties the higher id goes first (dropped first)
+  for (let q = 0; q < rest.length - 1; q++) {
+    cumulative += prob[rest[q]!]!;
+    if (cumulative > tail) break;
+    keep[rest[q]!] = 0;
+  }
+}
