@@ -70,7 +70,7 @@ export function sniffAudioFormat(b: Uint8Array): AudioFormat | undefined {
   return undefined;
 }
 
-interface WasmDecodeResult { channelData: Float32Array[]; samplesDecoded: number; sampleRate: number; errors: unknown[] }
+interface WasmDecodeResult { channelData: Float32Array[]; samplesDecoded: number; sampleRate: number; bitDepth?: number; errors: unknown[] }
 
 async function decodeWithWasm(format: AudioFormat, b: Uint8Array): Promise<WasmDecodeResult> {
   switch (format) {
@@ -125,7 +125,23 @@ export async function decodeAudioChannels(bytes: Uint8Array): Promise<PcmChannel
   if (format === 'ogg-opus' && r.sampleRate === OPUS_RATE_HZ) n = Math.min(n, oggOpusLength(bytes) ?? n);
   // Decoders may hand out views on their WASM heap (freed above) or over-long buffers: copy exactly.
   const channels = r.channelData.map((c) => c.slice(0, n));
+  if (format === 'flac' || format === 'ogg-flac') channels.forEach((c) => rescaleFlac(c, r.bitDepth));
   return { channels, sampleRate: r.sampleRate, format };
+}
+
+/** Integer exactly recoverable from a float32 int/(2^(b−1)−1) up to this depth (float32 has a 24-bit mantissa). */
+const MAX_EXACT_FLAC_BITS = 24;
+
+/**
+ * The FLAC decoder scales n-bit integers by 1/(2^(n−1)−1); soundfile (and our WAV reader) use 1/2^(n−1), so an
+ * int16 FLAC would be 1.00003× louder than the same WAV. Recover the integer and rescale, in place.
+ */
+function rescaleFlac(x: Float32Array, bitDepth: number | undefined): void {
+  if (!bitDepth || bitDepth < 4 || bitDepth > 32) return;
+  const full = 2 ** (bitDepth - 1);
+  const max = full - 1;
+  if (bitDepth <= MAX_EXACT_FLAC_BITS) for (let i = 0; i < x.length; i++) x[i] = Math.round(x[i]! * max) / full;
+  else for (let i = 0; i < x.length; i++) x[i] = (x[i]! * max) / full;
 }
 
 const OGG_PAGE_HEADER_BYTES = 27;
