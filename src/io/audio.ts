@@ -1,10 +1,6 @@
 // Audio loading: resolve a source (via media.ts), sniff the container from magic bytes, decode (WAV by hand;
 // MP3/FLAC/Ogg Vorbis/Ogg Opus with the WASM decoders), and mix to mono. The result keeps the file's own
 // sample rate; rate conversion for the model lives in the audio processor.
-import { MPEGDecoder } from 'mpg123-decoder';
-import { FLACDecoder } from '@wasm-audio-decoders/flac';
-import { OggVorbisDecoder } from '@wasm-audio-decoders/ogg-vorbis';
-import { OggOpusDecoder } from 'ogg-opus-decoder';
 import { loadMediaBytes, MediaError, type MediaFetchOptions, type MediaSource } from './media.js';
 import { decodeWav, isWav, type PcmChannels } from './audio_wav.js';
 
@@ -72,25 +68,30 @@ export function sniffAudioFormat(b: Uint8Array): AudioFormat | undefined {
 
 interface WasmDecodeResult { channelData: Float32Array[]; samplesDecoded: number; sampleRate: number; bitDepth?: number; errors: unknown[] }
 
+// The decoder packages embed their WASM as large strings: load each only when a file of its format shows up.
 async function decodeWithWasm(format: AudioFormat, b: Uint8Array): Promise<WasmDecodeResult> {
   switch (format) {
     case 'mp3': {
+      const { MPEGDecoder } = await import('mpg123-decoder');
       const d = new MPEGDecoder();
       await d.ready;
       try { return d.decode(b); } finally { d.free(); }
     }
     case 'flac':
     case 'ogg-flac': {
+      const { FLACDecoder } = await import('@wasm-audio-decoders/flac');
       const d = new FLACDecoder();
       await d.ready;
       try { return await d.decodeFile(b); } finally { d.free(); }
     }
     case 'ogg-vorbis': {
+      const { OggVorbisDecoder } = await import('@wasm-audio-decoders/ogg-vorbis');
       const d = new OggVorbisDecoder();
       await d.ready;
       try { return await d.decodeFile(b); } finally { d.free(); }
     }
     case 'ogg-opus': {
+      const { OggOpusDecoder } = await import('ogg-opus-decoder');
       const d = new OggOpusDecoder();
       await d.ready;
       try { return await d.decodeFile(b); } finally { d.free(); }

@@ -88,6 +88,18 @@ describe('log-mel features (16 kHz)', () => {
   });
 });
 
+describe('long clip (golden h_audio_long)', () => {
+  it('42 s WAV file → load → features [1,4198,80], 525 tokens', async () => {
+    const h = golden('h_audio_long');
+    const a = await loadAudio(goldenPath('inputs', 'audio_16k_42s.wav'));
+    const out = extractAudioFeatures([a]);
+    const ref = h.tensor('audio_input_features');
+    expect([1, out.maxFrames, 80]).toEqual(ref.shape);
+    expectClose(out.features, ref.data, LOGMEL_TOL, 'h_audio_long features');
+    expect(out.embedSizes).toEqual(Array.from(h.tensor('audio_embed_sizes').data));
+  });
+});
+
 describe('44.1 kHz input', () => {
   it('default (exact) rule: resample_poly(160, 441) features, 41 tokens', () => {
     const x = g().tensor('wave44.samples').data;
