@@ -54,9 +54,6 @@ export function applyChatTemplate(messages: readonly ChatMessage[], opts: ChatTe
       add_generation_prompt: opts.addGenerationPrompt ?? false,
       eos_token: opts.eosToken ?? ENDOFTEXT_TOKEN,
       bos_token: opts.bosToken ?? ENDOFTEXT_TOKEN,
-      raise_exception: (message: unknown) => {
-        throw new Error(`chat template raised: ${String(message)}`);
-      },
     });
   } catch (e) {
     const msg = (e as Error).message;

@@ -20,7 +20,7 @@ export class Rng {
   private d: number;
 
   /** `seed`: any safe integer (both 32-bit halves are used); omitted → a random seed. */
-  constructor(readonly seed: number = randomInt(0, 2 ** 48)) {
+  constructor(readonly seed: number = randomInt(0, 2 ** 47)) {
     if (!Number.isSafeInteger(seed)) throw new Error(`seed must be a safe integer, got ${seed}`);
     const lo = seed >>> 0, hi = Math.floor(seed / TWO_POW_32) >>> 0;
     const st = { s: lo };

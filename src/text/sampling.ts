@@ -111,6 +111,18 @@ export function penalizedScores(logits: Float32Array, p: SamplingParams, state: 
 
 /** Temperature, top-k, top-p, min-p, then one draw from the renormalized distribution. */
 function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng: Rng): number {
+  const { ids, probs } = samplingDistribution(scores, temperature, p);
+  let r = rng.next();
+  for (let j = 0; j < ids.length; j++) {
+    r -= probs[j]!;
+    if (r < 0) return ids[j]!;
+  }
+  return ids[ids.length - 1]!; // rounding left r ≥ 0 after the last token
+}
+
+/** The tokens that survive temperature, top-k, top-p and min-p, in id order, with probabilities summing to 1. */
+export function samplingDistribution(scores: Float32Array, temperature: number, p: SamplingParams): { ids: number[]; probs: Float64Array } {
+  if (!(temperature > 0)) throw new RangeError(`samplingDistribution needs temperature > 0, got ${temperature}`);
   let cand: number[] = [];
   for (let i = 0; i < scores.length; i++) if (scores[i]! > -Infinity) cand.push(i);
   if (cand.length === 0) throw new Error('every token is masked (no finite logit to choose from)');
@@ -139,16 +151,10 @@ function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng:
     for (let j = 0; j < prob.length; j++) if (prob[j]! < minP * pMax) keep[j] = 0;
   }
 
+  const ids: number[] = [], kept: number[] = [];
   let total = 0;
-  for (let j = 0; j < prob.length; j++) if (keep[j]) total += prob[j]!;
-  let r = rng.next() * total, last = -1;
-  for (let j = 0; j < prob.length; j++) {
-    if (!keep[j]) continue;
-    last = j;
-    r -= prob[j]!;
-    if (r < 0) return cand[j]!;
-  }
-  return cand[last]!; // rounding left r ≥ 0 after the last kept token
+  for (let j = 0; j < cand.length; j++) if (keep[j]) { ids.push(cand[j]!); kept.push(prob[j]!); total += prob[j]!; }
+  return { ids, probs: Float64Array.from(kept, (x) => x / total) };
 }
 
 /**

@@ -4,9 +4,9 @@
 // tokenizer.json merges: HF BPE needs a merge list, tiktoken has only ranks. For every multi-byte token T we run
 // tiktoken's BPE on T's bytes using only ranks below rank(T); the two parts left at the end are the pair whose merge
 // creates T (the "last merge" of training). Merges are listed in the order of rank(T), so merge priority equals
-// tiktoken rank. This is one merge per token, like the hub's merges.txt (2.42 MB for ~200k tokens). A token whose
-// restricted BPE does not end in two parts gets the split into two lower-ranked tokens with the smallest larger rank;
-// a token with no such split gets no merge (HF still finds it whole, since `ignore_merges` is set).
+// tiktoken rank. This is one merge per token, like the hub's merges.txt (2.42 MB for ~200k tokens). For o200k every
+// one of the 199,742 multi-byte tokens ends in exactly two parts; a token of another vocabulary that does not would
+// get no merge (HF still finds it as a whole word, since `ignore_merges` is set).
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -105,24 +105,10 @@ export function deriveMerges(vocab: BpeVocab): [string, string][] {
     if (token === undefined || token.length < 2) continue;
     const below = { get: (b: string) => { const r = ranks.get(b); return r !== undefined && r < id ? r : undefined; } };
     const parts = bytePairMerge(token, below);
-    const pair = parts.length === 2 ? splitAt(token, vocab.tokenById[parts[0]!]!.length) : bestSplit(token, id, ranks);
-    if (pair) merges.push(pair);
+    if (parts.length !== 2) continue;
+    const at = vocab.tokenById[parts[0]!]!.length;
+    merges.push([token.slice(0, at), token.slice(at)]);
   }
   mergesCache = { vocab, merges };
   return merges;
-}
-
-function splitAt(token: string, at: number): [string, string] {
-  return [token.slice(0, at), token.slice(at)];
-}
-
-/** The split into two tokens ranked below `id` whose larger rank is smallest, if any. */
-function bestSplit(token: string, id: number, ranks: Map<string, number>): [string, string] | undefined {
-  let best: [string, string] | undefined, bestRank = Infinity;
-  for (let at = 1; at < token.length; at++) {
-    const l = ranks.get(token.slice(0, at)), r = ranks.get(token.slice(at));
-    if (l === undefined || r === undefined || l >= id || r >= id) continue;
-    if (Math.max(l, r) < bestRank) { bestRank = Math.max(l, r); best = splitAt(token, at); }
-  }
-  return best;
 }
