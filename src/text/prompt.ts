@@ -5,7 +5,7 @@
 //      of 200011 (items bound in textual order),
 //   4. the placeholder counts must equal the numbers of images and audios.
 
-import { AUDIO_TOKEN, AUDIO_TOKEN_ID, IMAGE_TOKEN, IMAGE_TOKEN_ID } from './special_tokens.js';
+import { AUDIO_TOKEN, AUDIO_TOKEN_ID, ENDOFTEXT_ID, IMAGE_TOKEN, IMAGE_TOKEN_ID } from './special_tokens.js';
 import type { Phi4Tokenizer } from './tokenizer.js';
 
 const IMAGE_TAG = /<\|image_(\d+)\|>/g;
@@ -96,4 +96,27 @@ function mismatch(kind: string, placeholders: number, items: number): string {
 
 function sum(xs: readonly number[]): number {
   return xs.reduce((a, b) => a + b, 0);
+}
+
+export interface PaddedBatch {
+  /** [batch, seqLen], left-padded. */
+  inputIds: Int32Array;
+  /** [batch, seqLen]: 1 on real tokens, 0 on padding. */
+  attentionMask: Uint8Array;
+  batch: number;
+  seqLen: number;
+}
+
+/** Left-pads prompts to a common length with pad_token_id (199999), as the reference processor does for batches. */
+export function padBatchLeft(seqs: readonly ArrayLike<number>[], padId = ENDOFTEXT_ID): PaddedBatch {
+  if (seqs.length === 0) throw new Error('padBatchLeft needs at least one sequence');
+  const seqLen = Math.max(...seqs.map((s) => s.length));
+  const inputIds = new Int32Array(seqs.length * seqLen).fill(padId);
+  const attentionMask = new Uint8Array(seqs.length * seqLen);
+  seqs.forEach((s, b) => {
+    const offset = b * seqLen + seqLen - s.length;
+    inputIds.set(s, offset);
+    attentionMask.fill(1, offset, offset + s.length);
+  });
+  return { inputIds, attentionMask, batch: seqs.length, seqLen };
 }

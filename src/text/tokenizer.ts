@@ -87,7 +87,10 @@ export class Phi4Tokenizer {
     return new Phi4Tokenizer(loadTokenizerDir(dir));
   }
 
-  /** Token ids of `text` (no BOS). Literal added-token strings become their control tokens, as in HF. */
+  /**
+   * Token ids of `text` (no BOS). Literal added-token strings become their control tokens, as in HF. The
+   * `single_word` and `normalized` flags are not interpreted (false for every Phi-4 token; there is no normalizer).
+   */
   encode(text: string): number[] {
     if (typeof text !== 'string') throw new TypeError(`encode expects a string, got ${typeof text}`);
     const ids: number[] = [];

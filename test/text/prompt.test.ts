@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { applyChatTemplate } from '../../src/text/chat.js';
-import { buildInputIds, checkMediaTagNumbering, expandMediaPlaceholders, insertMediaTags, rewriteMediaTags } from '../../src/text/prompt.js';
+import { buildInputIds, checkMediaTagNumbering, expandMediaPlaceholders, insertMediaTags, padBatchLeft, rewriteMediaTags } from '../../src/text/prompt.js';
 import { AUDIO_TOKEN_ID, IMAGE_TOKEN_ID } from '../../src/text/special_tokens.js';
 import { Phi4Tokenizer } from '../../src/text/tokenizer.js';
 import { golden, specJson } from '../helpers/golden.js';
@@ -70,6 +70,17 @@ describe('media placeholders (SPEC §2.2)', () => {
     expect(() => checkMediaTagNumbering('<|image_1|><|image_2|><|audio_1|>')).not.toThrow();
     expect(() => checkMediaTagNumbering('<|image_2|><|image_1|>')).toThrow(/numbered 1\.\.2/);
     expect(() => checkMediaTagNumbering('<|audio_1|><|audio_1|>')).toThrow(/audio_1/);
+  });
+});
+
+describe('padBatchLeft', () => {
+  it('left-pads with pad_token_id and masks the padding', () => {
+    const pad = specJson('special_tokens.json').generation_config.pad_token_id;
+    const b = padBatchLeft([[1, 2, 3], [4]]);
+    expect(b.seqLen).toBe(3);
+    expect(Array.from(b.inputIds)).toEqual([1, 2, 3, pad, pad, 4]);
+    expect(Array.from(b.attentionMask)).toEqual([1, 1, 1, 0, 0, 1]);
+    expect(() => padBatchLeft([])).toThrow(/at least one/);
   });
 });
 

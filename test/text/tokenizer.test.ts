@@ -38,6 +38,11 @@ describe('Phi4Tokenizer.offline', () => {
     expect(tok.decode(eot)).toBe('<|endoftext|>\nHi');
   });
 
+  it('lstrip tokens absorb preceding whitespace (generic HF flag; unused by Phi)', () => {
+    const t = new Phi4Tokenizer({ vocab: o200kVocab(), addedTokens: [{ id: 200100, content: '<X>', special: true, lstrip: true, rstrip: false, normalized: false, single_word: false }] });
+    expect(t.encode('a \n <X> b')).toEqual([...t.encode('a'), 200100, ...t.encode(' b')]);
+  });
+
   it('matches the longest added token at a position and adds no BOS', () => {
     const ids = tok.encode('<|endoftext10|><|endoftext|>x');
     expect(ids.slice(0, 2)).toEqual([200010, 199999]);
