@@ -5,6 +5,7 @@
 // the lowest id" reproduces tiktoken (and HF BPE with merges ordered by rank).
 
 import { createRequire } from 'node:module';
+import { O200K_RANK_COUNT } from './special_tokens.js';
 
 /** Binary string (one char per byte) of the UTF-8 encoding of `text`. */
 export function utf8Binary(text: string): string {
@@ -254,7 +255,11 @@ export function parseTiktokenRanks(bpeRanks: string): Map<string, number> {
 
 /** The o200k_base vocabulary (ids 0..199997), parsed on first use and shared by the whole process. */
 export function o200kVocab(): BpeVocab {
-  if (!o200k) o200k = new BpeVocab(parseTiktokenRanks(requireO200kRanks().bpe_ranks));
+  if (!o200k) {
+    const ranks = parseTiktokenRanks(requireO200kRanks().bpe_ranks);
+    if (ranks.size !== O200K_RANK_COUNT) throw new Error(`js-tiktoken o200k_base holds ${ranks.size} ranks, expected ${O200K_RANK_COUNT}; check the js-tiktoken version`);
+    o200k = new BpeVocab(ranks);
+  }
   return o200k;
 }
 

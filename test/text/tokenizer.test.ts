@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,6 +91,14 @@ describe('Phi4Tokenizer.offline', () => {
       for (let i = 0; i < len; i++) s += alphabet[rand(alphabet.length)];
       expect(tok.encode(s), JSON.stringify(s)).toEqual(ref.encode(s));
     }
+  });
+
+  it('the offline rank table is byte-identical to the official o200k_base.tiktoken (pinned sha256)', () => {
+    // The .tiktoken file is one "<base64 token> <rank>" line per rank; rebuild it and compare size and hash.
+    const v = o200kVocab();
+    const lines = v.tokenById.map((bin, id) => `${Buffer.from(bin!, 'latin1').toString('base64')} ${id}\n`).join('');
+    expect(Buffer.byteLength(lines)).toBe(special.base_vocabulary.o200k_base_bytes);
+    expect(createHash('sha256').update(lines).digest('hex')).toBe(special.base_vocabulary.o200k_base_sha256);
   });
 
   it('heap BPE equals the plain tiktoken merge loop on long pieces', () => {
