@@ -94,7 +94,7 @@ function dropAlpha(w: number, h: number, rgba: ArrayLike<number>, pick: (v: numb
   return { width: w, height: h, data: out };
 }
 
-const PNG_GRAY = 0, PNG_GRAY_ALPHA = 4;
+const PNG_GRAY = 0; // colour type of plain grayscale
 
 function decodePng(b: Uint8Array, maxPixels: number): RgbImage {
   // IHDR sits at a fixed place: width/height at bytes 16..23, bit depth 24, colour type 25
@@ -114,7 +114,6 @@ function decodePng(b: Uint8Array, maxPixels: number): RgbImage {
     return dropAlpha(png.width, png.height, samples, (v) => (v > 255 ? 255 : v));
   }
   // PIL's RGB;16B / RGBA;16B / LA;16B unpackers keep the most significant byte
-  void PNG_GRAY_ALPHA;
   return dropAlpha(png.width, png.height, samples, (v) => v >> 8);
 }
 
