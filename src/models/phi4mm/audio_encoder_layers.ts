@@ -1,0 +1,211 @@
+// One conformer block of the Phi-4-MM audio encoder and its parts (checkpoint prefix
+// `...audio_embed.encoder.encoders.N`). Activations are channel-last: a batch of n sequences of t frames is
+// [n·t, C] row-major, so every pointwise conv is one `backend.linear` with M = n·t. Only the depthwise conv
+// and the attention see the sequence boundaries.
+import type { Backend } from '../../tensor/backend.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { silu } from '../../tensor/ops.js';
+import { LayerNorm, Linear } from '../../nn/layers.js';
+import type { WeightSource } from '../../nn/weights.js';
+import type { AudioConfig } from './audio_encoder.js';
+
+/** nn.LayerNorm default eps; every LayerNorm of the audio encoder uses it (vision uses 1e-6). */
+export const AUDIO_LAYER_NORM_EPS = 1e-5;
+
+/** A Conv1d with kernel 1 (weight [out, in, 1]) run as a linear over channel-last frames. */
+export class PointwiseConv1d {
+  readonly weight: Tensor; // [out, in]
+  readonly bias: Float32Array; // [out]
+  constructor(ws: WeightSource, prefix: string, readonly inChannels: number, readonly outChannels: number) {
+    this.weight = ws.take(`${prefix}.weight`, [outChannels, inChannels, 1]).reshape([outChannels, inChannels]);
+    this.bias = ws.take(`${prefix}.bias`, [outChannels], 'f32').f32();
+  }
+  /** x [rows, in] → [rows, out] */
+  forward(be: Backend, x: Float32Array, rows: number): Float32Array {
+    return be.linear(x, rows, this.weight, this.bias);
+  }
+}
+
+/** Macaron half-step FFN: LayerNorm → Linear to 2·I → `up, gate = chunk(2)`, up·swish(gate) → Linear. */
+export class FeedForward {
+  readonly layerNorm: LayerNorm;
+  readonly net0: Linear; // `net.0.linear`
+  readonly net2: Linear;
+  constructor(ws: WeightSource, prefix: string, cfg: AudioConfig) {
+    const c = cfg.hidden_size, i = cfg.intermediate_size;
+    this.layerNorm = new LayerNorm(ws, `${prefix}.layer_norm`, c, AUDIO_LAYER_NORM_EPS);
+    this.net0 = new Linear(ws, `${prefix}.net.0.linear`, c, 2 * i, { bias: true });
+    this.net2 = new Linear(ws, `${prefix}.net.2`, i, c, { bias: true });
+  }
+  /** x [rows, C] → [rows, C] */
+  forward(be: Backend, x: Float32Array, rows: number): Float32Array {
+    const i = this.net2.inFeatures;
+    const upGate = this.net0.forward(be, this.layerNorm.forward(x, rows), rows); // [rows, 2I] = [up | gate]
+    const h = new Float32Array(rows * i);
+    for (let r = 0; r < rows; r++) {
+      const o = r * 2 * i;
+      for (let j = 0; j < i; j++) {
+        const g = upGate[o + i + j]!;
+        h[r * i + j] = upGate[o + j]! * (g / (1 + Math.exp(-g))); // opposite order to the text MLP's gate, up
+      }
+    }
+    return this.net2.forward(be, h, rows);
+  }
+}
+
+/** Multi-head self-attention with the encoder's additive [t, t] mask and shared [H, t, t] relative bias. */
+export class MultiHeadedAttention {
+  readonly linearQ: Linear;
+  readonly linearK: Linear;
+  readonly linearV: Linear;
+  readonly linearOut: Linear;
+  readonly nHeads: number;
+  readonly headDim: number;
+  constructor(ws: WeightSource, prefix: string, cfg: AudioConfig) {
+    const c = cfg.hidden_size;
+    this.nHeads = cfg.num_attention_heads;
+    this.headDim = c / this.nHeads;
+    this.linearQ = new Linear(ws, `${prefix}.linear_q`, c, c, { bias: true });
+    this.linearK = new Linear(ws, `${prefix}.linear_k`, c, c, { bias: true });
+    this.linearV = new Linear(ws, `${prefix}.linear_v`, c, c, { bias: true });
+    this.linearOut = new Linear(ws, `${prefix}.linear_out`, c, c, { bias: true });
+  }
+  /** x [n·t, C]; masks[b] [t, t] additive per sequence; bias [H, t, t] → [n·t, C] */
+  forward(be: Backend, x: Float32Array, n: number, t: number, masks: Float32Array[], bias: Float32Array): Float32Array {
+    const rows = n * t, c = this.nHeads * this.headDim;
+    const q = this.linearQ.forward(be, x, rows), k = this.linearK.forward(be, x, rows), v = this.linearV.forward(be, x, rows);
+    const ctx = new Float32Array(rows * c); // [n·t, H, headDim]
+    for (let b = 0; b < n; b++) {
+      const span = (a: Float32Array) => a.subarray(b * t * c, (b + 1) * t * c);
+      be.attention({
+        q: span(q), k: span(k), v: span(v), tq: t, tk: t, nHeads: this.nHeads, nKvHeads: this.nHeads, headDim: this.headDim,
+        scale: this.headDim ** -0.5, mask: masks[b]!, bias, out: span(ctx),
+      });
+    }
+    return this.linearOut.forward(be, ctx, rows);
+  }
+}
+
+/** `glu`: 1×1 conv C → 2E, then (a + b1)·swish(g + b2) with a the first E channels. */
+export class GluPointWiseConv {
+  readonly extPwConv1d: PointwiseConv1d;
+  readonly b1: Float32Array; // [E] (checkpoint [1, E, 1])
+  readonly b2: Float32Array;
+  constructor(ws: WeightSource, prefix: string, cfg: AudioConfig) {
+    const e = cfg.ext_pw_out_channel;
+    this.extPwConv1d = new PointwiseConv1d(ws, `${prefix}.ext_pw_conv_1d`, cfg.hidden_size, 2 * e);
+    this.b1 = ws.take(`${prefix}.b1`, [1, e, 1], 'f32').f32();
+    this.b2 = ws.take(`${prefix}.b2`, [1, e, 1], 'f32').f32();
+  }
+  /** x [rows, C] → [rows, E] */
+  forward(be: Backend, x: Float32Array, rows: number): Float32Array {
+    const e = this.b1.length;
+    const ag = this.extPwConv1d.forward(be, x, rows); // [rows, 2E] = [a | g]
+    const out = new Float32Array(rows * e);
+    for (let r = 0; r < rows; r++) {
+      const o = r * 2 * e;
+      for (let j = 0; j < e; j++) {
+        const g = Math.fround(ag[o + e + j]! + this.b2[j]!);
+        out[r * e + j] = Math.fround(ag[o + j]! + this.b1[j]!) * (g / (1 + Math.exp(-g)));
+      }
+    }
+    return out;
+  }
+}
+
+/**
+ * `dw_sep_conv_1d`: depthwise Conv1d(k, padding k−1 both sides, groups C, C·multiplier outputs) → 1×1
+ * `pw_conv`. Only the first t of the t+k−1 outputs are kept (the block drops the last k−1 after pw_conv;
+ * pw_conv is per frame, so trimming first is the same), which makes the conv causal:
+ * y[τ] = Σ_j w[j]·x[τ − (k−1) + j].
+ */
+export class DepthWiseSeparableConv1d {
+  readonly dwWeight: Float32Array; // [C·mult, k]
+  readonly dwBias: Float32Array; // [C·mult]
+  readonly pwConv: PointwiseConv1d;
+  readonly channels: number;
+  readonly multiplier: number;
+  readonly kernel: number;
+  constructor(ws: WeightSource, prefix: string, cfg: AudioConfig) {
+    this.channels = cfg.hidden_size;
+    this.multiplier = cfg.depthwise_multiplier;
+    this.kernel = cfg.kernel_size;
+    const cm = this.channels * this.multiplier;
+    this.dwWeight = ws.take(`${prefix}.dw_conv.weight`, [cm, 1, this.kernel], 'f32').f32();
+    this.dwBias = ws.take(`${prefix}.dw_conv.bias`, [cm], 'f32').f32();
+    this.pwConv = new PointwiseConv1d(ws, `${prefix}.pw_conv`, cm, cfg.depthwise_seperable_out_channel);
+  }
+  /** x [n·t, C] → [n·t, depthwise_seperable_out_channel], causal within each sequence. */
+  forward(be: Backend, x: Float32Array, n: number, t: number): Float32Array {
+    const c = this.channels, m = this.multiplier, k = this.kernel, cm = c * m;
+    const dw = new Float32Array(n * t * cm);
+    for (let b = 0; b < n; b++)
+      for (let tau = 0; tau < t; tau++) {
+        const dst = (b * t + tau) * cm;
+        for (let o = 0; o < cm; o++) {
+          const ch = Math.floor(o / m);
+          let acc = 0;
+          for (let j = 0; j < k; j++) {
+            const src = tau - (k - 1) + j;
+            if (src >= 0) acc += x[(b * t + src) * c + ch]! * this.dwWeight[o * k + j]!;
+          }
+          dw[dst + o] = acc + this.dwBias[o]!;
+        }
+      }
+    return this.pwConv.forward(be, dw, n * t);
+  }
+}
+
+/** Conformer conv module: LN → GLU → causal depthwise-separable conv → swish → 1×1 `ext_pw_conv_1d`. */
+export class ConvModule {
+  readonly layerNorm: LayerNorm;
+  readonly glu: GluPointWiseConv;
+  readonly dwSepConv1d: DepthWiseSeparableConv1d;
+  readonly extPwConv1d: PointwiseConv1d;
+  constructor(ws: WeightSource, prefix: string, cfg: AudioConfig) {
+    this.layerNorm = new LayerNorm(ws, `${prefix}.layer_norm`, cfg.hidden_size, AUDIO_LAYER_NORM_EPS);
+    this.glu = new GluPointWiseConv(ws, `${prefix}.glu`, cfg);
+    this.dwSepConv1d = new DepthWiseSeparableConv1d(ws, `${prefix}.dw_sep_conv_1d`, cfg);
+    this.extPwConv1d = new PointwiseConv1d(ws, `${prefix}.ext_pw_conv_1d`, cfg.hidden_size, cfg.ext_pw_out_channel);
+  }
+  /** x [n·t, C] → [n·t, C] */
+  forward(be: Backend, x: Float32Array, n: number, t: number): Float32Array {
+    const rows = n * t;
+    const h = this.glu.forward(be, this.layerNorm.forward(x, rows), rows);
+    const d = this.dwSepConv1d.forward(be, h, n, t);
+    return this.extPwConv1d.forward(be, silu(d, d), rows);
+  }
+}
+
+/** x + ½FFN_in(x) → + MHSA(LN_att(·)) → + Conv(·) → + ½FFN_out(·) → LayerNorm. */
+export class ConformerBlock {
+  readonly feedForwardIn: FeedForward;
+  readonly selfAttn: MultiHeadedAttention;
+  readonly conv: ConvModule;
+  readonly feedForwardOut: FeedForward;
+  readonly layerNormAtt: LayerNorm;
+  readonly layerNorm: LayerNorm;
+  constructor(ws: WeightSource, prefix: string, cfg: AudioConfig) {
+    this.feedForwardIn = new FeedForward(ws, `${prefix}.feed_forward_in`, cfg);
+    this.selfAttn = new MultiHeadedAttention(ws, `${prefix}.self_attn`, cfg);
+    this.conv = new ConvModule(ws, `${prefix}.conv`, cfg);
+    this.feedForwardOut = new FeedForward(ws, `${prefix}.feed_forward_out`, cfg);
+    this.layerNormAtt = new LayerNorm(ws, `${prefix}.layer_norm_att`, cfg.hidden_size, AUDIO_LAYER_NORM_EPS);
+    this.layerNorm = new LayerNorm(ws, `${prefix}.layer_norm`, cfg.hidden_size, AUDIO_LAYER_NORM_EPS);
+  }
+  /** x [n·t, C] (not modified) → [n·t, C] */
+  forward(be: Backend, x: Float32Array, n: number, t: number, masks: Float32Array[], bias: Float32Array): Float32Array {
+    const rows = n * t;
+    const h = addScaled(x, this.feedForwardIn.forward(be, x, rows), 0.5);
+    addScaled(h, this.selfAttn.forward(be, this.layerNormAtt.forward(h, rows), n, t, masks, bias), 1, h);
+    addScaled(h, this.conv.forward(be, h, n, t), 1, h);
+    addScaled(h, this.feedForwardOut.forward(be, h, rows), 0.5, h);
+    return this.layerNorm.forward(h, rows);
+  }
+}
+
+/** out = a + s·b, rounded to f32 per element (torch computes s·b as its own f32 tensor first). */
+function addScaled(a: Float32Array, b: Float32Array, s: number, out: Float32Array = new Float32Array(a.length)): Float32Array {
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! + Math.fround(s * b[i]!);
+  return out;
+}
