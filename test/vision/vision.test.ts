@@ -151,6 +151,17 @@ describe('Phi4MMImageEmbedding', () => {
   });
 });
 
+describe('vision config validation', () => {
+  const build = (patch: Partial<VisionConfig>) => new Phi4MMImageEmbedding(new StrictWeights(provider()), { ...cfg, ...patch }, lmHidden);
+  it('rejects a feature layer outside the hidden states and a crop size other than the SigLIP input size', () => {
+    expect(() => build({ feature_layer: cfg.num_hidden_layers + 1 })).toThrow(/feature_layer 3 is outside the 3 hidden states/);
+    expect(() => build({ crop_size: 336 })).toThrow(/crop_size 336 must equal image_size 448/);
+  });
+  it('loads the last layer too when the features are the last hidden state', () => {
+    expect(build({ feature_layer: -1 }).img_processor.encoder.layers).toHaveLength(cfg.num_hidden_layers);
+  });
+});
+
 describe('Phi4MMImageEmbedding on the auto backend', async () => {
   const auto = await createBackend('auto');
   it.skipIf(auto.name !== 'native')('gives the reference results on the native backend', () => {
