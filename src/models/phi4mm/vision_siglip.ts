@@ -121,7 +121,10 @@ export class SiglipAttention {
   constructor(ws: WeightSource, prefix: string, readonly cfg: SiglipConfig) {
     const c = cfg.hidden_size;
     this.headDim = c / cfg.num_attention_heads;
-    [this.q_proj, this.k_proj, this.v_proj, this.out_proj] = ['q_proj', 'k_proj', 'v_proj', 'out_proj'].map((n) => new Linear(ws, `${prefix}.${n}`, c, c, { bias: true })) as [Linear, Linear, Linear, Linear];
+    this.q_proj = new Linear(ws, `${prefix}.q_proj`, c, c, { bias: true });
+    this.k_proj = new Linear(ws, `${prefix}.k_proj`, c, c, { bias: true });
+    this.v_proj = new Linear(ws, `${prefix}.v_proj`, c, c, { bias: true });
+    this.out_proj = new Linear(ws, `${prefix}.out_proj`, c, c, { bias: true });
   }
 
   /** x [T, C] → [T, C]; mask: additive [T, T] or undefined. */
