@@ -1,0 +1,40 @@
+# The phi4mm addon: N-API glue + thread pool (generic x86-64 flags) and one static library of kernels per
+# ISA, each built with its own -m flags. Dispatch picks one at run time (__builtin_cpu_supports), so the
+# binary runs on any x86-64 machine; no -march=native.
+{
+  'target_defaults': {
+    'cflags': ['-O3', '-fPIC', '-fno-math-errno', '-Wall', '-Wno-unused-function'],
+    'cflags_cc': ['-std=c++17', '-fexceptions'],
+    'cflags!': ['-fno-exceptions', '-O2'],
+    'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17'],
+    'include_dirs': ['src'],
+  },
+  'targets': [
+    {
+      'target_name': 'phi4mm_kernels_generic',
+      'type': 'static_library',
+      'sources': ['src/kernels_generic.cc'],
+    },
+    {
+      'target_name': 'phi4mm_kernels_avx2',
+      'type': 'static_library',
+      'sources': ['src/kernels_avx2.cc'],
+      'cflags': ['-mavx2', '-mfma', '-mf16c'],
+    },
+    {
+      'target_name': 'phi4mm_kernels_avx512',
+      'type': 'static_library',
+      'sources': ['src/kernels_avx512.cc'],
+      'cflags': ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni', '-mavx512dq',
+                 '-Wno-maybe-uninitialized'],  # false positives inside GCC 12's avx512fintrin.h
+    },
+    {
+      'target_name': 'phi4mm_native',
+      'sources': ['src/addon.cc', 'src/pool.cc', 'src/quantize.cc'],
+      'dependencies': ['phi4mm_kernels_generic', 'phi4mm_kernels_avx2', 'phi4mm_kernels_avx512'],
+      'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
+      'libraries': ['-pthread'],
+    },
+  ],
+}

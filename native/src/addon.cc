@@ -1,0 +1,313 @@
+// N-API surface of the addon: argument checking, ISA dispatch, activation quantization and the split of each
+// kernel over the thread pool. Typed arrays are used in place (weights are never copied).
+#include <napi.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "pool.h"
+
+namespace phi4mm {
+namespace {
+
+struct Isa {
+  const char* name;
+  const Kernels* kernels;
+  bool (*supported)();
+};
+
+bool has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+bool has_avx512() {
+  return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+}
+bool always() { return true; }
+
+// Best first.
+const Isa ISAS[] = {
+    {"avx512", &avx512::kernels, has_avx512},
+    {"avx2", &avx2::kernels, has_avx2},
+    {"scalar", &generic::kernels, always},
+};
+
+const Kernels* g_kernels = nullptr;
+std::unique_ptr<Pool> g_pool;
+std::vector<uint8_t> g_scratch;  // quantized activations / transposed B; only the JS thread resizes it
+
+int default_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : (int)n;
+}
+
+Pool& pool() {
+  if (!g_pool) g_pool = std::make_unique<Pool>(default_threads());
+  return *g_pool;
+}
+
+const Kernels& kernels() {
+  if (!g_kernels) {
+    for (const Isa& isa : ISAS)
+      if (isa.supported()) { g_kernels = isa.kernels; break; }
+  }
+  return *g_kernels;
+}
+
+void select_isa(const std::string& name) {
+  std::string known;
+  for (const Isa& isa : ISAS) {
+    if (name == isa.name) {
+      if (!isa.supported()) throw std::runtime_error("ISA '" + name + "' is not supported by this CPU; available: " + [] {
+        std::string s;
+        for (const Isa& i : ISAS) if (i.supported()) s += (s.empty() ? "" : ", ") + std::string(i.name);
+        return s;
+      }());
+      g_kernels = isa.kernels;
+      return;
+    }
+    known += (known.empty() ? "" : ", ") + std::string(isa.name);
+  }
+  throw std::runtime_error("unknown ISA '" + name + "' (known: " + known + ")");
+}
+
+// Splits [0, n) into tasks of `align`-multiples: ~4 tasks per thread so dynamic scheduling evens out.
+int chunk_size(int n, int align) {
+  const int threads = pool().threads();
+  if (threads == 1) return std::max(n, 1);
+  const int target = threads * 4;
+  int c = (n + target - 1) / target;
+  c = (c + align - 1) / align * align;
+  return std::max(c, align);
+}
+
+template <typename F>
+void parallel_rows(int n, int align, F&& f) {
+  const int c = chunk_size(n, align);
+  const int tasks = (n + c - 1) / c;
+  pool().run(tasks, [&](int t, int) { f(t * c, std::min(n, (t + 1) * c)); });
+}
+
+// ---- argument helpers ----
+struct View {
+  uint8_t* data;
+  size_t bytes;
+};
+
+View typed(const Napi::CallbackInfo& info, int i, const char* what) {
+  if (!info[i].IsTypedArray()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a typed array");
+  auto t = info[i].As<Napi::TypedArray>();
+  return {static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), t.ByteLength()};
+}
+
+View typed_or_null(const Napi::CallbackInfo& info, int i, const char* what) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return {nullptr, 0};
+  return typed(info, i, what);
+}
+
+int64_t integer(const Napi::CallbackInfo& info, int i, const char* what) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (v != std::floor(v) || v < -9007199254740991.0 || v > 9007199254740991.0)
+    throw Napi::RangeError::New(info.Env(), std::string(what) + " must be an integer");
+  return (int64_t)v;
+}
+
+int dim(const Napi::CallbackInfo& info, int i, const char* what) {
+  const int64_t v = integer(info, i, what);
+  if (v < 0 || v > 0x7fffffff) throw Napi::RangeError::New(info.Env(), std::string(what) + " out of range: " + std::to_string(v));
+  return (int)v;
+}
+
+void need(const Napi::Env& env, const View& v, uint64_t bytes, const char* what) {
+  if (v.bytes < bytes)
+    throw Napi::RangeError::New(env, std::string(what) + ": buffer has " + std::to_string(v.bytes) + " bytes, needs " + std::to_string(bytes));
+}
+
+// Scans M rows of K floats for NaN/Inf before quantizing (a non-finite value would corrupt a whole block).
+void check_finite(const Napi::Env& env, const float* x, int m, int k, const char* what) {
+  for (int64_t i = 0; i < (int64_t)m * k; i++)
+    if (!std::isfinite(x[i]))
+      throw Napi::RangeError::New(env, std::string(what) + ": input row " + std::to_string(i / k) + " element " +
+                                           std::to_string(i % k) + " is not finite; quantized linear layers need finite activations");
+}
+
+// ---- exported functions ----
+
+// linearF(x, m, w, wtype, wOffset, ldw, n, k, bias|null, out): out[m, n] = x[m, k] · W[n, k]ᵀ (+ bias).
+Napi::Value LinearF(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const View x = typed(info, 0, "x"), w = typed(info, 2, "w");
+  const int m = dim(info, 1, "m"), wt = dim(info, 3, "wtype");
+  const int64_t woff = integer(info, 4, "wOffset"), ldw = integer(info, 5, "ldw");
+  const int n = dim(info, 6, "n"), k = dim(info, 7, "k");
+  const View bias = typed_or_null(info, 8, "bias"), out = typed(info, 9, "out");
+  if (wt > 2) throw Napi::RangeError::New(env, "wtype must be 0 (f32), 1 (bf16) or 2 (f16)");
+  const int esize = wt == 0 ? 4 : 2;
+  if (woff < 0 || ldw < k) throw Napi::RangeError::New(env, "linear: bad weight offset/row stride");
+  need(env, x, (uint64_t)m * k * 4, "linear x");
+  if (n > 0) need(env, w, ((uint64_t)woff + (uint64_t)(n - 1) * ldw + k) * esize, "linear weight");
+  if (bias.data) need(env, bias, (uint64_t)n * 4, "linear bias");
+  need(env, out, (uint64_t)m * n * 4, "linear out");
+  if (m == 0 || n == 0) return env.Undefined();
+  GemmArgs g{reinterpret_cast<const float*>(x.data), k, w.data + woff * esize, ldw, (WType)wt,
+             reinterpret_cast<float*>(out.data), n, reinterpret_cast<const float*>(bias.data), m, n, k};
+  const Kernels& K = kernels();
+  parallel_rows(n, 8, [&](int n0, int n1) { K.gemm_nt(g, n0, n1); });
+  return env.Undefined();
+}
+
+// linearQ(x, m, w, format(0 q4_k, 1 q8_0), n, k, bias|null, out)
+Napi::Value LinearQ(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const View x = typed(info, 0, "x"), w = typed(info, 2, "w");
+  const int m = dim(info, 1, "m"), fmt = dim(info, 3, "format"), n = dim(info, 4, "n"), k = dim(info, 5, "k");
+  const View bias = typed_or_null(info, 6, "bias"), out = typed(info, 7, "out");
+  if (fmt > 1) throw Napi::RangeError::New(env, "format must be 0 (q4_k) or 1 (q8_0)");
+  const int bs = fmt == 0 ? QK_K : QK8_0;
+  if (k % bs != 0) throw Napi::RangeError::New(env, "linear: K=" + std::to_string(k) + " is not a multiple of the block size " + std::to_string(bs));
+  const int nb = k / bs;
+  const int64_t wrow = (int64_t)nb * (fmt == 0 ? BLOCK_Q4_K_BYTES : BLOCK_Q8_0_BYTES);
+  const int64_t xrow = (int64_t)nb * (fmt == 0 ? BLOCK_Q8_K_BYTES : BLOCK_Q8_0_BYTES);
+  need(env, x, (uint64_t)m * k * 4, "linear x");
+  need(env, w, (uint64_t)n * wrow, "linear weight");
+  if (bias.data) need(env, bias, (uint64_t)n * 4, "linear bias");
+  need(env, out, (uint64_t)m * n * 4, "linear out");
+  if (m == 0 || n == 0) return env.Undefined();
+  const float* xf = reinterpret_cast<const float*>(x.data);
+  check_finite(env, xf, m, k, "linear");
+  if (g_scratch.size() < (size_t)(m * xrow)) g_scratch.resize((size_t)(m * xrow));
+  uint8_t* xq = g_scratch.data();
+  pool().run(m, [&](int i, int) {
+    if (fmt == 0) quantize_row_q8_K(xf + (int64_t)i * k, xq + i * xrow, k);
+    else quantize_row_q8_0(xf + (int64_t)i * k, xq + i * xrow, k);
+  });
+  QGemmArgs g{w.data, wrow, xq, xrow, reinterpret_cast<float*>(out.data), n, reinterpret_cast<const float*>(bias.data), m, n, nb};
+  const Kernels& K = kernels();
+  parallel_rows(n, 8, [&](int n0, int n1) { (fmt == 0 ? K.q4k_q8k : K.q80_q80)(g, n0, n1); });
+  return env.Undefined();
+}
+
+// matmul(a, b, m, k, n, transB, out): C[m, n] = A[m, k] · B (B [k, n], or [n, k] when transB).
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const View a = typed(info, 0, "a"), b = typed(info, 1, "b");
+  const int m = dim(info, 2, "m"), k = dim(info, 3, "k"), n = dim(info, 4, "n");
+  const bool transB = info[5].ToBoolean();
+  const View out = typed(info, 6, "out");
+  need(env, a, (uint64_t)m * k * 4, "matmul a");
+  need(env, b, (uint64_t)k * n * 4, "matmul b");
+  need(env, out, (uint64_t)m * n * 4, "matmul out");
+  if (m == 0 || n == 0) return env.Undefined();
+  const float* bt = reinterpret_cast<const float*>(b.data);
+  if (!transB) {  // the kernel wants B as [n, k]: transpose once, O(k·n) next to O(m·k·n)
+    if (g_scratch.size() < (size_t)k * n * 4) g_scratch.resize((size_t)k * n * 4);
+    float* t = reinterpret_cast<float*>(g_scratch.data());
+    const float* src = bt;
+    parallel_rows(n, 16, [&](int n0, int n1) {
+      for (int j = n0; j < n1; j++)
+        for (int t2 = 0; t2 < k; t2++) t[(int64_t)j * k + t2] = src[(int64_t)t2 * n + j];
+    });
+    bt = t;
+  }
+  GemmArgs g{reinterpret_cast<const float*>(a.data), k, bt, k, WType::F32, reinterpret_cast<float*>(out.data), n, nullptr, m, n, k};
+  const Kernels& K = kernels();
+  parallel_rows(n, 8, [&](int n0, int n1) { K.gemm_nt(g, n0, n1); });
+  return env.Undefined();
+}
+
+// attention(q, k, v, out, tq, tk, nHeads, nKvHeads, headDim, scale, causalOffset (-1: none), mask|null, bias|null)
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const View q = typed(info, 0, "q"), k = typed(info, 1, "k"), v = typed(info, 2, "v"), out = typed(info, 3, "out");
+  const int tq = dim(info, 4, "tq"), tk = dim(info, 5, "tk"), h = dim(info, 6, "nHeads"), hkv = dim(info, 7, "nKvHeads"),
+            d = dim(info, 8, "headDim");
+  const float scale = (float)info[9].As<Napi::Number>().DoubleValue();
+  const int64_t causal = integer(info, 10, "causalOffset");
+  const View mask = typed_or_null(info, 11, "mask"), bias = typed_or_null(info, 12, "bias");
+  if (hkv == 0 || h % hkv != 0) throw Napi::RangeError::New(env, "attention: nHeads must be a multiple of nKvHeads");
+  need(env, q, (uint64_t)tq * h * d * 4, "attention q");
+  need(env, k, (uint64_t)tk * hkv * d * 4, "attention k");
+  need(env, v, (uint64_t)tk * hkv * d * 4, "attention v");
+  need(env, out, (uint64_t)tq * h * d * 4, "attention out");
+  if (mask.data) need(env, mask, (uint64_t)tq * tk * 4, "attention mask");
+  if (bias.data) need(env, bias, (uint64_t)h * tq * tk * 4, "attention bias");
+  if (tq == 0 || h == 0) return env.Undefined();
+  AttnArgs p{reinterpret_cast<const float*>(q.data), reinterpret_cast<const float*>(k.data), reinterpret_cast<const float*>(v.data),
+             reinterpret_cast<float*>(out.data), reinterpret_cast<const float*>(mask.data), reinterpret_cast<const float*>(bias.data),
+             tq, tk, h, hkv, d, scale, causal};
+  // Query blocks small enough that decode (tq = 1) still splits over heads, large enough to amortize a task.
+  const int qb = std::max(1, std::min(16, tq / std::max(1, pool().threads())));
+  const int qblocks = (tq + qb - 1) / qb;
+  std::vector<float> scratch((size_t)pool().threads() * std::max(tk, 1));
+  const Kernels& K = kernels();
+  pool().run(h * qblocks, [&](int t, int thread) {
+    const int head = t % h, i0 = (t / h) * qb;
+    K.attention(p, head, i0, std::min(tq, i0 + qb), scratch.data() + (size_t)thread * std::max(tk, 1));
+  });
+  return env.Undefined();
+}
+
+// quantizeQ8K(x, out) / quantizeQ80(x, out): the activation quantizers, exposed for tests.
+Napi::Value Quantize(const Napi::CallbackInfo& info, bool q8k) {
+  Napi::Env env = info.Env();
+  const View x = typed(info, 0, "x"), out = typed(info, 1, "out");
+  const int bs = q8k ? QK_K : QK8_0;
+  const int k = (int)(x.bytes / 4);
+  if (k % bs != 0) throw Napi::RangeError::New(env, "quantize: length " + std::to_string(k) + " is not a multiple of " + std::to_string(bs));
+  need(env, out, (uint64_t)(k / bs) * (q8k ? BLOCK_Q8_K_BYTES : BLOCK_Q8_0_BYTES), "quantize out");
+  if (q8k) quantize_row_q8_K(reinterpret_cast<const float*>(x.data), out.data, k);
+  else quantize_row_q8_0(reinterpret_cast<const float*>(x.data), out.data, k);
+  return env.Undefined();
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  const int n = dim(info, 0, "threads");
+  if (n < 1 || n > 1024) throw Napi::RangeError::New(info.Env(), "threads must be between 1 and 1024, got " + std::to_string(n));
+  if (!g_pool || g_pool->threads() != n) {
+    g_pool.reset();
+    g_pool = std::make_unique<Pool>(n);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "isa must be a string");
+  try {
+    select_isa(info[0].As<Napi::String>().Utf8Value());
+  } catch (const std::runtime_error& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("linearF", Napi::Function::New(env, LinearF));
+  exports.Set("linearQ", Napi::Function::New(env, LinearQ));
+  exports.Set("matmul", Napi::Function::New(env, Matmul));
+  exports.Set("attention", Napi::Function::New(env, Attention));
+  exports.Set("quantizeQ8K", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Quantize(i, true); }));
+  exports.Set("quantizeQ80", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Quantize(i, false); }));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("threads", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), pool().threads()); }));
+  exports.Set("setIsa", Napi::Function::New(env, SetIsa));
+  exports.Set("isa", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::String::New(i.Env(), kernels().name); }));
+  exports.Set("isas", Napi::Function::New(env, [](const Napi::CallbackInfo& i) {
+    Napi::Array a = Napi::Array::New(i.Env());
+    uint32_t n = 0;
+    for (const Isa& isa : ISAS) if (isa.supported()) a.Set(n++, Napi::String::New(i.Env(), isa.name));
+    return a;
+  }));
+  return exports;
+}
+
+}  // namespace
+}  // namespace phi4mm
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return phi4mm::Init(env, exports); }
+
+NODE_API_MODULE(phi4mm_native, InitModule)

@@ -1,0 +1,89 @@
+// The kernel table shared by the three ISA builds (generic, AVX2, AVX-512) and the block layouts they read.
+// Every kernel computes a slice [n0, n1) of output columns, so the caller can hand slices to the pool.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace phi4mm {
+
+constexpr int QK_K = 256;               // weights per Q4_K / Q8_K super-block
+constexpr int QK8_0 = 32;               // weights per Q8_0 block
+constexpr int BLOCK_Q4_K_BYTES = 144;   // f16 d, f16 dmin, 12 B scales/mins, 128 B nibbles
+constexpr int BLOCK_Q8_K_BYTES = 292;   // f32 d, int8 qs[256], int16 bsums[16]
+constexpr int BLOCK_Q8_0_BYTES = 34;    // f16 d, int8 qs[32]
+
+enum class WType : int { F32 = 0, BF16 = 1, F16 = 2 };
+
+// C[m, n] = Σ_k A[m, k] · B[n, k] (+ bias[n]); B may be f32/bf16/f16 (converted on the fly).
+struct GemmArgs {
+  const float* a; int64_t lda;
+  const void* b; int64_t ldb; WType bt;
+  float* c; int64_t ldc;
+  const float* bias;  // [N] or null
+  int m, n, k;
+};
+
+// y[m, n] = Σ_blocks dot(w row n, xq row m) (+ bias[n]); weights and activations are block rows.
+struct QGemmArgs {
+  const uint8_t* w; int64_t w_row_bytes;    // [N] rows of nb Q4_K or Q8_0 blocks
+  const uint8_t* xq; int64_t xq_row_bytes;  // [M] rows of nb Q8_K or Q8_0 blocks
+  float* y; int64_t ldy;
+  const float* bias;
+  int m, n, nb;
+};
+
+struct AttnArgs {
+  const float* q; const float* k; const float* v;  // [Tq, H, D], [Tk, Hkv, D], [Tk, Hkv, D]
+  float* out;                                       // [Tq, H, D]
+  const float* mask;  // [Tq, Tk] or null
+  const float* bias;  // [H, Tq, Tk] or null
+  int tq, tk, h, hkv, d;
+  float scale;
+  int64_t causal_offset;  // < 0: no causal limit
+};
+
+struct Kernels {
+  const char* name;
+  void (*gemm_nt)(const GemmArgs&, int n0, int n1);
+  void (*q4k_q8k)(const QGemmArgs&, int n0, int n1);
+  void (*q80_q80)(const QGemmArgs&, int n0, int n1);
+  // Heads [h0, h1) × queries [i0, i1); scratch holds >= tk floats.
+  void (*attention)(const AttnArgs&, int head, int i0, int i1, float* scratch);
+};
+
+namespace generic { extern const Kernels kernels; }
+namespace avx2 { extern const Kernels kernels; }
+namespace avx512 { extern const Kernels kernels; }
+
+// Activation quantizers, bit-exact ports of ggml's quantize_row_q8_K_ref / quantize_row_q8_0_ref (and of
+// src/quant), so the integer dot products can be checked exactly against the TypeScript oracle.
+void quantize_row_q8_K(const float* x, uint8_t* dst, int k);
+void quantize_row_q8_0(const float* x, uint8_t* dst, int k);
+
+// IEEE half → float, exact (used by the generic build and for block scales).
+static inline float fp16_to_fp32_soft(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalize
+      exp = 127 - 15 + 1;
+      while (!(mant & 0x400)) { mant <<= 1; exp--; }
+      bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000 | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+static inline uint16_t load_u16(const uint8_t* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
+static inline float load_f32(const uint8_t* p) { float v; std::memcpy(&v, p, 4); return v; }
+
+}  // namespace phi4mm

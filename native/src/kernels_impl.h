@@ -1,0 +1,429 @@
+// The kernels, written once and compiled three times (kernels_{generic,avx2,avx512}.cc) with different -m
+// flags into namespaces phi4mm::{generic,avx2,avx512}. PHI_NS names the namespace; the __AVX512F__ /
+// __AVX2__ / __AVX512VNNI__ macros set by those flags select the SIMD paths below.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace phi4mm {
+namespace PHI_NS {
+
+#if defined(__AVX2__)
+static inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#endif
+
+// ---- f32 vectors: one register of VL floats --------------------------------------------------------------
+#if defined(__AVX512F__)
+using vf = __m512;
+constexpr int VL = 16;
+static inline vf vzero() { return _mm512_setzero_ps(); }
+static inline vf vset1(float x) { return _mm512_set1_ps(x); }
+static inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
+static inline void vstore(float* p, vf v) { _mm512_storeu_ps(p, v); }
+static inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline float vhsum(vf v) { return _mm512_reduce_add_ps(v); }
+static inline vf vload_bf16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+}
+static inline vf vload_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+static inline float fp16_to_fp32(uint16_t h) { return _cvtsh_ss(h); }
+#elif defined(__AVX2__)
+using vf = __m256;
+constexpr int VL = 8;
+static inline vf vzero() { return _mm256_setzero_ps(); }
+static inline vf vset1(float x) { return _mm256_set1_ps(x); }
+static inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
+static inline void vstore(float* p, vf v) { _mm256_storeu_ps(p, v); }
+static inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+static inline float vhsum(vf v) { return hsum8(v); }
+static inline vf vload_bf16(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+static inline vf vload_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+static inline float fp16_to_fp32(uint16_t h) { return _cvtsh_ss(h); }
+#else
+typedef float vf __attribute__((vector_size(16)));
+constexpr int VL = 4;
+static inline vf vzero() { return vf{0, 0, 0, 0}; }
+static inline vf vset1(float x) { return vf{x, x, x, x}; }
+static inline vf vload(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+static inline vf vfma(vf a, vf b, vf c) { return a * b + c; }
+static inline float vhsum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+static inline vf vload_bf16(const uint16_t* p) {
+  vf v;
+  for (int i = 0; i < 4; i++) { uint32_t u = (uint32_t)p[i] << 16; std::memcpy(&v[i], &u, 4); }
+  return v;
+}
+static inline vf vload_f16(const uint16_t* p) {
+  return vf{fp16_to_fp32_soft(p[0]), fp16_to_fp32_soft(p[1]), fp16_to_fp32_soft(p[2]), fp16_to_fp32_soft(p[3])};
+}
+static inline float fp16_to_fp32(uint16_t h) { return fp16_to_fp32_soft(h); }
+#endif
+
+template <WType T> static inline vf loadw(const void* b, int64_t i);
+template <> inline vf loadw<WType::F32>(const void* b, int64_t i) { return vload((const float*)b + i); }
+template <> inline vf loadw<WType::BF16>(const void* b, int64_t i) { return vload_bf16((const uint16_t*)b + i); }
+template <> inline vf loadw<WType::F16>(const void* b, int64_t i) { return vload_f16((const uint16_t*)b + i); }
+
+// A partial vector (n < VL elements) through a zero-padded stack copy.
+template <WType T> static inline vf loadw_tail(const void* b, int64_t i, int n) {
+  alignas(64) uint16_t h[VL] = {};
+  alignas(64) float f[VL] = {};
+  if (T == WType::F32) {
+    std::memcpy(f, (const float*)b + i, n * sizeof(float));
+    return vload(f);
+  }
+  std::memcpy(h, (const uint16_t*)b + i, n * sizeof(uint16_t));
+  return T == WType::BF16 ? vload_bf16(h) : vload_f16(h);
+}
+static inline vf vload_tail(const float* p, int n) { return loadw_tail<WType::F32>(p, 0, n); }
+
+// ---- f32 GEMM, C = A·Bᵀ --------------------------------------------------------------------------------
+// Dot-product form: a tile of MR rows of A and NR rows of B, both contiguous along K, keeps MR·NR vector
+// accumulators in registers and needs no packing (B is the weight, read in place). Loads per FMA are
+// (MR + NR) / (MR·NR) < 1, so the FMA ports are the limit, not the load ports.
+#if defined(__AVX512F__)
+constexpr int MR = 4, NR = 6;  // 24 accumulators + 4 A + 1 B of 32 zmm
+#elif defined(__AVX2__)
+constexpr int MR = 3, NR = 4;  // 12 accumulators + 3 A + 1 B of 16 ymm
+#else
+constexpr int MR = 2, NR = 2;
+#endif
+constexpr int KC = 512;  // K slice: an MR×KC A tile and an NR×KC B tile stay in L1 (KC multiple of VL)
+constexpr int MC = 128;  // rows of A per pass: MC×KC floats (256 KB) stay in L2 while B streams past
+
+template <int mr, int nr, WType T>
+static inline void gemm_tile(const GemmArgs& g, int i0, int j0, int k0, int kc, bool first) {
+  vf acc[mr][nr];
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+    for (int j = 0; j < nr; j++) acc[i][j] = vzero();
+  const float* a = g.a + (int64_t)i0 * g.lda + k0;
+  const int64_t b0 = (int64_t)j0 * g.ldb + k0;
+  int kk = 0;
+  for (; kk + VL <= kc; kk += VL) {
+    vf av[mr];
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) av[i] = vload(a + i * g.lda + kk);
+#pragma GCC unroll 8
+    for (int j = 0; j < nr; j++) {
+      const vf bv = loadw<T>(g.b, b0 + j * g.ldb + kk);
+#pragma GCC unroll 8
+      for (int i = 0; i < mr; i++) acc[i][j] = vfma(av[i], bv, acc[i][j]);
+    }
+  }
+  if (kk < kc) {
+    const int rem = kc - kk;
+    vf av[mr];
+    for (int i = 0; i < mr; i++) av[i] = vload_tail(a + i * g.lda + kk, rem);
+    for (int j = 0; j < nr; j++) {
+      const vf bv = loadw_tail<T>(g.b, b0 + j * g.ldb + kk, rem);
+      for (int i = 0; i < mr; i++) acc[i][j] = vfma(av[i], bv, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < mr; i++) {
+    float* c = g.c + (int64_t)(i0 + i) * g.ldc + j0;
+    for (int j = 0; j < nr; j++) c[j] = first ? vhsum(acc[i][j]) : c[j] + vhsum(acc[i][j]);
+  }
+}
+
+template <int nr, WType T>
+static inline void gemm_tile_m(int mr, const GemmArgs& g, int i0, int j0, int k0, int kc, bool first) {
+  switch (mr) {
+    case 1: gemm_tile<1, nr, T>(g, i0, j0, k0, kc, first); break;
+    case 2: if constexpr (MR >= 2) gemm_tile<2, nr, T>(g, i0, j0, k0, kc, first); break;
+    case 3: if constexpr (MR >= 3) gemm_tile<3, nr, T>(g, i0, j0, k0, kc, first); break;
+    case 4: if constexpr (MR >= 4) gemm_tile<4, nr, T>(g, i0, j0, k0, kc, first); break;
+  }
+}
+
+template <WType T>
+static void gemm_nt_t(const GemmArgs& g, int n0, int n1) {
+  // Few rows of A (decode): one pass over full K so each B row streams from DRAM start to end.
+  const int kcb = g.m <= 2 * MR ? std::max(g.k, 1) : KC;
+  for (int mc0 = 0; mc0 < g.m; mc0 += MC) {
+    const int mc1 = std::min(g.m, mc0 + MC);
+    for (int k0 = 0; k0 < g.k; k0 += kcb) {
+      const int kc = std::min(kcb, g.k - k0);
+      const bool first = k0 == 0;
+      for (int j0 = n0; j0 < n1; j0 += NR) {
+        const int nr = std::min(NR, n1 - j0);
+        for (int i0 = mc0; i0 < mc1; i0 += MR) {
+          const int mr = std::min(MR, mc1 - i0);
+          if (nr == NR) {
+            gemm_tile_m<NR, T>(mr, g, i0, j0, k0, kc, first);
+          } else {
+            for (int j = 0; j < nr; j++) gemm_tile_m<1, T>(mr, g, i0, j0 + j, k0, kc, first);
+          }
+        }
+      }
+    }
+  }
+  for (int i = 0; i < g.m; i++) {
+    float* c = g.c + (int64_t)i * g.ldc;
+    if (g.k == 0) std::fill(c + n0, c + n1, 0.f);
+    if (g.bias) for (int j = n0; j < n1; j++) c[j] += g.bias[j];
+  }
+}
+
+static void gemm_nt(const GemmArgs& g, int n0, int n1) {
+  switch (g.bt) {
+    case WType::F32: gemm_nt_t<WType::F32>(g, n0, n1); break;
+    case WType::BF16: gemm_nt_t<WType::BF16>(g, n0, n1); break;
+    case WType::F16: gemm_nt_t<WType::F16>(g, n0, n1); break;
+  }
+}
+
+// ---- quantized GEMM ------------------------------------------------------------------------------------
+// One weight row against QR activation rows at a time: the weight block is loaded and unpacked once and
+// used QR times (prefill reuse); NW weight rows × QR activation rows (~28 KB) stay in L1 meanwhile.
+constexpr int QR = 4;
+constexpr int NW = 8;
+
+// get_scale_min_k4 for all 8 sub-blocks: 12 packed bytes → sc[8], mn[8].
+static inline void unpack_scales_mins(const uint8_t* s, uint8_t* sc, uint8_t* mn) {
+  for (int j = 0; j < 4; j++) {
+    sc[j] = s[j] & 63;
+    mn[j] = s[j + 4] & 63;
+    sc[j + 4] = (s[j + 8] & 0xf) | ((s[j] >> 6) << 4);
+    mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+  }
+}
+
+#if defined(__AVX2__)
+static inline __m256i madd_scale(__m256i acc, __m256i scale16, __m256i p16) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpwssd_epi32(acc, scale16, p16);  // fused madd + add
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(scale16, p16));
+#endif
+}
+
+template <int R>
+static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  __m256 acc[R];
+  for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+  for (int i = 0; i < nb; i++) {
+    const uint8_t* blk = w + (int64_t)i * BLOCK_Q4_K_BYTES;
+    const float d = fp16_to_fp32(load_u16(blk)), dmin = fp16_to_fp32(load_u16(blk + 2));
+    alignas(16) uint8_t sm[16];
+    unpack_scales_mins(blk + 4, sm, sm + 8);
+    const __m256i mins_scales = _mm256_cvtepu8_epi16(_mm_load_si128((const __m128i*)sm));  // 8 scales, 8 mins
+    const __m128i sc128 = _mm256_castsi256_si128(mins_scales);
+    const __m128i mins = _mm256_extracti128_si256(mins_scales, 1);
+    const __m256i scales = _mm256_inserti128_si256(_mm256_castsi128_si256(sc128), sc128, 1);
+    __m256i q4l[4], q4h[4];
+    for (int j = 0; j < 4; j++) {
+      const __m256i bits = _mm256_loadu_si256((const __m256i*)(blk + 16 + 32 * j));
+      q4l[j] = _mm256_and_si256(bits, m4);
+      q4h[j] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      const uint8_t* y = xq[r] + (int64_t)i * BLOCK_Q8_K_BYTES;
+      const float d8 = load_f32(y);
+      const __m256i bsums = _mm256_loadu_si256((const __m256i*)(y + 4 + QK_K));
+      const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+      const __m128i prod = _mm_madd_epi16(mins, q8s);  // Σ m·bsums, 4 lanes
+      __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) {
+        const __m256i sl = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((int16_t)(((4 * j + 1) << 8) | (4 * j))));
+        const __m256i sh = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((int16_t)(((4 * j + 3) << 8) | (4 * j + 2))));
+        const __m256i q8l = _mm256_loadu_si256((const __m256i*)(y + 4 + 64 * j));
+        const __m256i q8h = _mm256_loadu_si256((const __m256i*)(y + 4 + 64 * j + 32));
+        sumi = madd_scale(sumi, sl, _mm256_maddubs_epi16(q4l[j], q8l));
+        sumi = madd_scale(sumi, sh, _mm256_maddubs_epi16(q4h[j], q8h));
+      }
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * d8), _mm256_cvtepi32_ps(sumi), acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * d8), _mm256_cvtepi32_ps(_mm256_zextsi128_si256(prod)), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) out[r] = hsum8(acc[r]);
+}
+
+template <int R>
+static void q80_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
+  __m256 acc[R];
+  for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+#if !(defined(__AVX512VNNI__) && defined(__AVX512VL__))
+  const __m256i ones = _mm256_set1_epi16(1);
+#endif
+  for (int i = 0; i < nb; i++) {
+    const uint8_t* blk = w + (int64_t)i * BLOCK_Q8_0_BYTES;
+    const float dw = fp16_to_fp32(load_u16(blk));
+    const __m256i wq = _mm256_loadu_si256((const __m256i*)(blk + 2));
+    const __m256i aw = _mm256_sign_epi8(wq, wq);  // |w| as u8; the sign moves onto x
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      const uint8_t* y = xq[r] + (int64_t)i * BLOCK_Q8_0_BYTES;
+      const __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i*)(y + 2)), wq);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+      const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sy);
+#else
+      const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), ones);
+#endif
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * fp16_to_fp32(load_u16(y))), _mm256_cvtepi32_ps(dot), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) out[r] = hsum8(acc[r]);
+}
+#else
+template <int R>
+static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
+  float acc[R] = {};
+  for (int i = 0; i < nb; i++) {
+    const uint8_t* blk = w + (int64_t)i * BLOCK_Q4_K_BYTES;
+    const float d = fp16_to_fp32(load_u16(blk)), dmin = fp16_to_fp32(load_u16(blk + 2));
+    uint8_t sc[8], mn[8], q[QK_K];
+    unpack_scales_mins(blk + 4, sc, mn);
+    for (int c = 0; c < 4; c++)
+      for (int l = 0; l < 32; l++) {
+        const uint8_t b = blk[16 + 32 * c + l];
+        q[64 * c + l] = b & 0xf;
+        q[64 * c + 32 + l] = b >> 4;
+      }
+    for (int r = 0; r < R; r++) {
+      const uint8_t* y = xq[r] + (int64_t)i * BLOCK_Q8_K_BYTES;
+      const int8_t* q8 = reinterpret_cast<const int8_t*>(y + 4);
+      int32_t sumi = 0, summ = 0;
+      for (int j = 0; j < 8; j++) {
+        int32_t s = 0;
+        for (int l = 0; l < 32; l++) s += q[32 * j + l] * q8[32 * j + l];
+        sumi += sc[j] * s;
+      }
+      for (int j = 0; j < 16; j++) summ += mn[j / 2] * (int16_t)load_u16(y + 4 + QK_K + 2 * j);
+      const float d8 = load_f32(y);
+      acc[r] += d * d8 * (float)sumi - dmin * d8 * (float)summ;
+    }
+  }
+  for (int r = 0; r < R; r++) out[r] = acc[r];
+}
+
+template <int R>
+static void q80_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
+  float acc[R] = {};
+  for (int i = 0; i < nb; i++) {
+    const uint8_t* blk = w + (int64_t)i * BLOCK_Q8_0_BYTES;
+    const float dw = fp16_to_fp32(load_u16(blk));
+    const int8_t* wq = reinterpret_cast<const int8_t*>(blk + 2);
+    for (int r = 0; r < R; r++) {
+      const uint8_t* y = xq[r] + (int64_t)i * BLOCK_Q8_0_BYTES;
+      const int8_t* yq = reinterpret_cast<const int8_t*>(y + 2);
+      int32_t s = 0;
+      for (int l = 0; l < QK8_0; l++) s += wq[l] * yq[l];
+      acc[r] += (float)s * (dw * fp16_to_fp32(load_u16(y)));
+    }
+  }
+  for (int r = 0; r < R; r++) out[r] = acc[r];
+}
+#endif
+
+template <void (*K1)(const uint8_t*, const uint8_t* const*, int, float*),
+          void (*K2)(const uint8_t*, const uint8_t* const*, int, float*),
+          void (*K3)(const uint8_t*, const uint8_t* const*, int, float*),
+          void (*K4)(const uint8_t*, const uint8_t* const*, int, float*)>
+static void qgemm(const QGemmArgs& g, int n0, int n1) {
+  for (int nw0 = n0; nw0 < n1; nw0 += NW) {
+    const int nw1 = std::min(n1, nw0 + NW);
+    for (int i0 = 0; i0 < g.m; i0 += QR) {
+      const int r = std::min(QR, g.m - i0);
+      const uint8_t* xq[QR];
+      for (int t = 0; t < r; t++) xq[t] = g.xq + (int64_t)(i0 + t) * g.xq_row_bytes;
+      for (int n = nw0; n < nw1; n++) {
+        const uint8_t* w = g.w + (int64_t)n * g.w_row_bytes;
+        float out[QR];
+        switch (r) {
+          case 1: K1(w, xq, g.nb, out); break;
+          case 2: K2(w, xq, g.nb, out); break;
+          case 3: K3(w, xq, g.nb, out); break;
+          default: K4(w, xq, g.nb, out); break;
+        }
+        const float b = g.bias ? g.bias[n] : 0.f;
+        for (int t = 0; t < r; t++) g.y[(int64_t)(i0 + t) * g.ldy + n] = out[t] + b;
+      }
+    }
+  }
+}
+
+// ---- attention -----------------------------------------------------------------------------------------
+static inline float dot_f32(const float* a, const float* b, int n) {
+  vf s0 = vzero(), s1 = vzero();
+  int i = 0;
+  for (; i + 2 * VL <= n; i += 2 * VL) {
+    s0 = vfma(vload(a + i), vload(b + i), s0);
+    s1 = vfma(vload(a + i + VL), vload(b + i + VL), s1);
+  }
+  for (; i + VL <= n; i += VL) s0 = vfma(vload(a + i), vload(b + i), s0);
+  float s = vhsum(s0 + s1);
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+static inline void axpy_f32(float* y, float a, const float* x, int n) {
+  const vf va = vset1(a);
+  int i = 0;
+  for (; i + VL <= n; i += VL) vstore(y + i, vfma(va, vload(x + i), vload(y + i)));
+  for (; i < n; i++) y[i] += a * x[i];
+}
+
+static void attention(const AttnArgs& p, int h, int i0, int i1, float* s) {
+  const int d = p.d, group = p.h / p.hkv, kh = h / group;
+  const int64_t kstride = (int64_t)p.hkv * d;
+  const float* kbase = p.k + (int64_t)kh * d;
+  const float* vbase = p.v + (int64_t)kh * d;
+  for (int i = i0; i < i1; i++) {
+    const int limit = p.causal_offset < 0 ? p.tk : (int)std::min<int64_t>(p.tk, p.causal_offset + i + 1);
+    const float* qi = p.q + ((int64_t)i * p.h + h) * d;
+    const float* mrow = p.mask ? p.mask + (int64_t)i * p.tk : nullptr;
+    const float* brow = p.bias ? p.bias + ((int64_t)h * p.tq + i) * p.tk : nullptr;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int j = 0; j < limit; j++) {
+      float sc = dot_f32(qi, kbase + j * kstride, d) * p.scale;
+      if (mrow) sc += mrow[j];
+      if (brow) sc += brow[j];
+      s[j] = sc;
+      mx = std::max(mx, sc);
+    }
+    float sum = 0;
+    for (int j = 0; j < limit; j++) {
+      s[j] = std::exp(s[j] - mx);  // max subtraction: no overflow, the largest term is 1
+      sum += s[j];
+    }
+    float* o = p.out + ((int64_t)i * p.h + h) * d;
+    std::fill(o, o + d, 0.f);
+    const float inv = 1.f / sum;
+    for (int j = 0; j < limit; j++) axpy_f32(o, s[j] * inv, vbase + j * kstride, d);
+  }
+}
+
+extern const Kernels kernels = {
+#if defined(__AVX512F__)
+    "avx512",
+#elif defined(__AVX2__)
+    "avx2",
+#else
+    "scalar",
+#endif
+    gemm_nt,
+    qgemm<q4k_row<1>, q4k_row<2>, q4k_row<3>, q4k_row<4>>,
+    qgemm<q80_row<1>, q80_row<2>, q80_row<3>, q80_row<4>>,
+    attention,
+};
+
+}  // namespace PHI_NS
+}  // namespace phi4mm

@@ -1,0 +1,141 @@
+// The native backend: the hot kernels (f32/bf16/f16 GEMM, Q4_K×Q8_K and Q8_0×Q8_0 integer GEMM, attention)
+// in the N-API addon built from native/. Weights are handed over as typed arrays and read in place.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
+import type { Tensor } from './tensor.js';
+
+export type Isa = 'avx512' | 'avx2' | 'scalar';
+
+const WTYPE = { f32: 0, bf16: 1, f16: 2 } as const;
+const QFORMAT = { q4_k: 0, q8_0: 1 } as const;
+const ADDON_FILE = 'native/build/Release/phi4mm_native.node';
+
+/** The raw addon surface (see native/src/addon.cc for the argument order). */
+interface Addon {
+  linearF(x: Float32Array, m: number, w: Float32Array | Uint16Array, wtype: number, wOffset: number, ldw: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
+  linearQ(x: Float32Array, m: number, w: Uint8Array, format: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
+  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean, out: Float32Array): void;
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, tq: number, tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, causalOffset: number, mask: Float32Array | null, bias: Float32Array | null): void;
+  quantizeQ8K(x: Float32Array, out: Uint8Array): void;
+  quantizeQ80(x: Float32Array, out: Uint8Array): void;
+  setThreads(n: number): void;
+  threads(): number;
+  setIsa(isa: string): void;
+  isa(): string;
+  isas(): string[];
+}
+
+let addon: Addon | null = null;
+
+/**
+ * Loads the addon from the project root: this file is src/tensor/native.ts under tsx/vitest and
+ * dist/src/tensor/native.js after `tsc`, so the root is two or three levels up.
+ */
+export function loadAddon(): Addon {
+  if (addon) return addon;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, '../..', ADDON_FILE), join(here, '../../..', ADDON_FILE)];
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) throw new Error(`native addon not built (looked for ${candidates.join(' and ')}); run \`npm install\` or \`node scripts/build-native.mjs\``);
+  try {
+    addon = createRequire(import.meta.url)(path) as Addon;
+  } catch (e) {
+    throw new Error(`native addon at ${path} failed to load: ${(e as Error).message}`);
+  }
+  return addon;
+}
+
+export class NativeBackend implements Backend {
+  readonly name = 'native' as const;
+
+  private constructor(private readonly lib: Addon) {}
+
+  /** threads: worker threads (default: all cores; 1 runs on the calling thread). Env PHI4MM_ISA forces a variant. */
+  static create(threads?: number): NativeBackend {
+    const b = new NativeBackend(loadAddon());
+    if (threads !== undefined) b.setThreads(threads);
+    const forced = process.env.PHI4MM_ISA;
+    if (forced) b.setIsa(forced as Isa);
+    return b;
+  }
+
+  get threads(): number {
+    return this.lib.threads();
+  }
+
+  /** The pool is process-wide (one addon), so this affects every NativeBackend. */
+  setThreads(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be a positive integer, got ${n}`);
+    this.lib.setThreads(n);
+  }
+
+  /** The kernel variant in use. */
+  get isa(): Isa {
+    return this.lib.isa() as Isa;
+  }
+
+  /** Forces a kernel variant (process-wide); throws if this CPU lacks it. */
+  setIsa(isa: Isa): void {
+    this.lib.setIsa(isa);
+  }
+
+  /** The variants this CPU can run, best first. */
+  availableIsas(): Isa[] {
+    return this.lib.isas() as Isa[];
+  }
+
+  linear(x: Float32Array, m: number, w: Tensor, bias?: Float32Array | null, out?: Float32Array): Float32Array {
+    const { n, k } = checkLinearShapes(x, m, w, bias);
+    const y = out ?? new Float32Array(m * n);
+    if (y.length < m * n) throw new Error(`linear: out has ${y.length} values, expected ${m}x${n}`);
+    switch (w.dtype) {
+      case 'q4_k':
+      case 'q8_0':
+        this.lib.linearQ(x, m, w.data as Uint8Array, QFORMAT[w.dtype], n, k, bias ?? null, y);
+        return y;
+      case 'f32':
+      case 'bf16':
+      case 'f16': {
+        // Rows may be strided (a narrowed view); elements within a row must be contiguous.
+        const wc = w.strides[1] === 1 || k <= 1 ? w : w.contiguous();
+        const ldw = n <= 1 ? k : wc.strides[0]!;
+        this.lib.linearF(x, m, wc.data as Float32Array | Uint16Array, WTYPE[w.dtype], wc.offset, ldw, n, k, bias ?? null, y);
+        return y;
+      }
+      default:
+        throw new Error(`linear: unsupported weight dtype ${w.dtype} (expected f32, bf16, f16, q4_k or q8_0)`);
+    }
+  }
+
+  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB = false, out?: Float32Array): Float32Array {
+    const c = out ?? new Float32Array(m * n);
+    this.lib.matmul(a, b, m, k, n, transB, c);
+    return c;
+  }
+
+  attention(p: AttentionParams): Float32Array {
+    const { tq, tk, nHeads, nKvHeads, headDim } = p;
+    if (nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new Error(`attention: ${nHeads} heads is not a multiple of ${nKvHeads} kv heads`);
+    if (p.causalOffset !== undefined && (!Number.isInteger(p.causalOffset) || p.causalOffset < 0)) {
+      throw new Error(`attention: causalOffset must be a non-negative integer, got ${p.causalOffset}`);
+    }
+    const out = p.out ?? new Float32Array(tq * nHeads * headDim);
+    this.lib.attention(p.q, p.k, p.v, out, tq, tk, nHeads, nKvHeads, headDim, p.scale, p.causalOffset ?? -1, p.mask ?? null, p.bias ?? null);
+    return out;
+  }
+
+  /** The addon's Q8_K activation quantizer (bit-exact with src/quant's quantizeRowQ8_K); for tests. */
+  quantizeQ8K(x: Float32Array, out: Uint8Array): Uint8Array {
+    this.lib.quantizeQ8K(x, out);
+    return out;
+  }
+
+  /** The addon's Q8_0 activation quantizer (bit-exact with src/quant's quantizeRowQ8_0); for tests. */
+  quantizeQ80(x: Float32Array, out: Uint8Array): Uint8Array {
+    this.lib.quantizeQ80(x, out);
+    return out;
+  }
+}
