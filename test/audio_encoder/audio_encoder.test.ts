@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SafetensorsCheckpoint } from '../../src/io/safetensors.js';
-import { checkpointProvider, memoryProvider, StrictWeights, WeightLoadError } from '../../src/nn/weights.js';
+import { checkpointProvider, memoryProvider, StrictWeights, WeightLoadError, type StoragePolicy } from '../../src/nn/weights.js';
 import { ReferenceBackend } from '../../src/tensor/reference.js';
 import { AUDIO_EMBED_PREFIX, Phi4MMAudioEmbedding, streamingMask, type AudioConfig, type AudioEncoderTrace } from '../../src/models/phi4mm/audio_encoder.js';
 import { expectClose, golden, goldenPath } from '../helpers/golden.js';
@@ -18,8 +18,8 @@ let cfg: AudioConfig;
 let lmHidden: number;
 let model: Phi4MMAudioEmbedding;
 
-function load(): Phi4MMAudioEmbedding {
-  const ws = new StrictWeights(checkpointProvider(SafetensorsCheckpoint.open(goldenPath('model_orig')), 'model_orig'));
+function load(policy?: StoragePolicy): Phi4MMAudioEmbedding {
+  const ws = new StrictWeights(checkpointProvider(SafetensorsCheckpoint.open(goldenPath('model_orig')), 'model_orig'), policy);
   ws.ignore((n) => !n.startsWith(`${AUDIO_EMBED_PREFIX}.`));
   const m = new Phi4MMAudioEmbedding(ws, cfg, lmHidden);
   ws.finish(); // nothing under audio_embed missing, mis-shaped or unused
@@ -38,7 +38,7 @@ beforeAll(() => {
 
 describe('audio encoder: single 16 kHz clip (d_audio_encoder.wave16)', () => {
   const d = () => golden('d_audio_encoder');
-  let trace: AudioEncoderTrace & { encoderOut?: Float32Array };
+  let trace: AudioEncoderTrace;
   let speech: Float32Array[];
 
   beforeAll(() => {
@@ -73,7 +73,7 @@ describe('audio encoder: batches and long inputs', () => {
     const mask = golden('d_audio_features').tensor('batch.audio_attention_mask');
     const tMax = f.shape[1]!;
     const frames = [0, 1].map((b) => mask.data.subarray(b * tMax, (b + 1) * tMax).reduce((a, v) => a + v, 0));
-    const trace: { encoderOut?: Float32Array } = {};
+    const trace: AudioEncoderTrace = {};
     const out = model.encode(be, f.data, frames, 'speech', trace);
     expectClose(trace.encoderOut!, golden('d_audio_encoder').tensor('batch.encoder_out').data, TOL, 'batch.encoder_out');
     const embed = sizes('d_audio_features', 'batch.audio_embed_sizes');
@@ -92,7 +92,7 @@ describe('audio encoder: batches and long inputs', () => {
 
   it('44.1 kHz clip resampled 160/441', () => {
     const f = features('d_audio_features', 'wave44.resampled_160_441.audio_input_features');
-    const trace: { encoderOut?: Float32Array } = {};
+    const trace: AudioEncoderTrace = {};
     model.encode(be, f.data, [f.shape[1]!], 'speech', trace);
     expectClose(trace.encoderOut!, golden('d_audio_encoder').tensor('wave44.resampled_160_441.encoder_out').data, TOL, 'wave44 encoder_out');
   });
@@ -100,7 +100,7 @@ describe('audio encoder: batches and long inputs', () => {
   it('42 s clip: 525 frames unfolded into two 500-frame chunks (h_audio_long)', () => {
     const h = golden('h_audio_long');
     const f = h.tensor('audio_input_features');
-    const trace: AudioEncoderTrace & { encoderOut?: Float32Array } = {};
+    const trace: AudioEncoderTrace = {};
     const out = model.encode(be, f.data, [f.shape[1]!], 'speech', trace);
     expect(trace.relativeAttentionBias!.length).toBe(cfg.num_attention_heads * 500 * 500); // blocks ran at chunk length
     expectClose(trace.encoderOut!, h.tensor('encoder_out').data, TOL, 'h_audio_long encoder_out');
@@ -138,6 +138,16 @@ describe('audio encoder: config, weights and bad input', () => {
     new Phi4MMAudioEmbedding(ws, cfg, lmHidden);
     expect(() => ws.finish()).toThrow(WeightLoadError);
     expect(() => ws.finish()).toThrow(/glu\.b2/);
+  });
+
+  it('weights kept as bf16 (the checkpoint dtype, so the same values) give the same encoder output', () => {
+    const bf16 = load(() => 'bf16');
+    expect(bf16.encoder.embed.stages[0]!.pw.dtype).toBe('bf16'); // [C, C, 1, 1] conv weight viewed as a [C, C] GEMM operand
+    expect(bf16.encoder.encoders[0]!.conv.glu.extPwConv1d.weight.dtype).toBe('bf16');
+    const f = features('d_audio_features', 'wave16.audio_input_features');
+    const trace: AudioEncoderTrace = {};
+    bf16.encode(be, f.data, [f.shape[1]!], 'speech', trace);
+    expectClose(trace.encoderOut!, golden('d_audio_encoder').tensor('wave16.encoder_out').data, TOL, 'bf16 encoder_out');
   });
 
   it('rejects an inconsistent config', () => {

@@ -147,6 +147,8 @@ export interface AudioEncoderTrace {
   afterConvSubsampling?: Float32Array; // [n, t', C]
   /** [H, t, t] for the sequence length the blocks run at (≤ MAX_SEQ_LEN). */
   relativeAttentionBias?: Float32Array;
+  /** [n, t', C]: the encoder output before projection (filled by Phi4MMAudioEmbedding.encode). */
+  encoderOut?: Float32Array;
 }
 
 /** `encoder`: the conformer proper. */
@@ -258,7 +260,7 @@ export class Phi4MMAudioEmbedding {
    * frames still influence the others (see ConformerEncoder.forward). Projection: 'vision' when the prompt
    * also has an image, else 'speech'.
    */
-  encode(be: Backend, features: Float32Array, frames: number[], projection: AudioProjectionMode, trace?: AudioEncoderTrace & { encoderOut?: Float32Array }): Float32Array[] {
+  encode(be: Backend, features: Float32Array, frames: number[], projection: AudioProjectionMode, trace?: AudioEncoderTrace): Float32Array[] {
     const cfg = this.cfg, n = frames.length;
     if (n === 0) throw new Error('audio encoder: no clips given (frames is empty)');
     frames.forEach((f, i) => {
