@@ -8,7 +8,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { geluErf } from '../../tensor/ops.js';
 import { Linear } from '../../nn/layers.js';
 import type { WeightSource } from '../../nn/weights.js';
-import { ConformerBlock } from './audio_encoder_layers.js';
+import { ConformerBlock, tapMajor } from './audio_encoder_layers.js';
 
 export const AUDIO_EMBED_PREFIX = 'model.embed_tokens_extend.audio_embed';
 /** Subsampled frames per encoder chunk; longer inputs are zero-padded and unfolded (hard-coded upstream). */
@@ -64,7 +64,7 @@ export class MeanVarianceNorm {
 export class NemoConvSubsampling {
   readonly conv0: Tensor; // [C, 9]: the first conv as a linear over 3×3 patches
   readonly conv0Bias: Float32Array;
-  readonly stages: Array<{ dwWeight: Float32Array /* [C, 9] */; dwBias: Float32Array; pw: Tensor /* [C, C] */; pwBias: Float32Array }> = [];
+  readonly stages: Array<{ dwWeight: Float32Array /* [9, C] tap-major */; dwBias: Float32Array; pw: Tensor /* [C, C] */; pwBias: Float32Array }> = [];
   readonly out: Linear;
   readonly channels: number;
   readonly finalFreq: number;
@@ -78,7 +78,7 @@ export class NemoConvSubsampling {
     for (let s = 0; s < steps - 1; s++) {
       const dw = `${prefix}.conv.${2 + 3 * s}`, pw = `${prefix}.conv.${3 + 3 * s}`;
       this.stages.push({
-        dwWeight: ws.take(`${dw}.weight`, [c, 1, SUBSAMPLING_KERNEL, SUBSAMPLING_KERNEL], 'f32').f32(),
+        dwWeight: tapMajor(ws.take(`${dw}.weight`, [c, 1, SUBSAMPLING_KERNEL, SUBSAMPLING_KERNEL], 'f32').f32(), c, kk),
         dwBias: ws.take(`${dw}.bias`, [c], 'f32').f32(),
         pw: ws.take(`${pw}.weight`, [c, c, 1, 1]).reshape([c, c]),
         pwBias: ws.take(`${pw}.bias`, [c], 'f32').f32(),
@@ -316,26 +316,24 @@ function im2col3x3s2(x: Float32Array, h: number, w: number): Float32Array {
   return out;
 }
 
-/** Depthwise 3×3 / stride 2 / padding 1 conv on channel-last [h, w, C]; weight [C, 9] → [h', w', C]. */
+/** Depthwise 3×3 / stride 2 / padding 1 conv on channel-last [h, w, C]; weight tap-major [9, C] → [h', w', C]. */
 function depthwise3x3s2(x: Float32Array, h: number, w: number, c: number, weight: Float32Array, bias: Float32Array): Float32Array {
   const ho = convOut(h), wo = convOut(w), k = SUBSAMPLING_KERNEL;
   const out = new Float32Array(ho * wo * c);
-  const acc = new Float64Array(c);
   for (let y = 0; y < ho; y++)
     for (let q = 0; q < wo; q++) {
-      acc.fill(0);
+      const dst = (y * wo + q) * c;
+      out.set(bias, dst);
       for (let ky = 0; ky < k; ky++) {
         const iy = 2 * y - 1 + ky;
         if (iy < 0 || iy >= h) continue;
         for (let kx = 0; kx < k; kx++) {
           const ix = 2 * q - 1 + kx;
           if (ix < 0 || ix >= w) continue;
-          const src = (iy * w + ix) * c, tap = ky * k + kx;
-          for (let ch = 0; ch < c; ch++) acc[ch]! += x[src + ch]! * weight[ch * k * k + tap]!;
+          const src = (iy * w + ix) * c, wt = (ky * k + kx) * c;
+          for (let ch = 0; ch < c; ch++) out[dst + ch] += x[src + ch]! * weight[wt + ch]!;
         }
       }
-      const dst = (y * wo + q) * c;
-      for (let ch = 0; ch < c; ch++) out[dst + ch] = acc[ch]! + bias[ch]!;
     }
   return out;
 }

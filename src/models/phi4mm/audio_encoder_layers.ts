@@ -120,7 +120,7 @@ export class GluPointWiseConv {
  * y[τ] = Σ_j w[j]·x[τ − (k−1) + j].
  */
 export class DepthWiseSeparableConv1d {
-  readonly dwWeight: Float32Array; // [C·mult, k]
+  readonly dwWeight: Float32Array; // [k, C·mult] tap-major (checkpoint [C·mult, 1, k])
   readonly dwBias: Float32Array; // [C·mult]
   readonly pwConv: PointwiseConv1d;
   readonly channels: number;
@@ -131,7 +131,7 @@ export class DepthWiseSeparableConv1d {
     this.multiplier = cfg.depthwise_multiplier;
     this.kernel = cfg.kernel_size;
     const cm = this.channels * this.multiplier;
-    this.dwWeight = ws.take(`${prefix}.dw_conv.weight`, [cm, 1, this.kernel], 'f32').f32();
+    this.dwWeight = tapMajor(ws.take(`${prefix}.dw_conv.weight`, [cm, 1, this.kernel], 'f32').f32(), cm, this.kernel);
     this.dwBias = ws.take(`${prefix}.dw_conv.bias`, [cm], 'f32').f32();
     this.pwConv = new PointwiseConv1d(ws, `${prefix}.pw_conv`, cm, cfg.depthwise_seperable_out_channel);
   }
@@ -142,14 +142,12 @@ export class DepthWiseSeparableConv1d {
     for (let b = 0; b < n; b++)
       for (let tau = 0; tau < t; tau++) {
         const dst = (b * t + tau) * cm;
-        for (let o = 0; o < cm; o++) {
-          const ch = Math.floor(o / m);
-          let acc = 0;
-          for (let j = 0; j < k; j++) {
-            const src = tau - (k - 1) + j;
-            if (src >= 0) acc += x[(b * t + src) * c + ch]! * this.dwWeight[o * k + j]!;
-          }
-          dw[dst + o] = acc + this.dwBias[o]!;
+        dw.set(this.dwBias, dst);
+        for (let j = 0; j < k; j++) {
+          const src = tau - (k - 1) + j;
+          if (src < 0) continue; // left zero padding; the right padding only feeds the dropped outputs
+          const xo = (b * t + src) * c, wo = j * cm;
+          for (let o = 0; o < cm; o++) dw[dst + o] += x[xo + (m === 1 ? o : Math.floor(o / m))]! * this.dwWeight[wo + o]!;
         }
       }
     return this.pwConv.forward(be, dw, n * t);
@@ -207,5 +205,12 @@ export class ConformerBlock {
 /** out = a + s·b, rounded to f32 per element (torch computes s·b as its own f32 tensor first). */
 function addScaled(a: Float32Array, b: Float32Array, s: number, out: Float32Array = new Float32Array(a.length)): Float32Array {
   for (let i = 0; i < a.length; i++) out[i] = a[i]! + Math.fround(s * b[i]!);
+  return out;
+}
+
+/** [rows, cols] → [cols, rows] copy (conv weights [C, taps] to tap-major for channel-contiguous loops). */
+export function tapMajor(w: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let t = 0; t < cols; t++) out[t * rows + r] = w[r * cols + t]!;
   return out;
 }
