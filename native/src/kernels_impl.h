@@ -204,6 +204,19 @@ static inline void unpack_scales_mins(const uint8_t* s, uint8_t* sc, uint8_t* mn
 }
 
 #if defined(__AVX2__)
+// get_scale_min_k4 for all 8 sub-blocks in 32-bit lanes (ggml's kmask trick): bytes 0..7 = scales,
+// 8..15 = mins. Register-only, so no store-forwarding stall on the block's hot path.
+static inline __m128i scales_mins_k4(const uint8_t* s) {
+  constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+  uint32_t u[3];
+  std::memcpy(u, s, 12);
+  const uint32_t sc_lo = u[0] & kmask1;                                           // scales 0..3
+  const uint32_t sc_hi = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);        // scales 4..7
+  const uint32_t mn_lo = u[1] & kmask1;                                           // mins 0..3
+  const uint32_t mn_hi = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4); // mins 4..7
+  return _mm_set_epi32((int)mn_hi, (int)mn_lo, (int)sc_hi, (int)sc_lo);
+}
+
 static inline __m256i madd_scale(__m256i acc, __m256i scale16, __m256i p16) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
   return _mm256_dpwssd_epi32(acc, scale16, p16);  // fused madd + add
@@ -220,9 +233,7 @@ static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* o
   for (int i = 0; i < nb; i++) {
     const uint8_t* blk = w + (int64_t)i * BLOCK_Q4_K_BYTES;
     const float d = fp16_to_fp32(load_u16(blk)), dmin = fp16_to_fp32(load_u16(blk + 2));
-    alignas(16) uint8_t sm[16];
-    unpack_scales_mins(blk + 4, sm, sm + 8);
-    const __m256i mins_scales = _mm256_cvtepu8_epi16(_mm_load_si128((const __m128i*)sm));  // 8 scales, 8 mins
+    const __m256i mins_scales = _mm256_cvtepu8_epi16(scales_mins_k4(blk + 4));  // 8 scales, 8 mins
     const __m128i sc128 = _mm256_castsi256_si128(mins_scales);
     const __m128i mins = _mm256_extracti128_si256(mins_scales, 1);
     const __m256i scales = _mm256_inserti128_si256(_mm256_castsi128_si256(sc128), sc128, 1);

@@ -1,0 +1,99 @@
+// Kernel throughput of the native backend: Q4_K and Q8_0 GEMV (decode: M = 1) in effective GB/s of weights
+// streamed from DRAM, and fp32 GEMM (prefill-like) in GFLOPS, at 1 and 2 threads.
+// Usage: npm run bench:kernels   (the last line of output is one JSON object with all figures)
+import { NativeBackend } from '../src/tensor/native.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { f32ToF16 } from '../src/tensor/dtype.js';
+import { BLOCK_Q4_K_BYTES, BLOCK_Q8_0_BYTES, QK8_0, QK_K } from '../src/quant/index.js';
+
+const GEMV_K = 3072;
+const GEMV_N = 8192;
+const GEMM = { m: 64, k: 3072, n: 3072 };
+/** Distinct weight copies cycled per run add up to at least this, so no cache level can hold them. */
+const STREAM_BYTES = 300e6;
+const RUNS = 7; // median of these
+const THREADS = [1, 2];
+
+/** Deterministic pseudo-random bytes (xorshift32); quantized blocks need no meaningful values to be timed. */
+function randomBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  const u32 = new Uint32Array(out.buffer, 0, n >> 2);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < u32.length; i++) {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    u32[i] = s;
+  }
+  return out;
+}
+
+/** A [n, k] quantized weight of random quants with small finite f16 scales at each block's scale fields. */
+function randomQuantWeight(dtype: 'q4_k' | 'q8_0', n: number, k: number, seed: number): Tensor {
+  const [bs, bb] = dtype === 'q4_k' ? [QK_K, BLOCK_Q4_K_BYTES] : [QK8_0, BLOCK_Q8_0_BYTES];
+  const bytes = randomBytes((n * k / bs) * bb, seed);
+  const scale = f32ToF16(1e-3);
+  const scaleFields = dtype === 'q4_k' ? [0, 2] : [0]; // d (and dmin)
+  for (let o = 0; o < bytes.length; o += bb) {
+    for (const f of scaleFields) { bytes[o + f] = scale & 0xff; bytes[o + f + 1] = scale >> 8; }
+  }
+  return new Tensor(dtype, [n, k], bytes);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1]!;
+}
+
+function timeRuns(fn: () => void): number {
+  fn(); // warm-up (page faults, pool start)
+  const ts: number[] = [];
+  for (let r = 0; r < RUNS; r++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    ts.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  return median(ts);
+}
+
+const backend = NativeBackend.create();
+const results: Record<string, number | string> = { isa: backend.isa };
+const rows: string[][] = [];
+
+for (const dtype of ['q4_k', 'q8_0'] as const) {
+  const one = randomQuantWeight(dtype, GEMV_N, GEMV_K, 1);
+  const bytesPer = one.data.byteLength;
+  const copies = Math.ceil(STREAM_BYTES / bytesPer);
+  const ws = [one, ...Array.from({ length: copies - 1 }, (_, i) => randomQuantWeight(dtype, GEMV_N, GEMV_K, i + 2))];
+  const x = Float32Array.from({ length: GEMV_K }, (_, i) => Math.sin(i));
+  const y = new Float32Array(GEMV_N);
+  for (const t of THREADS) {
+    backend.setThreads(t);
+    const s = timeRuns(() => { for (const w of ws) backend.linear(x, 1, w, null, y); });
+    const gbs = (bytesPer * copies) / s / 1e9;
+    results[`${dtype}_gemv_gbs_t${t}`] = +gbs.toFixed(2);
+    rows.push([`${dtype} GEMV K=${GEMV_K} N=${GEMV_N}`, `${t}`, `${gbs.toFixed(1)} GB/s`, `${((s / copies) * 1e3).toFixed(3)} ms/call (${copies} copies, ${((bytesPer * copies) / 1e6).toFixed(0)} MB)`]);
+  }
+}
+
+{
+  const { m, k, n } = GEMM;
+  const x = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i) * 0.5);
+  const w = Tensor.f32(Float32Array.from({ length: n * k }, (_, i) => Math.cos(i) * 0.5), [n, k]);
+  const y = new Float32Array(m * n);
+  for (const t of THREADS) {
+    backend.setThreads(t);
+    const s = timeRuns(() => backend.linear(x, m, w, null, y));
+    const gflops = (2 * m * n * k) / s / 1e9;
+    results[`f32_gemm_gflops_t${t}`] = +gflops.toFixed(1);
+    rows.push([`f32 GEMM M=${m} K=${k} N=${n}`, `${t}`, `${gflops.toFixed(1)} GFLOPS`, `${(s * 1e3).toFixed(2)} ms/call`]);
+  }
+}
+
+const header = ['kernel', 'threads', 'throughput', 'detail'];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+console.log(`native kernels, isa=${backend.isa}, median of ${RUNS} runs`);
+console.log(fmt(header));
+for (const r of rows) console.log(fmt(r));
+console.log(JSON.stringify(results));
