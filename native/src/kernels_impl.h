@@ -225,6 +225,51 @@ static inline __m256i madd_scale(__m256i acc, __m256i scale16, __m256i p16) {
 #endif
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+// One zmm holds a 64-weight chunk as [32 low nibbles | 32 high nibbles], which is exactly the order of the
+// 64 matching Q8_K values, so each chunk is one load + maddubs + dpwssd per activation row; the unpacked
+// weights and per-half scales are computed once per block and reused by all R rows.
+template <int R>
+static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
+  const __m512i m4 = _mm512_set1_epi8(0xF);
+  const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);  // 0 | 4
+  __m512i pick[4];  // lanes 0..255 broadcast scale 2j, lanes 256..511 scale 2j+1
+  for (int j = 0; j < 4; j++)
+    pick[j] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((int16_t)(((4 * j + 1) << 8) | (4 * j)))),
+                                 _mm256_set1_epi16((int16_t)(((4 * j + 3) << 8) | (4 * j + 2))), 1);
+  __m512 acc[R];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  for (int i = 0; i < nb; i++) {
+    const uint8_t* blk = w + (int64_t)i * BLOCK_Q4_K_BYTES;
+    const float d = fp16_to_fp32(load_u16(blk)), dmin = fp16_to_fp32(load_u16(blk + 2));
+    const __m256i mins_scales = _mm256_cvtepu8_epi16(scales_mins_k4(blk + 4));  // 8 scales, 8 mins
+    const __m128i mins = _mm256_extracti128_si256(mins_scales, 1);
+    const __m512i scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(mins_scales));
+    __m512i q4[4], sc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      const __m512i bits = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(blk + 16 + 32 * j)));
+      q4[j] = _mm512_and_si512(_mm512_srlv_epi16(bits, shift), m4);
+      sc[j] = _mm512_shuffle_epi8(scales, pick[j]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      const uint8_t* y = xq[r] + (int64_t)i * BLOCK_Q8_K_BYTES;
+      const float d8 = load_f32(y);
+      const __m256i bsums = _mm256_loadu_si256((const __m256i*)(y + 4 + QK_K));
+      const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+      const __m128i prod = _mm_madd_epi16(mins, q8s);  // Σ m·bsums, 4 lanes
+      __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++)
+        sumi = _mm512_dpwssd_epi32(sumi, sc[j], _mm512_maddubs_epi16(q4[j], _mm512_loadu_si512(y + 4 + 64 * j)));
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d * d8), _mm512_cvtepi32_ps(sumi), acc[r]);
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(-dmin * d8), _mm512_cvtepi32_ps(_mm512_zextsi128_si512(prod)), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+#else
 template <int R>
 static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
   const __m256i m4 = _mm256_set1_epi8(0xF);
@@ -266,6 +311,7 @@ static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* o
   }
   for (int r = 0; r < R; r++) out[r] = hsum8(acc[r]);
 }
+#endif
 
 template <int R>
 static void q80_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
