@@ -243,11 +243,12 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   // Query blocks small enough that decode (tq = 1) still splits over heads, large enough to amortize a task.
   const int qb = std::max(1, std::min(16, tq / std::max(1, pool().threads())));
   const int qblocks = (tq + qb - 1) / qb;
-  std::vector<float> scratch((size_t)pool().threads() * std::max(tk, 1));
+  const size_t per_thread = (size_t)qb * std::max(tk, 1);  // one score row per query of a block
+  std::vector<float> scratch((size_t)pool().threads() * per_thread);
   const Kernels& K = kernels();
   pool().run(h * qblocks, [&](int t, int thread) {
     const int head = t % h, i0 = (t / h) * qb;
-    K.attention(p, head, i0, std::min(tq, i0 + qb), scratch.data() + (size_t)thread * std::max(tk, 1));
+    K.attention(p, head, i0, std::min(tq, i0 + qb), scratch.data() + (size_t)thread * per_thread);
   });
   return env.Undefined();
 }

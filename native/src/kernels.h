@@ -48,7 +48,7 @@ struct Kernels {
   void (*gemm_nt)(const GemmArgs&, int n0, int n1);
   void (*q4k_q8k)(const QGemmArgs&, int n0, int n1);
   void (*q80_q80)(const QGemmArgs&, int n0, int n1);
-  // Heads [h0, h1) × queries [i0, i1); scratch holds >= tk floats.
+  // One head × queries [i0, i1); scratch holds (i1 − i0)·tk floats.
   void (*attention)(const AttnArgs&, int head, int i0, int i1, float* scratch);
 };
 

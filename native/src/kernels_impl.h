@@ -418,39 +418,59 @@ static void qgemm(const QGemmArgs& g, int n0, int n1) {
 }
 
 // ---- attention -----------------------------------------------------------------------------------------
-static inline float dot_f32(const float* a, const float* b, int n) {
-  vf s0 = vzero(), s1 = vzero();
-  int i = 0;
-  for (; i + 2 * VL <= n; i += 2 * VL) {
-    s0 = vfma(vload(a + i), vload(b + i), s0);
-    s1 = vfma(vload(a + i + VL), vload(b + i + VL), s1);
+// o[0..d) = Σ_j p[j]·v_j[0..d) with v_j = v + j·stride; 4 vector accumulators live across the j loop so
+// the output is stored once (no read-modify-write per key).
+static inline void weighted_sum(float* o, const float* p, const float* v, int64_t stride, int n, int d) {
+  int c = 0;
+  for (; c + 4 * VL <= d; c += 4 * VL) {
+    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+    for (int j = 0; j < n; j++) {
+      const float* vj = v + j * stride + c;
+      const vf pj = vset1(p[j]);
+      a0 = vfma(pj, vload(vj), a0);
+      a1 = vfma(pj, vload(vj + VL), a1);
+      a2 = vfma(pj, vload(vj + 2 * VL), a2);
+      a3 = vfma(pj, vload(vj + 3 * VL), a3);
+    }
+    vstore(o + c, a0); vstore(o + c + VL, a1); vstore(o + c + 2 * VL, a2); vstore(o + c + 3 * VL, a3);
   }
-  for (; i + VL <= n; i += VL) s0 = vfma(vload(a + i), vload(b + i), s0);
-  float s = vhsum(s0 + s1);
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
+  for (; c + VL <= d; c += VL) {
+    vf a = vzero();
+    for (int j = 0; j < n; j++) a = vfma(vset1(p[j]), vload(v + j * stride + c), a);
+    vstore(o + c, a);
+  }
+  for (; c < d; c++) {
+    float a = 0;
+    for (int j = 0; j < n; j++) a += p[j] * v[j * stride + c];
+    o[c] = a;
+  }
 }
 
-static inline void axpy_f32(float* y, float a, const float* x, int n) {
-  const vf va = vset1(a);
-  int i = 0;
-  for (; i + VL <= n; i += VL) vstore(y + i, vfma(va, vload(x + i), vload(y + i)));
-  for (; i < n; i++) y[i] += a * x[i];
-}
-
-static void attention(const AttnArgs& p, int h, int i0, int i1, float* s) {
-  const int d = p.d, group = p.h / p.hkv, kh = h / group;
+// Queries [i0, i1) of one head: scores S = Q·Kᵀ with the GEMM tile kernel (K read in place through its row
+// stride), softmax per row in f32 with max subtraction, then P·V. scratch: (i1 − i0)·tk floats.
+static void attention(const AttnArgs& p, int h, int i0, int i1, float* scratch) {
+  const int d = p.d, kh = h / (p.h / p.hkv);
   const int64_t kstride = (int64_t)p.hkv * d;
   const float* kbase = p.k + (int64_t)kh * d;
   const float* vbase = p.v + (int64_t)kh * d;
+  auto limit_of = [&](int i) {
+    return p.causal_offset < 0 ? p.tk : (int)std::max<int64_t>(0, std::min<int64_t>(p.tk, p.causal_offset + i + 1));
+  };
+  const int ncols = limit_of(i1 - 1);  // the widest row of the block (limits grow with i)
+  if (ncols > 0 && d > 0) {
+    GemmArgs g{p.q + ((int64_t)i0 * p.h + h) * d, (int64_t)p.h * d, kbase, kstride, WType::F32, scratch, p.tk, nullptr, i1 - i0, ncols, d};
+    gemm_nt_t<WType::F32>(g, 0, ncols);
+  } else if (ncols > 0) {
+    std::fill(scratch, scratch + (int64_t)(i1 - i0) * p.tk, 0.f);
+  }
   for (int i = i0; i < i1; i++) {
-    const int limit = p.causal_offset < 0 ? p.tk : (int)std::min<int64_t>(p.tk, p.causal_offset + i + 1);
-    const float* qi = p.q + ((int64_t)i * p.h + h) * d;
+    const int limit = limit_of(i);
+    float* s = scratch + (int64_t)(i - i0) * p.tk;
     const float* mrow = p.mask ? p.mask + (int64_t)i * p.tk : nullptr;
     const float* brow = p.bias ? p.bias + ((int64_t)h * p.tq + i) * p.tk : nullptr;
     float mx = -std::numeric_limits<float>::infinity();
     for (int j = 0; j < limit; j++) {
-      float sc = dot_f32(qi, kbase + j * kstride, d) * p.scale;
+      float sc = s[j] * p.scale;
       if (mrow) sc += mrow[j];
       if (brow) sc += brow[j];
       s[j] = sc;
@@ -461,10 +481,9 @@ static void attention(const AttnArgs& p, int h, int i0, int i1, float* s) {
       s[j] = std::exp(s[j] - mx);  // max subtraction: no overflow, the largest term is 1
       sum += s[j];
     }
-    float* o = p.out + ((int64_t)i * p.h + h) * d;
-    std::fill(o, o + d, 0.f);
     const float inv = 1.f / sum;
-    for (int j = 0; j < limit; j++) axpy_f32(o, s[j] * inv, vbase + j * kstride, d);
+    for (int j = 0; j < limit; j++) s[j] *= inv;
+    weighted_sum(p.out + ((int64_t)i * p.h + h) * d, s, vbase, kstride, limit, d);
   }
 }
 
