@@ -230,7 +230,7 @@ static inline __m256i madd_scale(__m256i acc, __m256i scale16, __m256i p16) {
 // 64 matching Q8_K values, so each chunk is one load + maddubs + dpwssd per activation row; the unpacked
 // weights and per-half scales are computed once per block and reused by all R rows.
 template <int R>
-static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
+static void q4k_row512(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
   const __m512i m4 = _mm512_set1_epi8(0xF);
   const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);  // 0 | 4
   __m512i pick[4];  // lanes 0..255 broadcast scale 2j, lanes 256..511 scale 2j+1
@@ -269,9 +269,10 @@ static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* o
   }
   for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
-#else
+#endif
+
 template <int R>
-static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
+static void q4k_row256(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
   const __m256i m4 = _mm256_set1_epi8(0xF);
   __m256 acc[R];
   for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
@@ -311,6 +312,18 @@ static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* o
   }
   for (int r = 0; r < R; r++) out[r] = hsum8(acc[r]);
 }
+
+// Decode (one activation row) is bound by unpacking, where the ymm kernel measured faster on Zen 4;
+// with several rows the zmm kernel's once-per-block unpack pays off.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+template <int R>
+static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) {
+  if constexpr (R == 1) q4k_row256<1>(w, xq, nb, out);
+  else q4k_row512<R>(w, xq, nb, out);
+}
+#else
+template <int R>
+static void q4k_row(const uint8_t* w, const uint8_t* const* xq, int nb, float* out) { q4k_row256<R>(w, xq, nb, out); }
 #endif
 
 template <int R>
