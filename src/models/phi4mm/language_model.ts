@@ -25,9 +25,10 @@ export class LoraLinear {
     for (const name of ['vision', 'speech'] as const) {
       const cfg = loras[name];
       if (!cfg) continue;
-      const A = ws.takeOptional(`${prefix}.lora_A.${name}.weight`, [cfg.r, inFeatures], 'f32');
-      const B = ws.takeOptional(`${prefix}.lora_B.${name}.weight`, [outFeatures, cfg.r], 'f32');
-      if (A && B) this.adapters.set(name, { A, B, scale: cfg.lora_alpha / cfg.r });
+      // The config declares the adapter, so its tensors are required (strict loading reports them if absent).
+      const A = ws.take(`${prefix}.lora_A.${name}.weight`, [cfg.r, inFeatures], 'f32');
+      const B = ws.take(`${prefix}.lora_B.${name}.weight`, [outFeatures, cfg.r], 'f32');
+      this.adapters.set(name, { A, B, scale: cfg.lora_alpha / cfg.r });
     }
   }
 
