@@ -43,6 +43,8 @@ export interface TensorProvider {
   /** Raw bytes (for keeping bf16 as is). */
   readRaw(name: string): Uint8Array;
   readonly where: string;
+  /** For pre-quantized checkpoints: the block format and logical [rows, K] shape of a stored U8 tensor. */
+  quantInfo?(name: string): { dtype: QuantDType; shape: number[] } | undefined;
 }
 
 export function checkpointProvider(ck: SafetensorsCheckpoint, where: string): TensorProvider {
@@ -56,6 +58,17 @@ export interface LoadReport {
   counts: Record<string, number>;
 }
 
+/**
+ * Quantizes a row-major [rows, k] f32 matrix into rows · k / blockSize blocks of `dtype`, byte-identical to
+ * formatOf(dtype).quantizeRow per row (e.g. `(d, s, r, k) => nativeBackend.quantizeRows(d, s, r, k)`).
+ */
+export type RowQuantizer = (dtype: QuantDType, src: Float32Array, rows: number, k: number) => Uint8Array;
+
+export interface StrictWeightsOptions {
+  /** A faster ISQ (the native addon's); the TypeScript quantizers of src/quant are the default. */
+  quantize?: RowQuantizer;
+}
+
 export class StrictWeights implements WeightSource {
   private readonly used = new Set<string>();
   private readonly missing: string[] = [];
@@ -63,7 +76,7 @@ export class StrictWeights implements WeightSource {
   private readonly ignored: Array<(n: string) => boolean> = [];
   readonly report: LoadReport = { bytes: {}, counts: {} };
 
-  constructor(private readonly src: TensorProvider, private readonly policy: StoragePolicy = KEEP_F32) {}
+  constructor(private readonly src: TensorProvider, private readonly policy: StoragePolicy = KEEP_F32, private readonly options: StrictWeightsOptions = {}) {}
 
   has(name: string): boolean {
     return this.src.names().includes(name);
@@ -84,18 +97,30 @@ export class StrictWeights implements WeightSource {
       return Tensor.zeros(shape);
     }
     this.used.add(name);
-    const info = this.src.info(name);
+    const q = this.src.quantInfo?.(name);
+    const info = q ?? this.src.info(name);
     const same = info.shape.length === shape.length && info.shape.every((d, i) => d === shape[i]);
     if (!same) {
       this.misshaped.push(`${name}: checkpoint ${JSON.stringify(info.shape)}, model expects ${JSON.stringify(shape)}`);
       return Tensor.zeros(shape);
     }
+    if (q) {
+      // Already quantized on disk: taken as is, whatever the policy (re-quantizing would only lose accuracy).
+      const raw = this.src.readRaw(name);
+      const t = new Tensor(q.dtype, shape, raw);
+      this.count(t);
+      return t;
+    }
     let store = as ?? this.policy(name, shape);
     if (isQuantDType(store) && (shape.length !== 2 || shape[1]! % formatOf(store).blockSize !== 0)) store = 'f32';
     const t = this.load(name, shape, info.dtype, store);
+    this.count(t);
+    return t;
+  }
+
+  private count(t: Tensor): void {
     this.report.bytes[t.dtype] = (this.report.bytes[t.dtype] ?? 0) + t.data.byteLength;
     this.report.counts[t.dtype] = (this.report.counts[t.dtype] ?? 0) + 1;
-    return t;
   }
 
   /** Throws a WeightLoadError listing every missing, mis-shaped and unused tensor, if any. */
@@ -118,8 +143,9 @@ export class StrictWeights implements WeightSource {
     }
     const f = this.src.readF32(name);
     if (store === 'f32' || store === 'bf16') return new Tensor('f32', shape, f);
-    const fmt = formatOf(store);
     const [rows, k] = shape as [number, number];
+    if (this.options.quantize) return new Tensor(store, shape, this.options.quantize(store, f, rows, k));
+    const fmt = formatOf(store);
     const rb = (k / fmt.blockSize) * fmt.bytesPerBlock;
     const q = new Uint8Array(rows * rb);
     for (let r = 0; r < rows; r++) fmt.quantizeRow(f.subarray(r * k, (r + 1) * k), q.subarray(r * rb, (r + 1) * rb));
