@@ -30,7 +30,10 @@
     },
     {
       'target_name': 'phi4mm_native',
-      'sources': ['src/addon.cc', 'src/pool.cc', 'src/quantize.cc'],
+      'sources': ['src/addon.cc', 'src/pool.cc', 'src/quantize.cc', 'src/quantize_weights.cc'],
+      # The quantizers must round every float32 operation as ggml's C does (bit-exact with src/quant): no
+      # fused multiply-add contraction (and no -ffast-math anywhere in this target).
+      'cflags': ['-ffp-contract=off'],
       'dependencies': ['phi4mm_kernels_generic', 'phi4mm_kernels_avx2', 'phi4mm_kernels_avx512'],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
       'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],

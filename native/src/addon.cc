@@ -2,7 +2,10 @@
 // kernel over the thread pool. Typed arrays are used in place (weights are never copied).
 #include <napi.h>
 
+#include <atomic>
+#include <climits>
 #include <cmath>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -266,6 +269,64 @@ Napi::Value Quantize(const Napi::CallbackInfo& info, bool q8k) {
   return env.Undefined();
 }
 
+// quantizeRows(format (0 q4_k, 1 q8_0), src, rows, k, out): ISQ of a row-major [rows, k] f32 matrix into
+// rows · (k / blockSize) blocks, rows spread over the pool. Bit-identical to src/quant's quantizeRow.
+Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fmt = dim(info, 0, "format");
+  const View src = typed(info, 1, "src");
+  const int rows = dim(info, 2, "rows"), k = dim(info, 3, "k");
+  const View out = typed(info, 4, "out");
+  if (fmt > 1) throw Napi::RangeError::New(env, "format must be 0 (q4_k) or 1 (q8_0)");
+  const int bs = fmt == 0 ? QK_K : QK8_0;
+  const char* name = fmt == 0 ? "q4_k" : "q8_0";
+  if (k % bs != 0)
+    throw Napi::RangeError::New(env, std::string("quantize ") + name + ": row length " + std::to_string(k) + " is not a multiple of the block size " + std::to_string(bs));
+  const int64_t row_bytes = (int64_t)(k / bs) * (fmt == 0 ? BLOCK_Q4_K_BYTES : BLOCK_Q8_0_BYTES);
+  need(env, src, (uint64_t)rows * k * 4, "quantize src");
+  need(env, out, (uint64_t)rows * row_bytes, "quantize out");
+  const float* x = reinterpret_cast<const float*>(src.data);
+  // The first failing row (lowest index) is reported, whatever the thread order.
+  std::atomic<int64_t> bad_row{INT64_MAX};
+  std::vector<QuantStatus> status(rows > 0 ? 1 : 0);
+  std::mutex mu;
+  parallel_rows(rows, 1, [&](int r0, int r1) {
+    for (int r = r0; r < r1 && r < bad_row.load(std::memory_order_relaxed); r++) {
+      const QuantStatus s = fmt == 0 ? quantize_weights_q4_K(x + (int64_t)r * k, out.data + r * row_bytes, k)
+                                     : quantize_weights_q8_0(x + (int64_t)r * k, out.data + r * row_bytes, k);
+      if (s.code == QuantStatus::OK) continue;
+      std::lock_guard<std::mutex> lock(mu);
+      if (r < bad_row.load()) { bad_row.store(r); status[0] = s; }
+      return;
+    }
+  });
+  if (bad_row.load() != INT64_MAX) {
+    const std::string where = std::string("quantize ") + name + ": row " + std::to_string(bad_row.load());
+    if (status[0].code == QuantStatus::NON_FINITE)
+      throw Napi::RangeError::New(env, where + " element " + std::to_string(status[0].index) + " is not finite; only finite values can be quantized");
+    throw Napi::RangeError::New(env, where + " block " + std::to_string(status[0].index) + ": the block scale overflows f16 (inputs too large in magnitude)");
+  }
+  return env.Undefined();
+}
+
+// bf16ToF32(src, out): widens bf16 bits to f32 (exact), spread over the pool.
+Napi::Value Bf16ToF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const View src = typed(info, 0, "src"), out = typed(info, 1, "out");
+  const int64_t n = (int64_t)(src.bytes / 2);
+  need(env, out, (uint64_t)n * 4, "bf16ToF32 out");
+  const uint16_t* s = reinterpret_cast<const uint16_t*>(src.data);
+  uint32_t* d = reinterpret_cast<uint32_t*>(out.data);
+  constexpr int64_t CHUNK = 1 << 16;  // elements per task
+  const int64_t tasks = (n + CHUNK - 1) / CHUNK;
+  if (tasks > INT32_MAX) throw Napi::RangeError::New(env, "bf16ToF32: array too large");
+  pool().run((int)tasks, [&](int t, int) {
+    const int64_t i1 = std::min(n, (t + 1) * CHUNK);
+    for (int64_t i = t * CHUNK; i < i1; i++) d[i] = (uint32_t)s[i] << 16;
+  });
+  return env.Undefined();
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const int n = dim(info, 0, "threads");
   if (n < 1 || n > 1024) throw Napi::RangeError::New(info.Env(), "threads must be between 1 and 1024, got " + std::to_string(n));
@@ -293,6 +354,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New(env, Attention));
   exports.Set("quantizeQ8K", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Quantize(i, true); }));
   exports.Set("quantizeQ80", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Quantize(i, false); }));
+  exports.Set("quantizeRows", Napi::Function::New(env, QuantizeRows));
+  exports.Set("bf16ToF32", Napi::Function::New(env, Bf16ToF32));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("threads", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), pool().threads()); }));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));

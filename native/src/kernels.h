@@ -61,6 +61,15 @@ namespace avx512 { extern const Kernels kernels; }
 void quantize_row_q8_K(const float* x, uint8_t* dst, int k);
 void quantize_row_q8_0(const float* x, uint8_t* dst, int k);
 
+// Weight quantizers (ISQ): bit-exact ports of ggml's quantize_row_q4_K_ref / quantize_row_q8_0_ref, as
+// src/quant. One row of k weights (a multiple of the block size) → k / blockSize blocks at dst.
+struct QuantStatus {
+  enum Code { OK, NON_FINITE, SCALE_OVERFLOW } code;
+  int index;  // NON_FINITE: the element; SCALE_OVERFLOW: the block
+};
+QuantStatus quantize_weights_q4_K(const float* x, uint8_t* dst, int k);
+QuantStatus quantize_weights_q8_0(const float* x, uint8_t* dst, int k);
+
 // IEEE half → float, exact (used by the generic build and for block scales).
 static inline float fp16_to_fp32_soft(uint16_t h) {
   const uint32_t sign = (uint32_t)(h & 0x8000) << 16;

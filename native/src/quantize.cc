@@ -3,41 +3,9 @@
 // exact lets the tests compare the integer kernels with the TypeScript oracle to the last bit of each block.
 #include <cmath>
 #include "kernels.h"
+#include "quant_common.h"
 
 namespace phi4mm {
-
-// ggml's nearest_int: round half to even through the float32 sum with 1.5·2^23.
-static inline int nearest_int(float f) {
-  float val = f + 12582912.f;
-  int32_t i;
-  std::memcpy(&i, &val, 4);
-  return (i & 0x007fffff) - 0x00400000;
-}
-
-// f32 → f16 bits, round to nearest even (as ggml's GGML_FP32_TO_FP16 on x86 F16C and src/tensor/dtype.ts).
-static uint16_t fp32_to_fp16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  const uint32_t sign = (u >> 16) & 0x8000;
-  const uint32_t exp = (u >> 23) & 0xff;
-  uint32_t mant = u & 0x7fffff;
-  if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-  int e = (int)exp - 127 + 15;
-  if (e >= 31) return (uint16_t)(sign | 0x7c00);
-  if (e <= 0) {
-    if (e < -10) return (uint16_t)sign;
-    mant |= 0x800000;
-    const int shift = 14 - e;
-    uint32_t half = mant >> shift;
-    const uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    if (rem > mid || (rem == mid && (half & 1))) half++;
-    return (uint16_t)(sign | half);
-  }
-  uint32_t half = ((uint32_t)e << 10) | (mant >> 13);
-  const uint32_t rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
-  return (uint16_t)(sign | half);
-}
 
 void quantize_row_q8_K(const float* x, uint8_t* dst, int k) {
   for (int i = 0; i < k / QK_K; i++, x += QK_K, dst += BLOCK_Q8_K_BYTES) {

@@ -6,11 +6,17 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
 import type { Tensor } from './tensor.js';
+import type { QuantDType } from './dtype.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
 
 const WTYPE = { f32: 0, bf16: 1, f16: 2 } as const;
 const QFORMAT = { q4_k: 0, q8_0: 1 } as const;
+// Block geometry of ggml's formats (as src/quant; kept literal so this module does not load the TS quantizers).
+const QK_K = 256;
+const BLOCK_Q4_K_BYTES = 144;
+const QK8_0 = 32;
+const BLOCK_Q8_0_BYTES = 34;
 const ADDON_FILE = 'native/build/Release/phi4mm_native.node';
 
 /** The raw addon surface (see native/src/addon.cc for the argument order). */
@@ -21,6 +27,8 @@ interface Addon {
   attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, tq: number, tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, causalOffset: number, mask: Float32Array | null, bias: Float32Array | null): void;
   quantizeQ8K(x: Float32Array, out: Uint8Array): void;
   quantizeQ80(x: Float32Array, out: Uint8Array): void;
+  quantizeRows(format: number, src: Float32Array, rows: number, k: number, out: Uint8Array): void;
+  bf16ToF32(src: Uint16Array, out: Float32Array): void;
   setThreads(n: number): void;
   threads(): number;
   setIsa(isa: string): void;
@@ -127,6 +135,33 @@ export class NativeBackend implements Backend {
     return out;
   }
 
+  /**
+   * ISQ of a row-major [rows, k] f32 matrix into rows · k / blockSize blocks, rows spread over the pool;
+   * byte-identical to src/quant's quantizeRow (ggml's reference quantizers). Non-finite input and block
+   * scales that overflow f16 throw, as there. Usable as StrictWeights' `quantize` option.
+   */
+  quantizeRows(dtype: QuantDType, src: Float32Array, rows: number, k: number, out?: Uint8Array): Uint8Array {
+    const fmt = (QFORMAT as Record<string, number | undefined>)[dtype];
+    if (fmt === undefined) throw new Error(`quantizeRows: unknown dtype '${dtype}' (expected q4_k or q8_0)`);
+    if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(k) || k < 0) throw new Error(`quantizeRows: bad shape [${rows}, ${k}]`);
+    if (src.length !== rows * k) throw new Error(`quantizeRows: ${src.length} values do not form a [${rows}, ${k}] matrix`);
+    const [bs, bb] = dtype === 'q4_k' ? [QK_K, BLOCK_Q4_K_BYTES] : [QK8_0, BLOCK_Q8_0_BYTES];
+    if (k % bs !== 0) throw new Error(`quantizeRows ${dtype}: row length ${k} is not a multiple of the block size ${bs}`);
+    const bytes = rows * (k / bs) * bb;
+    const q = out ?? new Uint8Array(bytes);
+    if (q.length !== bytes) throw new Error(`quantizeRows ${dtype}: out has ${q.length} bytes, expected ${bytes}`);
+    this.lib.quantizeRows(fmt, src, rows, k, q);
+    return q;
+  }
+
+  /** bf16 bits → f32 (exact), spread over the pool. */
+  bf16ToF32(src: Uint16Array, out?: Float32Array): Float32Array {
+    const y = out ?? new Float32Array(src.length);
+    if (y.length !== src.length) throw new Error(`bf16ToF32: out has ${y.length} values, expected ${src.length}`);
+    this.lib.bf16ToF32(src, y);
+    return y;
+  }
+
   /** The addon's Q8_K activation quantizer (bit-exact with src/quant's quantizeRowQ8_K); for tests. */
   quantizeQ8K(x: Float32Array, out: Uint8Array): Uint8Array {
     this.lib.quantizeQ8K(x, out);
@@ -138,4 +173,18 @@ export class NativeBackend implements Backend {
     this.lib.quantizeQ80(x, out);
     return out;
   }
+}
+
+/**
+ * The addon's ISQ as a plain function (StrictWeights' `quantize` option), or undefined when the addon is not
+ * built, so the loader falls back to the TypeScript quantizers.
+ */
+export function nativeRowQuantizer(): ((dtype: QuantDType, src: Float32Array, rows: number, k: number) => Uint8Array) | undefined {
+  let b: NativeBackend;
+  try {
+    b = NativeBackend.create();
+  } catch {
+    return undefined;
+  }
+  return (dtype, src, rows, k) => b.quantizeRows(dtype, src, rows, k);
 }

@@ -1,0 +1,114 @@
+// The addon's weight quantizers (ISQ at load time) against the TypeScript ports in src/quant, which were
+// checked byte-for-byte against ggml: every output byte must be equal (tolerance: none; both evaluate the
+// same float32 operations in the same order without FMA contraction).
+import { afterAll, describe, expect, it } from 'vitest';
+import { quantizeMatrix } from '../../src/quant/index.js';
+import { StrictWeights, memoryProvider } from '../../src/nn/weights.js';
+import { nativeRowQuantizer } from '../../src/tensor/native.js';
+import { signal, cosSignal } from '../quant/signal.js';
+import { loadNative, NO_NATIVE, rng } from './util.js';
+
+const { backend, error } = loadNative();
+
+/** Row-major [rows, k] test matrices that reach the quantizers' corner cases. */
+function matrices(k: number): Array<{ name: string; rows: number; x: Float32Array }> {
+  const r = rng(31);
+  const out: Array<{ name: string; rows: number; x: Float32Array }> = [];
+  for (const [i, kind] of (['irwin-hall', 'outliers', 'positive', 'ties'] as const).entries()) {
+    out.push({ name: kind, rows: 5, x: signal(kind, 100 + i, 5 * k) });
+  }
+  out.push({ name: 'cos', rows: 3, x: cosSignal(0.5, 3 * k) });
+  // Zeros: whole rows, single 32-weight sub-blocks, and a block that is all zero but for one value.
+  const zeros = r(7 * k, -1, 1);
+  zeros.fill(0, 0, k);
+  for (let j = 0; j < zeros.length; j += 96) zeros.fill(0, k + j, k + j + 32);
+  zeros.fill(0, 3 * k, 3 * k + 256);
+  zeros[3 * k + 77] = -0.5;
+  out.push({ name: 'zeros', rows: 7, x: zeros });
+  // Constant sub-blocks (max == min), negative-only values, tiny (subnormal-scale) and large magnitudes.
+  const special = new Float32Array(6 * k);
+  for (let i = 0; i < k; i++) special[i] = 0.25;
+  for (let i = 0; i < k; i++) special[k + i] = -1 - (i % 5) * 0.125;
+  const tiny = r(k, -1e-6, 1e-6);
+  special.set(tiny, 2 * k);
+  special.set(r(k, -3e4, 3e4), 3 * k);
+  special.set(r(k, -1e-30, 1e-30), 4 * k);
+  const outl = r(k, -0.01, 0.01);
+  for (let i = 5; i < k; i += 37) outl[i] = i % 2 ? 80 : -120;
+  special.set(outl, 5 * k);
+  out.push({ name: 'special', rows: 6, x: special });
+  out.push({ name: 'uniform, 1 row', rows: 1, x: r(k, -2, 2) });
+  out.push({ name: 'uniform, 13 rows', rows: 13, x: r(13 * k, -0.05, 0.05) });
+  return out;
+}
+
+describe.skipIf(NO_NATIVE)('native ISQ (weight quantizers)', () => {
+  it('loads the addon', () => {
+    expect(error?.message ?? null).toBeNull();
+  });
+  if (!backend) return;
+  const nb = backend;
+  afterAll(() => nb.setThreads(2));
+
+  for (const dtype of ['q4_k', 'q8_0'] as const) {
+    it(`${dtype}: byte-identical to src/quant on varied signals, 1 and 2 threads`, () => {
+      for (const k of [256, 768]) {
+        for (const { name, rows, x } of matrices(k)) {
+          const expected = quantizeMatrix(x, rows, k, dtype);
+          for (const t of [1, 2]) {
+            nb.setThreads(t);
+            const got = nb.quantizeRows(dtype, x, rows, k);
+            // Compare as a whole, then locate the first mismatch for a readable failure.
+            if (!Buffer.from(got).equals(Buffer.from(expected))) {
+              const i = got.findIndex((v, j) => v !== expected[j]);
+              throw new Error(`${dtype} ${name} k=${k} threads=${t}: byte ${i} differs (got ${got[i]}, expected ${expected[i]})`);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  it('q8_0 rows shorter than a Q4_K block, and empty matrices', () => {
+    const x = rng(5)(3 * 96, -1, 1);
+    expect(nb.quantizeRows('q8_0', x, 3, 96)).toEqual(quantizeMatrix(x, 3, 96, 'q8_0'));
+    expect(nb.quantizeRows('q4_k', new Float32Array(0), 0, 256).length).toBe(0);
+  });
+
+  it('rejects bad input with clear errors', () => {
+    const x = rng(6)(4 * 256, -1, 1);
+    x[2 * 256 + 9] = NaN;
+    expect(() => nb.quantizeRows('q4_k', x, 4, 256)).toThrow(/row 2 element 9 is not finite/);
+    expect(() => nb.quantizeRows('q8_0', x, 4, 256)).toThrow(/row 2 element 9 is not finite/);
+    const big = new Float32Array(256).fill(1e38);
+    big[3] = -1e38;
+    expect(() => nb.quantizeRows('q4_k', big, 1, 256)).toThrow(/overflows f16/);
+    expect(() => nb.quantizeRows('q8_0', big, 1, 256)).toThrow(/overflows f16/);
+    expect(() => quantizeMatrix(big, 1, 256, 'q8_0')).toThrow(/overflows f16/); // same contract as src/quant
+    expect(() => nb.quantizeRows('q4_k', new Float32Array(100), 1, 100)).toThrow(/not a multiple of the block size 256/);
+    expect(() => nb.quantizeRows('q4_k', new Float32Array(512), 1, 256)).toThrow(/do not form a \[1, 256\] matrix/);
+    expect(() => nb.quantizeRows('f16' as 'q4_k', new Float32Array(256), 1, 256)).toThrow(/unknown dtype 'f16'/);
+  });
+
+  it('bf16ToF32 widens exactly', () => {
+    const bits = Uint16Array.from({ length: 70001 }, (_, i) => (i * 2654435761) >>> 16);
+    const got = nb.bf16ToF32(bits);
+    const u32 = new Uint32Array(got.buffer);
+    for (let i = 0; i < bits.length; i++) if (u32[i] !== bits[i]! << 16 >>> 0) throw new Error(`element ${i}: ${u32[i]} vs ${bits[i]! << 16}`);
+  });
+
+  it('StrictWeights with the native quantizer stores the same bytes as the TypeScript default', () => {
+    const x = signal('outliers', 9, 12 * 512);
+    const tensors = { 'a.weight': { shape: [12, 512], data: x }, 'b.weight': { shape: [12, 512], data: x } };
+    const policy = (name: string) => (name.startsWith('a') ? 'q4_k' : 'q8_0') as 'q4_k' | 'q8_0';
+    const quantize = nativeRowQuantizer();
+    expect(quantize).toBeDefined();
+    const fast = new StrictWeights(memoryProvider(tensors), policy, { quantize });
+    const slow = new StrictWeights(memoryProvider(tensors), policy);
+    for (const name of ['a.weight', 'b.weight']) {
+      const f = fast.take(name, [12, 512]), s = slow.take(name, [12, 512]);
+      expect(f.dtype).toBe(s.dtype);
+      expect(Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength).equals(Buffer.from(s.data.buffer, s.data.byteOffset, s.data.byteLength))).toBe(true);
+    }
+  });
+});
