@@ -202,6 +202,10 @@ export class SafetensorsCheckpoint {
   readF32(name: string): Float32Array {
     return this.fileOf(name).readF32(name);
   }
+  /** The `__metadata__` of the file that holds `name`. */
+  metadataOf(name: string): Record<string, string> {
+    return this.fileOf(name).metadata;
+  }
   close(): void {
     for (const f of this.files) f.close();
   }

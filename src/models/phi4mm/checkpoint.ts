@@ -3,6 +3,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsCheckpoint } from '../../io/safetensors.js';
 import type { TensorProvider } from '../../nn/weights.js';
+import type { QuantDType } from '../../tensor/dtype.js';
+
+/** Safetensors metadata key of pre-quantized checkpoints: JSON {name: {dtype, shape}} for the U8 block tensors. */
+export const QUANT_METADATA_KEY = 'phi4mm.quant';
 import { adapterKeyToOrig, hfToOrig } from './names.js';
 import type { Layout } from './configuration.js';
 
@@ -54,6 +58,15 @@ export class CheckpointProvider implements TensorProvider {
     const s = this.get(name);
     return s.ck.readRaw(s.name);
   }
+  quantInfo(name: string): { dtype: QuantDType; shape: number[] } | undefined {
+    const s = this.get(name);
+    const meta = s.ck.metadataOf(s.name)[QUANT_METADATA_KEY];
+    if (!meta) return undefined;
+    let table = this.quantTables.get(meta);
+    if (!table) this.quantTables.set(meta, (table = JSON.parse(meta) as Record<string, { dtype: QuantDType; shape: number[] }>));
+    return table[s.name];
+  }
+  private readonly quantTables = new Map<string, Record<string, { dtype: QuantDType; shape: number[] }>>();
   close(): void {
     for (const c of this.opened) c.close();
   }

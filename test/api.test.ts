@@ -1,0 +1,99 @@
+// The library API end to end on a tiny checkpoint folder (golden weights + generated tokenizer files).
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Phi4MM, Messages } from '../src/index.js';
+import { tinyCheckpoint } from './helpers/tiny_checkpoint.js';
+import { golden, goldenPath } from './helpers/golden.js';
+
+const dir = tinyCheckpoint();
+const model = await Phi4MM.fromPretrained(dir);
+
+describe('Phi4MM library API', () => {
+  it('chat returns text and usage with tok/s; streamChat yields the same text', async () => {
+    const msgs = new Messages().addMessage('system', 'You are terse.').addMessage('user', 'Hello there');
+    const r = await model.chat(msgs, { maxTokens: 8 });
+    expect(r.text.length).toBeGreaterThan(0);
+    expect(r.usage.completion_tokens).toBeLessThanOrEqual(8);
+    expect(r.usage.prompt_tokens).toBeGreaterThan(5);
+    expect(r.usage.avg_prompt_tok_per_sec).toBeGreaterThan(0);
+    expect(r.usage.avg_compl_tok_per_sec).toBeGreaterThan(0);
+    let streamed = '';
+    for await (const d of model.streamChat(msgs, { maxTokens: 8 })) streamed += d;
+    expect(streamed).toBe(r.text);
+  });
+
+  it('image + audio given as paths: tags inserted, tokens expanded, routed to the vision LoRA', async () => {
+    const g = golden('b_image_processor');
+    const seen: { mode?: string; prompt?: Int32Array } = {};
+    const orig = model.model.generate.bind(model.model);
+    model.model.generate = (be, p, o) => { seen.mode = o.mode; seen.prompt = p; return orig(be, p, o); };
+    try {
+      const msgs = new Messages().addMultimodalMessage('user', 'What is this?', { images: [goldenPath('inputs', 'image_A_320x240.png')], audios: [goldenPath('inputs', 'audio_16k_3.3s.wav')] });
+      const r = await model.chat(msgs, { maxTokens: 3 });
+      expect(r.usage.completion_tokens).toBeGreaterThan(0);
+    } finally {
+      model.model.generate = orig;
+    }
+    expect(seen.mode).toBe('vision_speech');
+    const count = (id: number) => seen.prompt!.filter((x) => x === id).length;
+    expect(count(200010)).toBe(g.tensor('num_img_tokens').data[0]); // image A: 477 tokens
+    expect(count(200011)).toBe(golden('d_audio_features').tensor('wave16.audio_embed_sizes').data[0]); // 3.3 s: 41 tokens
+    expect(Array.from(seen.prompt!.slice(0, 1))).toEqual([200021]); // <|user|> first: no BOS, no system turn
+  });
+
+  it('same seed, same sampled output; temperature > 0 differs from greedy for some seed', async () => {
+    const msgs = new Messages().addMessage('user', 'Tell me a story');
+    const a = await model.chat(msgs, { maxTokens: 10, temperature: 1.2, seed: 7 });
+    const b = await model.chat(msgs, { maxTokens: 10, temperature: 1.2, seed: 7 });
+    expect(b.text).toBe(a.text);
+    const greedy = await model.chat(msgs, { maxTokens: 10 });
+    const others = await Promise.all([1, 2, 3].map((s) => model.chat(msgs, { maxTokens: 10, temperature: 1.2, seed: s })));
+    expect(others.some((o) => o.text !== greedy.text)).toBe(true);
+  });
+
+  it('stop strings end the text before the stop string; an aborted request finishes as cancelled', async () => {
+    const msgs = new Messages().addMessage('user', 'Hello there');
+    const full = await model.chat(msgs, { maxTokens: 12 });
+    const cut = full.text.slice(3, 6);
+    if (cut.length === 3) {
+      const r = await model.chat(msgs, { maxTokens: 12, stop: cut });
+      expect(r.finishReason).toBe('stop');
+      expect(full.text.startsWith(r.text)).toBe(true);
+      expect(r.text.includes(cut)).toBe(false);
+    }
+    const ctrl = new AbortController();
+    let n = 0, reason = '';
+    for await (const ev of model.streamEvents(msgs, { maxTokens: 50, signal: ctrl.signal })) {
+      if (ev.type === 'delta' && ++n === 2) ctrl.abort();
+      if (ev.type === 'done') reason = ev.finishReason;
+    }
+    expect(reason).toBe('cancelled');
+  });
+
+  it('bad options and inputs get clear errors', async () => {
+    await expect(Phi4MM.fromPretrained(dir, { isq: 'q3' as never })).rejects.toThrow(/isq must be/);
+    await expect(Phi4MM.fromPretrained(dir, { threadz: 2 } as never)).rejects.toThrow(/unknown option\(s\) threadz/);
+    await expect(Phi4MM.fromPretrained('./no/such/dir')).rejects.toThrow(/no such folder/);
+    await expect(model.chat([{ role: 'user', content: 'x' }], { temperature: -1 })).rejects.toThrow(/temperature/);
+    await expect(model.chat([{ role: 'user', content: 'x' }], { maxTokens: 0 })).rejects.toThrow(/maxTokens/);
+    await expect(model.chat([{ role: 'user', content: [{ type: 'image', image: Buffer.from('not an image at all, clearly') }] }])).rejects.toThrow(/image/i);
+    await expect(model.chat([{ role: 'user', content: '<|image_1|> what?' }])).rejects.toThrow(/no attached media/);
+  });
+});
+
+describe('ISQ and the pre-quantized save format', () => {
+  it('q8_0 at load, saved, reloads without re-quantizing and gives identical logits', async () => {
+    const q = await Phi4MM.fromPretrained(dir, { isq: 'q8_0' });
+    expect(q.loadReport.counts['q8_0']).toBeGreaterThan(0);
+    const out = mkdtempSync(join(tmpdir(), 'phi4mm-q-'));
+    await q.saveQuantized(out);
+    const r = await Phi4MM.fromPretrained(out);
+    expect(r.loadReport.counts['q8_0']).toBe(q.loadReport.counts['q8_0']);
+    const ids = Int32Array.from([200021, 12194, 200020, 200019]);
+    const a = q.model.forward(q.backend, ids).logits, b = r.model.forward(r.backend, ids).logits;
+    expect(Array.from(b)).toEqual(Array.from(a));
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).model_type).toBe('phi4mm');
+  });
+});
