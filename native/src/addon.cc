@@ -223,6 +223,11 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Query count from which attention packs K (see Attention), and the query block of that path: a multiple of
+// the score tile (6 or 4 rows) and of the P·V tile (4 or 2 rows), with qb·tk scores in L2.
+constexpr int PACK_MIN_QUERIES = 16;
+constexpr int PACKED_QUERY_BLOCK = 24;
+
 // attention(q, k, v, out, tq, tk, nHeads, nKvHeads, headDim, scale, causalOffset (-1: none), mask|null, bias|null)
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -243,15 +248,23 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   AttnArgs p{reinterpret_cast<const float*>(q.data), reinterpret_cast<const float*>(k.data), reinterpret_cast<const float*>(v.data),
              reinterpret_cast<float*>(out.data), reinterpret_cast<const float*>(mask.data), reinterpret_cast<const float*>(bias.data),
              tq, tk, h, hkv, d, scale, causal};
-  // Query blocks small enough that decode (tq = 1) still splits over heads, large enough to amortize a task.
-  const int qb = std::max(1, std::min(16, tq / std::max(1, pool().threads())));
-  const int qblocks = (tq + qb - 1) / qb;
-  const size_t per_thread = (size_t)qb * std::max(tk, 1);  // one score row per query of a block
-  std::vector<float> scratch((size_t)pool().threads() * per_thread);
   const Kernels& K = kernels();
+  // Long query blocks: K packed once per kv head into key panels (O(tk·d) per kv head next to the O(tq·tk·d)
+  // scores). Decode and short chunks read K in place, with query blocks small enough to split over heads.
+  const bool pack = tq >= PACK_MIN_QUERIES && d > 0 && tk > 0;
+  const int qb = pack ? PACKED_QUERY_BLOCK : std::max(1, std::min(16, tq / std::max(1, pool().threads())));
+  const int qblocks = (tq + qb - 1) / qb;
+  const int64_t panel = K.attn_key_panel;
+  const int64_t lds = pack ? (tk + panel - 1) / panel * panel : std::max(tk, 1);
+  std::vector<float> kpacked(pack ? (size_t)hkv * lds * d : 0);
+  if (pack) pool().run(hkv, [&](int kh, int) { K.attn_pack_k(p, kh, kpacked.data() + (size_t)kh * lds * d); });
+  const size_t per_thread = (size_t)qb * lds;  // one score row per query of a block
+  std::vector<float> scratch((size_t)pool().threads() * per_thread);
+  const int group = h / hkv;
   pool().run(h * qblocks, [&](int t, int thread) {
     const int head = t % h, i0 = (t / h) * qb;
-    K.attention(p, head, i0, std::min(tq, i0 + qb), scratch.data() + (size_t)thread * per_thread);
+    const float* kp = pack ? kpacked.data() + (size_t)(head / group) * lds * d : nullptr;
+    K.attention(p, kp, head, i0, std::min(tq, i0 + qb), scratch.data() + (size_t)thread * per_thread, lds);
   });
   return env.Undefined();
 }
@@ -309,6 +322,17 @@ Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// expF32(x, out): the attention kernels' vectorized exp of the current ISA, for its accuracy test.
+Napi::Value ExpF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const View x = typed(info, 0, "x"), out = typed(info, 1, "out");
+  const int64_t n = (int64_t)(x.bytes / 4);
+  need(env, out, (uint64_t)n * 4, "expF32 out");
+  if (n > INT32_MAX) throw Napi::RangeError::New(env, "expF32: array too large");
+  kernels().exp(reinterpret_cast<const float*>(x.data), reinterpret_cast<float*>(out.data), (int)n);
+  return env.Undefined();
+}
+
 // bf16ToF32(src, out): widens bf16 bits to f32 (exact), spread over the pool.
 Napi::Value Bf16ToF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -355,6 +379,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeQ8K", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Quantize(i, true); }));
   exports.Set("quantizeQ80", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Quantize(i, false); }));
   exports.Set("quantizeRows", Napi::Function::New(env, QuantizeRows));
+  exports.Set("expF32", Napi::Function::New(env, ExpF32));
   exports.Set("bf16ToF32", Napi::Function::New(env, Bf16ToF32));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("threads", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), pool().threads()); }));

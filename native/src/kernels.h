@@ -48,8 +48,14 @@ struct Kernels {
   void (*gemm_nt)(const GemmArgs&, int n0, int n1);
   void (*q4k_q8k)(const QGemmArgs&, int n0, int n1);
   void (*q80_q80)(const QGemmArgs&, int n0, int n1);
-  // One head × queries [i0, i1); scratch holds (i1 − i0)·tk floats.
-  void (*attention)(const AttnArgs&, int head, int i0, int i1, float* scratch);
+  // One head × queries [i0, i1). kpacked: that head's kv head packed by attn_pack_k, or null (K read in
+  // place). scratch: (i1 − i0) rows of lds ≥ tk floats; lds a multiple of attn_key_panel when kpacked.
+  void (*attention)(const AttnArgs&, const float* kpacked, int head, int i0, int i1, float* scratch, int64_t lds);
+  // K of kv head kh → ⌈tk / attn_key_panel⌉ panels of headDim × attn_key_panel floats (zero-padded).
+  void (*attn_pack_k)(const AttnArgs&, int kh, float* dst);
+  int attn_key_panel;
+  // y[0..n) = e^x (the attention softmax's exp; exposed for its accuracy test).
+  void (*exp)(const float* x, float* y, int n);
 };
 
 namespace generic { extern const Kernels kernels; }

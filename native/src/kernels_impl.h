@@ -72,6 +72,94 @@ static inline vf vload_f16(const uint16_t* p) {
 static inline float fp16_to_fp32(uint16_t h) { return fp16_to_fp32_soft(h); }
 #endif
 
+// ---- more f32 vector ops: max, masked partial loads/stores (n < VL lanes), exp ---------------------------
+#if defined(__AVX512F__)
+static inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
+static inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
+static inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
+static inline void vstore_n(float* p, vf v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v); }
+#elif defined(__AVX2__)
+static inline vf vmax(vf a, vf b) { return _mm256_max_ps(a, b); }
+static inline float vhmax(vf v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+static inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+static inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+static inline __m256i lane_mask(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+static inline vf vload_n(const float* p, int n) { return _mm256_maskload_ps(p, lane_mask(n)); }
+static inline void vstore_n(float* p, vf v, int n) { _mm256_maskstore_ps(p, lane_mask(n), v); }
+#else
+static inline vf vmax(vf a, vf b) { return vf{std::max(a[0], b[0]), std::max(a[1], b[1]), std::max(a[2], b[2]), std::max(a[3], b[3])}; }
+static inline float vhmax(vf v) { return std::max(std::max(v[0], v[1]), std::max(v[2], v[3])); }
+static inline vf vmul(vf a, vf b) { return a * b; }
+static inline vf vadd(vf a, vf b) { return a + b; }
+static inline vf vload_n(const float* p, int n) { vf v = vzero(); std::memcpy(&v, p, n * sizeof(float)); return v; }
+static inline void vstore_n(float* p, vf v, int n) { std::memcpy(p, &v, n * sizeof(float)); }
+#endif
+
+// e^x over the whole float range, ≤ 2 ulp for normal results: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in
+// two so n·ln2_hi is exact), e^r by Cephes' degree-7 polynomial, then 2^n applied in two halves so results
+// down to the subnormal range round once and x < −104 gives +0 (softmax masks of −3.4e38 included).
+// x > 88.72 gives +Inf; NaN propagates.
+constexpr float EXP_LO = -104.f, EXP_HI = 88.7228394f;
+constexpr float LOG2E = 1.44269504088896341f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
+constexpr float EXP_P0 = 1.9875691500e-4f, EXP_P1 = 1.3981999507e-3f, EXP_P2 = 8.3334519073e-3f,
+                EXP_P3 = 4.1665795894e-2f, EXP_P4 = 1.6666665459e-1f, EXP_P5 = 5.0000001201e-1f;
+#if defined(__AVX512F__)
+static inline vf vexp(vf x) {
+  const __mmask16 big = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_HI), _CMP_GT_OQ);
+  x = _mm512_max_ps(_mm512_set1_ps(EXP_LO), x);  // NaN stays NaN (max returns its second operand)
+  const vf n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  vf r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+  vf p = _mm512_set1_ps(EXP_P0);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P1));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P2));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P3));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P4));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P5));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  const __m512i ni = _mm512_cvtps_epi32(n);  // −151 ≤ n ≤ 128
+  const __m512i n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
+  const vf s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, _mm512_set1_epi32(127)), 23));
+  const vf s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, _mm512_set1_epi32(127)), 23));
+  return _mm512_mask_blend_ps(big, _mm512_mul_ps(_mm512_mul_ps(p, s1), s2), _mm512_set1_ps(INFINITY));
+}
+#elif defined(__AVX2__)
+static inline vf vexp(vf x) {
+  const vf big = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_HI), _CMP_GT_OQ);
+  x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
+  const vf n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  vf r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+  vf p = _mm256_set1_ps(EXP_P0);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P1));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P5));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+  const vf s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+  const vf s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+  return _mm256_blendv_ps(_mm256_mul_ps(_mm256_mul_ps(p, s1), s2), _mm256_set1_ps(INFINITY), big);
+}
+#else
+static inline vf vexp(vf x) { return vf{std::exp(x[0]), std::exp(x[1]), std::exp(x[2]), std::exp(x[3])}; }
+#endif
+
+// y[i] = e^x[i] with the kernels' vexp (exposed for the accuracy test).
+static void exp_rows(const float* x, float* y, int n) {
+  int i = 0;
+  for (; i + VL <= n; i += VL) vstore(y + i, vexp(vload(x + i)));
+  if (i < n) vstore_n(y + i, vexp(vload_n(x + i, n - i)), n - i);
+}
+
 template <WType T> static inline vf loadw(const void* b, int64_t i);
 template <> inline vf loadw<WType::F32>(const void* b, int64_t i) { return vload((const float*)b + i); }
 template <> inline vf loadw<WType::BF16>(const void* b, int64_t i) { return vload_bf16((const uint16_t*)b + i); }
@@ -80,15 +168,11 @@ template <> inline vf loadw<WType::F16>(const void* b, int64_t i) { return vload
 // A partial vector (n < VL elements) through a zero-padded stack copy.
 template <WType T> static inline vf loadw_tail(const void* b, int64_t i, int n) {
   alignas(64) uint16_t h[VL] = {};
-  alignas(64) float f[VL] = {};
-  if (T == WType::F32) {
-    std::memcpy(f, (const float*)b + i, n * sizeof(float));
-    return vload(f);
-  }
+  if (T == WType::F32) return vload_n((const float*)b + i, n);
   std::memcpy(h, (const uint16_t*)b + i, n * sizeof(uint16_t));
   return T == WType::BF16 ? vload_bf16(h) : vload_f16(h);
 }
-static inline vf vload_tail(const float* p, int n) { return loadw_tail<WType::F32>(p, 0, n); }
+static inline vf vload_tail(const float* p, int n) { return vload_n(p, n); }
 
 // ---- f32 GEMM, C = A·Bᵀ --------------------------------------------------------------------------------
 // Dot-product form: a tile of MR rows of A and NR rows of B, both contiguous along K, keeps MR·NR vector
@@ -431,72 +515,214 @@ static void qgemm(const QGemmArgs& g, int n0, int n1) {
 }
 
 // ---- attention -----------------------------------------------------------------------------------------
-// o[0..d) = Σ_j p[j]·v_j[0..d) with v_j = v + j·stride; 4 vector accumulators live across the j loop so
-// the output is stored once (no read-modify-write per key).
-static inline void weighted_sum(float* o, const float* p, const float* v, int64_t stride, int n, int d) {
-  int c = 0;
-  for (; c + 4 * VL <= d; c += 4 * VL) {
-    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
-    for (int j = 0; j < n; j++) {
-      const float* vj = v + j * stride + c;
-      const vf pj = vset1(p[j]);
-      a0 = vfma(pj, vload(vj), a0);
-      a1 = vfma(pj, vload(vj + VL), a1);
-      a2 = vfma(pj, vload(vj + 2 * VL), a2);
-      a3 = vfma(pj, vload(vj + 3 * VL), a3);
+// Per (head, block of queries): scores S = Q·Kᵀ into scratch, softmax per row in f32 with max subtraction
+// (vectorized exp), then O = P·V / Σp. Long query blocks take the scores from K packed once per kv head into
+// key panels (no horizontal sums: keys lie along the vector lanes); decode (few queries) reads K in place
+// through the dot-product GEMM tile.
+#if defined(__AVX512F__)
+constexpr int SQ = 6, SV = 4;  // score tile: 6 queries × 4 vectors of keys (24 accumulators)
+constexpr int PQ = 4, PV = 5;  // P·V tile: 4 queries × up to 5 vectors of head dims (20 accumulators)
+#elif defined(__AVX2__)
+constexpr int SQ = 4, SV = 3;
+constexpr int PQ = 2, PV = 4;
+#else
+constexpr int SQ = 2, SV = 2;
+constexpr int PQ = 2, PV = 2;
+#endif
+constexpr int KP = SV * VL;  // keys per packed panel
+
+#if defined(__AVX512F__)
+static inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+#elif defined(__AVX2__)
+static inline vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+#else
+static inline vf vsub(vf a, vf b) { return a - b; }
+#endif
+
+// K of kv head kh → panels [⌈tk / KP⌉][d][KP], zero-padded past tk.
+static void attn_pack_k(const AttnArgs& p, int kh, float* dst) {
+  const int np = (p.tk + KP - 1) / KP;
+  const int64_t kstride = (int64_t)p.hkv * p.d;
+  for (int pi = 0; pi < np; pi++) {
+    float* panel = dst + (int64_t)pi * p.d * KP;
+    const int j0 = pi * KP, nj = std::min(KP, p.tk - j0);
+    for (int jj = 0; jj < KP; jj++) {
+      const float* krow = p.k + (int64_t)(j0 + jj) * kstride + (int64_t)kh * p.d;
+      for (int c = 0; c < p.d; c++) panel[c * KP + jj] = jj < nj ? krow[c] : 0.f;
     }
-    vstore(o + c, a0); vstore(o + c + VL, a1); vstore(o + c + 2 * VL, a2); vstore(o + c + 3 * VL, a3);
-  }
-  for (; c + VL <= d; c += VL) {
-    vf a = vzero();
-    for (int j = 0; j < n; j++) a = vfma(vset1(p[j]), vload(v + j * stride + c), a);
-    vstore(o + c, a);
-  }
-  for (; c < d; c++) {
-    float a = 0;
-    for (int j = 0; j < n; j++) a += p[j] * v[j * stride + c];
-    o[c] = a;
   }
 }
 
-// Queries [i0, i1) of one head: scores S = Q·Kᵀ with the GEMM tile kernel (K read in place through its row
-// stride), softmax per row in f32 with max subtraction, then P·V. scratch: (i1 − i0)·tk floats.
-static void attention(const AttnArgs& p, int h, int i0, int i1, float* scratch) {
-  const int d = p.d, kh = h / (p.h / p.hkv);
-  const int64_t kstride = (int64_t)p.hkv * d;
-  const float* kbase = p.k + (int64_t)kh * d;
+// s[i][0..KP) = q_i · k_{panel keys} for mr query rows q + i·ldq.
+template <int mr>
+static inline void score_tile(const float* q, int64_t ldq, const float* panel, int d, float* s, int64_t lds) {
+  vf acc[mr][SV];
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+    for (int v = 0; v < SV; v++) acc[i][v] = vzero();
+  for (int c = 0; c < d; c++) {
+    vf kv[SV];
+#pragma GCC unroll 8
+    for (int v = 0; v < SV; v++) kv[v] = vload(panel + c * KP + v * VL);
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+      const vf qi = vset1(q[i * ldq + c]);
+#pragma GCC unroll 8
+      for (int v = 0; v < SV; v++) acc[i][v] = vfma(qi, kv[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < mr; i++)
+    for (int v = 0; v < SV; v++) vstore(s + i * lds + v * VL, acc[i][v]);
+}
+
+static void scores_packed(const float* q, int64_t ldq, int nq, const float* kp, int d, int ncols, float* s, int64_t lds) {
+  const int np = (ncols + KP - 1) / KP;
+  for (int pi = 0; pi < np; pi++) {
+    const float* panel = kp + (int64_t)pi * d * KP;
+    for (int i = 0; i < nq; i += SQ) {
+      const float* qi = q + i * ldq;
+      float* si = s + i * lds + pi * KP;
+      switch (std::min(SQ, nq - i)) {
+        case 1: score_tile<1>(qi, ldq, panel, d, si, lds); break;
+        case 2: if constexpr (SQ >= 2) score_tile<2>(qi, ldq, panel, d, si, lds); break;
+        case 3: if constexpr (SQ >= 3) score_tile<3>(qi, ldq, panel, d, si, lds); break;
+        case 4: if constexpr (SQ >= 4) score_tile<4>(qi, ldq, panel, d, si, lds); break;
+        case 5: if constexpr (SQ >= 5) score_tile<5>(qi, ldq, panel, d, si, lds); break;
+        case 6: if constexpr (SQ >= 6) score_tile<6>(qi, ldq, panel, d, si, lds); break;
+      }
+    }
+  }
+}
+
+// In place on s[0..n): s = e^(s·scale + mask + bias − max); returns Σ s.
+static float softmax_numerators(float* s, int n, float scale, const float* mrow, const float* brow) {
+  const vf vs = vset1(scale);
+  vf mxv = vset1(-std::numeric_limits<float>::infinity());
+  int j = 0;
+  for (; j + VL <= n; j += VL) {
+    vf x = vmul(vload(s + j), vs);
+    if (mrow) x = vadd(x, vload(mrow + j));
+    if (brow) x = vadd(x, vload(brow + j));
+    vstore(s + j, x);
+    mxv = vmax(mxv, x);
+  }
+  float mx = vhmax(mxv);
+  for (int t = j; t < n; t++) {
+    float x = s[t] * scale;
+    if (mrow) x += mrow[t];
+    if (brow) x += brow[t];
+    s[t] = x;
+    mx = std::max(mx, x);
+  }
+  const vf vm = vset1(mx);  // max subtraction: no overflow, the largest term is 1
+  vf sumv = vzero();
+  for (j = 0; j + VL <= n; j += VL) {
+    const vf e = vexp(vsub(vload(s + j), vm));
+    vstore(s + j, e);
+    sumv = vadd(sumv, e);
+  }
+  float sum = vhsum(sumv);
+  if (j < n) {
+    const int r = n - j;
+    vstore_n(s + j, vexp(vsub(vload_n(s + j, r), vm)), r);
+    for (int t = j; t < n; t++) sum += s[t];
+  }
+  return sum;
+}
+
+// o_r[c0 .. c0 + w) = inv_r · Σ_j p_r[j]·v_j[c0 .. c0 + w) for nq query rows at once (each V vector loaded
+// once for all of them); nv = ⌈w / VL⌉ vectors, the last one partial when w % VL ≠ 0.
+template <int nq, int nv>
+static inline void pv_tile(float* o, int64_t ldo, const float* p, int64_t ldp, const float* v, int64_t vstride, int n, int w,
+                           const float* inv) {
+  const int last = w - (nv - 1) * VL;  // lanes of the last vector, 1..VL
+  vf acc[nq][nv];
+#pragma GCC unroll 8
+  for (int r = 0; r < nq; r++)
+#pragma GCC unroll 8
+    for (int t = 0; t < nv; t++) acc[r][t] = vzero();
+  for (int j = 0; j < n; j++) {
+    const float* vj = v + j * vstride;
+    vf vv[nv];
+#pragma GCC unroll 8
+    for (int t = 0; t < nv - 1; t++) vv[t] = vload(vj + t * VL);
+    vv[nv - 1] = last == VL ? vload(vj + (nv - 1) * VL) : vload_n(vj + (nv - 1) * VL, last);
+#pragma GCC unroll 8
+    for (int r = 0; r < nq; r++) {
+      const vf pr = vset1(p[r * ldp + j]);
+#pragma GCC unroll 8
+      for (int t = 0; t < nv; t++) acc[r][t] = vfma(pr, vv[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < nq; r++) {
+    const vf sc = vset1(inv[r]);
+    for (int t = 0; t < nv - 1; t++) vstore(o + r * ldo + t * VL, vmul(acc[r][t], sc));
+    vstore_n(o + r * ldo + (nv - 1) * VL, vmul(acc[r][nv - 1], sc), last);
+  }
+}
+
+template <int nq>
+static inline void pv_rows(float* o, int64_t ldo, const float* p, int64_t ldp, const float* v, int64_t vstride, int n, int d,
+                           const float* inv) {
+  const int nvec = (d + VL - 1) / VL;
+  const int chunks = (nvec + PV - 1) / PV;
+  const int per = (nvec + chunks - 1) / chunks;  // vectors per chunk, as even as possible
+  for (int c0 = 0; c0 < d; c0 += per * VL) {
+    const int w = std::min(per * VL, d - c0);
+    switch ((w + VL - 1) / VL) {
+      case 1: pv_tile<nq, 1>(o + c0, ldo, p, ldp, v + c0, vstride, n, w, inv); break;
+      case 2: pv_tile<nq, 2>(o + c0, ldo, p, ldp, v + c0, vstride, n, w, inv); break;
+      case 3: if constexpr (PV >= 3) pv_tile<nq, 3>(o + c0, ldo, p, ldp, v + c0, vstride, n, w, inv); break;
+      case 4: if constexpr (PV >= 4) pv_tile<nq, 4>(o + c0, ldo, p, ldp, v + c0, vstride, n, w, inv); break;
+      case 5: if constexpr (PV >= 5) pv_tile<nq, 5>(o + c0, ldo, p, ldp, v + c0, vstride, n, w, inv); break;
+    }
+  }
+}
+
+// Queries [i0, i1) of head h. kpacked: attn_pack_k's panels of this head's kv head, or null to read K in
+// place. scratch: (i1 − i0) rows of `lds` floats (lds ≥ tk, a multiple of KP when kpacked).
+static void attention(const AttnArgs& p, const float* kpacked, int h, int i0, int i1, float* scratch, int64_t lds) {
+  const int d = p.d, kh = h / (p.h / p.hkv), nq = i1 - i0;
+  const int64_t kstride = (int64_t)p.hkv * d, ldq = (int64_t)p.h * d;
+  const float* q = p.q + ((int64_t)i0 * p.h + h) * d;
   const float* vbase = p.v + (int64_t)kh * d;
   auto limit_of = [&](int i) {
     return p.causal_offset < 0 ? p.tk : (int)std::max<int64_t>(0, std::min<int64_t>(p.tk, p.causal_offset + i + 1));
   };
   const int ncols = limit_of(i1 - 1);  // the widest row of the block (limits grow with i)
-  if (ncols > 0 && d > 0) {
-    GemmArgs g{p.q + ((int64_t)i0 * p.h + h) * d, (int64_t)p.h * d, kbase, kstride, WType::F32, scratch, p.tk, nullptr, i1 - i0, ncols, d};
-    gemm_nt_t<WType::F32>(g, 0, ncols);
-  } else if (ncols > 0) {
-    std::fill(scratch, scratch + (int64_t)(i1 - i0) * p.tk, 0.f);
+  float* out = p.out + ((int64_t)i0 * p.h + h) * d;
+  if (ncols == 0) {  // no visible key: as the reference, an empty sum
+    for (int i = 0; i < nq; i++) std::fill(out + i * ldq, out + i * ldq + d, 0.f);
+    return;
   }
-  for (int i = i0; i < i1; i++) {
-    const int limit = limit_of(i);
-    float* s = scratch + (int64_t)(i - i0) * p.tk;
-    const float* mrow = p.mask ? p.mask + (int64_t)i * p.tk : nullptr;
-    const float* brow = p.bias ? p.bias + ((int64_t)h * p.tq + i) * p.tk : nullptr;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int j = 0; j < limit; j++) {
-      float sc = s[j] * p.scale;
-      if (mrow) sc += mrow[j];
-      if (brow) sc += brow[j];
-      s[j] = sc;
-      mx = std::max(mx, sc);
+  if (d == 0) {
+    return;
+  } else if (kpacked) {
+    scores_packed(q, ldq, nq, kpacked, d, ncols, scratch, lds);
+  } else {
+    GemmArgs g{q, ldq, p.k + (int64_t)kh * d, kstride, WType::F32, scratch, lds, nullptr, nq, ncols, d};
+    gemm_nt_t<WType::F32>(g, 0, ncols);
+  }
+  float inv[PQ];
+  for (int i0b = 0; i0b < nq; i0b += PQ) {
+    const int nr = std::min(PQ, nq - i0b);
+    for (int r = 0; r < nr; r++) {
+      const int i = i0 + i0b + r, limit = limit_of(i);
+      float* s = scratch + (int64_t)(i0b + r) * lds;
+      const float* mrow = p.mask ? p.mask + (int64_t)i * p.tk : nullptr;
+      const float* brow = p.bias ? p.bias + ((int64_t)h * p.tq + i) * p.tk : nullptr;
+      inv[r] = limit > 0 ? 1.f / softmax_numerators(s, limit, p.scale, mrow, brow) : 0.f;
+      std::fill(s + limit, s + ncols, 0.f);  // causal rows of one block share the key range [0, ncols)
     }
-    float sum = 0;
-    for (int j = 0; j < limit; j++) {
-      s[j] = std::exp(s[j] - mx);  // max subtraction: no overflow, the largest term is 1
-      sum += s[j];
+    float* o = out + i0b * ldq;
+    const float* pr = scratch + (int64_t)i0b * lds;
+    switch (nr) {
+      case 1: pv_rows<1>(o, ldq, pr, lds, vbase, kstride, ncols, d, inv); break;
+      case 2: pv_rows<2>(o, ldq, pr, lds, vbase, kstride, ncols, d, inv); break;
+      case 3: if constexpr (PQ >= 3) pv_rows<3>(o, ldq, pr, lds, vbase, kstride, ncols, d, inv); break;
+      case 4: if constexpr (PQ >= 4) pv_rows<4>(o, ldq, pr, lds, vbase, kstride, ncols, d, inv); break;
     }
-    const float inv = 1.f / sum;
-    for (int j = 0; j < limit; j++) s[j] *= inv;
-    weighted_sum(p.out + ((int64_t)i * p.h + h) * d, s, vbase, kstride, limit, d);
   }
 }
 
@@ -512,6 +738,9 @@ extern const Kernels kernels = {
     qgemm<q4k_row<1>, q4k_row<2>, q4k_row<3>, q4k_row<4>>,
     qgemm<q80_row<1>, q80_row<2>, q80_row<3>, q80_row<4>>,
     attention,
+    attn_pack_k,
+    KP,
+    exp_rows,
 };
 
 }  // namespace PHI_NS

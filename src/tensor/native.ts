@@ -29,6 +29,7 @@ interface Addon {
   quantizeQ80(x: Float32Array, out: Uint8Array): void;
   quantizeRows(format: number, src: Float32Array, rows: number, k: number, out: Uint8Array): void;
   bf16ToF32(src: Uint16Array, out: Float32Array): void;
+  expF32(x: Float32Array, out: Float32Array): void;
   setThreads(n: number): void;
   threads(): number;
   setIsa(isa: string): void;
@@ -159,6 +160,14 @@ export class NativeBackend implements Backend {
     const y = out ?? new Float32Array(src.length);
     if (y.length !== src.length) throw new Error(`bf16ToF32: out has ${y.length} values, expected ${src.length}`);
     this.lib.bf16ToF32(src, y);
+    return y;
+  }
+
+  /** e^x with the attention softmax's vectorized exp of the current ISA; for its accuracy test. */
+  expF32(x: Float32Array, out?: Float32Array): Float32Array {
+    const y = out ?? new Float32Array(x.length);
+    if (y.length !== x.length) throw new Error(`expF32: out has ${y.length} values, expected ${x.length}`);
+    this.lib.expF32(x, y);
     return y;
   }
 
