@@ -116,16 +116,19 @@ async function run(argv: string[]): Promise<void> {
   let pending: ContentPart[] = [];
   const maxTokens = Number(v['max-tokens'] ?? 512), temperature = Number(v.temperature ?? 0);
   process.stdout.write('Type a message (/image PATH, /audio PATH, /reset, /exit).\n');
-  for (;;) {
-    let line: string;
-    try { line = (await rl.question('> ')).trim(); } catch { break; }
-    if (!line) continue;
+  rl.setPrompt('> ');
+  rl.prompt();
+  // The async iterator buffers lines, so piped input is read in full (question() would drop lines).
+  for await (const raw of rl) {
+    const line = raw.trim();
+    if (!line) { rl.prompt(); continue; }
     if (line === '/exit' || line === '/quit') break;
-    if (line === '/reset') { history.length = 0; pending = []; process.stdout.write('(conversation cleared)\n'); continue; }
+    if (line === '/reset') { history.length = 0; pending = []; process.stdout.write('(conversation cleared)\n'); rl.prompt(); continue; }
     const media = /^\/(image|audio)\s+(.+)$/.exec(line);
     if (media) {
       pending.push(media[1] === 'image' ? { type: 'image', image: media[2]!.trim() } : { type: 'audio', audio: media[2]!.trim() });
       process.stdout.write(`(attached ${media[1]} ${media[2]!.trim()})\n`);
+      rl.prompt();
       continue;
     }
     const user: ChatMessage = { role: 'user', content: pending.length ? [...pending, { type: 'text', text: line }] : line };
@@ -145,6 +148,7 @@ async function run(argv: string[]): Promise<void> {
     } finally {
       process.removeListener('SIGINT', onSigint);
     }
+    rl.prompt();
   }
   rl.close();
 }
