@@ -1,5 +1,6 @@
 // Kernel throughput of the native backend: Q4_K and Q8_0 GEMV (decode: M = 1) in effective GB/s of weights
-// streamed from DRAM, and fp32 GEMM (prefill-like) in GFLOPS, at 1 and 2 threads.
+// streamed from DRAM, fp32 GEMM (prefill-like) in GFLOPS, and attention (a SigLIP layer, an LM decode step)
+// in ms per call, at 1 and 2 threads.
 // Usage: npm run bench:kernels   (the last line of output is one JSON object with all figures)
 import { NativeBackend } from '../src/tensor/native.js';
 import { Tensor } from '../src/tensor/tensor.js';
@@ -87,6 +88,27 @@ for (const dtype of ['q4_k', 'q8_0'] as const) {
     const gflops = (2 * m * n * k) / s / 1e9;
     results[`f32_gemm_gflops_t${t}`] = +gflops.toFixed(1);
     rows.push([`f32 GEMM M=${m} K=${k} N=${n}`, `${t}`, `${gflops.toFixed(1)} GFLOPS`, `${(s * 1e3).toFixed(2)} ms/call`]);
+  }
+}
+
+// Attention: a SigLIP layer (bidirectional, T = 1024, 16 heads of 72) and one decode step of the LM
+// (1 query over 2048 cached keys, 24 heads on 8 kv heads of 128), in ms per call (= per layer).
+const ATTENTION = [
+  { key: 'attn_siglip', label: 'attention T=1024 H=16 D=72', tq: 1024, tk: 1024, h: 16, hkv: 16, d: 72, causalOffset: undefined as number | undefined },
+  { key: 'attn_decode', label: 'attention decode Tk=2048 H=24 KV=8 D=128', tq: 1, tk: 2048, h: 24, hkv: 8, d: 128, causalOffset: 2047 },
+];
+for (const c of ATTENTION) {
+  const q = Float32Array.from({ length: c.tq * c.h * c.d }, (_, i) => Math.sin(i) * 0.5);
+  const k = Float32Array.from({ length: c.tk * c.hkv * c.d }, (_, i) => Math.cos(i) * 0.5);
+  const v = Float32Array.from({ length: c.tk * c.hkv * c.d }, (_, i) => Math.sin(0.7 * i));
+  const out = new Float32Array(c.tq * c.h * c.d);
+  const p = { q, k, v, tq: c.tq, tk: c.tk, nHeads: c.h, nKvHeads: c.hkv, headDim: c.d, scale: c.d ** -0.5, causalOffset: c.causalOffset, out };
+  const flops = 4 * c.tq * c.tk * c.h * c.d; // Q·Kᵀ and P·V
+  for (const t of THREADS) {
+    backend.setThreads(t);
+    const s = timeRuns(() => backend.attention(p));
+    results[`${c.key}_ms_t${t}`] = +(s * 1e3).toFixed(3);
+    rows.push([c.label, `${t}`, `${(flops / s / 1e9).toFixed(1)} GFLOPS`, `${(s * 1e3).toFixed(3)} ms/call`]);
   }
 }
 

@@ -252,19 +252,26 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   // Long query blocks: K packed once per kv head into key panels (O(tk·d) per kv head next to the O(tq·tk·d)
   // scores). Decode and short chunks read K in place, with query blocks small enough to split over heads.
   const bool pack = tq >= PACK_MIN_QUERIES && d > 0 && tk > 0;
-  const int qb = pack ? PACKED_QUERY_BLOCK : std::max(1, std::min(16, tq / std::max(1, pool().threads())));
-  const int qblocks = (tq + qb - 1) / qb;
+  const int group = h / hkv;
   const int64_t panel = K.attn_key_panel;
   const int64_t lds = pack ? (tk + panel - 1) / panel * panel : std::max(tk, 1);
   std::vector<float> kpacked(pack ? (size_t)hkv * lds * d : 0);
   if (pack) pool().run(hkv, [&](int kh, int) { K.attn_pack_k(p, kh, kpacked.data() + (size_t)kh * lds * d); });
-  const size_t per_thread = (size_t)qb * lds;  // one score row per query of a block
-  std::vector<float> scratch((size_t)pool().threads() * per_thread);
-  const int group = h / hkv;
+  if (!pack) {
+    // Decode / short chunks: one task per (query, kv group), the group's heads as rows.
+    std::vector<float> scratch((size_t)pool().threads() * group * lds);
+    pool().run(tq * hkv, [&](int t, int thread) {
+      const AttnBlock blk{(t % hkv) * group, t / hkv, group, true};
+      K.attention(p, nullptr, blk, scratch.data() + (size_t)thread * group * lds, lds);
+    });
+    return env.Undefined();
+  }
+  const int qb = PACKED_QUERY_BLOCK, qblocks = (tq + qb - 1) / qb;
+  std::vector<float> scratch((size_t)pool().threads() * qb * lds);  // one score row per query of a block
   pool().run(h * qblocks, [&](int t, int thread) {
     const int head = t % h, i0 = (t / h) * qb;
-    const float* kp = pack ? kpacked.data() + (size_t)(head / group) * lds * d : nullptr;
-    K.attention(p, kp, head, i0, std::min(tq, i0 + qb), scratch.data() + (size_t)thread * per_thread, lds);
+    const AttnBlock blk{head, i0, std::min(tq, i0 + qb) - i0, false};
+    K.attention(p, kpacked.data() + (size_t)(head / group) * lds * d, blk, scratch.data() + (size_t)thread * qb * lds, lds);
   });
   return env.Undefined();
 }

@@ -43,14 +43,21 @@ struct AttnArgs {
   int64_t causal_offset;  // < 0: no causal limit
 };
 
+// The score rows one attention task computes: queries [i0, i0 + rows) of one head, or (heads_as_rows, for
+// decode) heads [head, head + rows) of one kv group for query i0, so K and V are read once for the group.
+struct AttnBlock {
+  int head, i0, rows;
+  bool heads_as_rows;
+};
+
 struct Kernels {
   const char* name;
   void (*gemm_nt)(const GemmArgs&, int n0, int n1);
   void (*q4k_q8k)(const QGemmArgs&, int n0, int n1);
   void (*q80_q80)(const QGemmArgs&, int n0, int n1);
-  // One head × queries [i0, i1). kpacked: that head's kv head packed by attn_pack_k, or null (K read in
-  // place). scratch: (i1 − i0) rows of lds ≥ tk floats; lds a multiple of attn_key_panel when kpacked.
-  void (*attention)(const AttnArgs&, const float* kpacked, int head, int i0, int i1, float* scratch, int64_t lds);
+  // One block of rows. kpacked: the block's kv head packed by attn_pack_k, or null (K read in place).
+  // scratch: blk.rows rows of lds ≥ tk floats; lds a multiple of attn_key_panel when kpacked.
+  void (*attention)(const AttnArgs&, const float* kpacked, const AttnBlock& blk, float* scratch, int64_t lds);
   // K of kv head kh → ⌈tk / attn_key_panel⌉ panels of headDim × attn_key_panel floats (zero-padded).
   void (*attn_pack_k)(const AttnArgs&, int kh, float* dst);
   int attn_key_panel;

@@ -680,43 +680,45 @@ static inline void pv_rows(float* o, int64_t ldo, const float* p, int64_t ldp, c
   }
 }
 
-// Queries [i0, i1) of head h. kpacked: attn_pack_k's panels of this head's kv head, or null to read K in
-// place. scratch: (i1 − i0) rows of `lds` floats (lds ≥ tk, a multiple of KP when kpacked).
-static void attention(const AttnArgs& p, const float* kpacked, int h, int i0, int i1, float* scratch, int64_t lds) {
-  const int d = p.d, kh = h / (p.h / p.hkv), nq = i1 - i0;
-  const int64_t kstride = (int64_t)p.hkv * d, ldq = (int64_t)p.h * d;
-  const float* q = p.q + ((int64_t)i0 * p.h + h) * d;
+// One block of score rows (see AttnBlock): S = Q·Kᵀ, softmax, O = P·V / Σp. scratch: rows of lds floats.
+static void attention(const AttnArgs& p, const float* kpacked, const AttnBlock& blk, float* scratch, int64_t lds) {
+  const int d = p.d, group = p.h / p.hkv, kh = blk.head / group, nq = blk.rows;
+  const bool by_head = blk.heads_as_rows;  // rows: heads blk.head.. of query i0, else queries i0.. of blk.head
+  const int64_t kstride = (int64_t)p.hkv * d;
+  const int64_t ldq = by_head ? d : (int64_t)p.h * d;           // q and out row stride
+  const int64_t ldb = by_head ? (int64_t)p.tq * p.tk : p.tk;    // bias row stride
+  const int di = by_head ? 0 : 1;                                // query index step per row
+  const float* q = p.q + ((int64_t)blk.i0 * p.h + blk.head) * d;
+  float* out = p.out + ((int64_t)blk.i0 * p.h + blk.head) * d;
   const float* vbase = p.v + (int64_t)kh * d;
   auto limit_of = [&](int i) {
     return p.causal_offset < 0 ? p.tk : (int)std::max<int64_t>(0, std::min<int64_t>(p.tk, p.causal_offset + i + 1));
   };
-  const int ncols = limit_of(i1 - 1);  // the widest row of the block (limits grow with i)
-  float* out = p.out + ((int64_t)i0 * p.h + h) * d;
+  const int ncols = limit_of(blk.i0 + (nq - 1) * di);  // the widest row of the block (limits grow with i)
   if (ncols == 0) {  // no visible key: as the reference, an empty sum
-    for (int i = 0; i < nq; i++) std::fill(out + i * ldq, out + i * ldq + d, 0.f);
+    for (int r = 0; r < nq; r++) std::fill(out + r * ldq, out + r * ldq + d, 0.f);
     return;
   }
-  if (d == 0) {
-    return;
-  } else if (kpacked) {
+  if (d == 0) return;
+  if (kpacked) {
     scores_packed(q, ldq, nq, kpacked, d, ncols, scratch, lds);
   } else {
     GemmArgs g{q, ldq, p.k + (int64_t)kh * d, kstride, WType::F32, scratch, lds, nullptr, nq, ncols, d};
     gemm_nt_t<WType::F32>(g, 0, ncols);
   }
   float inv[PQ];
-  for (int i0b = 0; i0b < nq; i0b += PQ) {
-    const int nr = std::min(PQ, nq - i0b);
+  for (int r0 = 0; r0 < nq; r0 += PQ) {
+    const int nr = std::min(PQ, nq - r0);
     for (int r = 0; r < nr; r++) {
-      const int i = i0 + i0b + r, limit = limit_of(i);
-      float* s = scratch + (int64_t)(i0b + r) * lds;
+      const int row = r0 + r, i = blk.i0 + row * di, limit = limit_of(i);
+      float* s = scratch + (int64_t)row * lds;
       const float* mrow = p.mask ? p.mask + (int64_t)i * p.tk : nullptr;
-      const float* brow = p.bias ? p.bias + ((int64_t)h * p.tq + i) * p.tk : nullptr;
+      const float* brow = p.bias ? p.bias + ((int64_t)blk.head * p.tq + blk.i0) * p.tk + row * ldb : nullptr;
       inv[r] = limit > 0 ? 1.f / softmax_numerators(s, limit, p.scale, mrow, brow) : 0.f;
       std::fill(s + limit, s + ncols, 0.f);  // causal rows of one block share the key range [0, ncols)
     }
-    float* o = out + i0b * ldq;
-    const float* pr = scratch + (int64_t)i0b * lds;
+    float* o = out + r0 * ldq;
+    const float* pr = scratch + (int64_t)r0 * lds;
     switch (nr) {
       case 1: pv_rows<1>(o, ldq, pr, lds, vbase, kstride, ncols, d, inv); break;
       case 2: pv_rows<2>(o, ldq, pr, lds, vbase, kstride, ncols, d, inv); break;

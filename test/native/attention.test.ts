@@ -1,6 +1,7 @@
-// The attention kernels' pieces beyond f32.test.ts: the vectorized exp of every ISA against Math.exp in
-// ulps, and long-sequence attention (packed-K score tiles, multi-query P·V tiles, causal query blocks,
-// head dims that are not a multiple of the vector width, −3.4e38 masks) against the ReferenceBackend.
+// The attention kernels beyond f32.test.ts: the vectorized exp of every ISA against Math.exp in ulps, and
+// attention over both row layouts (long sequences: packed-K score tiles, multi-query
+// P·V tiles, causal query blocks; short chunks and decode: kv groups as rows), with head dims that are not a
+// multiple of the vector width and −3.4e38 masks, against the ReferenceBackend.
 import { afterAll, describe, expect, it } from 'vitest';
 import { ReferenceBackend } from '../../src/tensor/reference.js';
 import { expectWithin, loadNative, NO_NATIVE, rng } from './util.js';
@@ -69,6 +70,9 @@ describe.skipIf(NO_NATIVE)('native attention: exp and long sequences', () => {
         { tq: 37, tk: 90, nHeads: 4, nKvHeads: 1, headDim: 40, causalOffset: 53 },
         // Key padding with −3.4e38 (the float32 lowest) plus a bias, and odd head dim.
         { tq: 29, tk: 61, nHeads: 2, nKvHeads: 2, headDim: 17, mask: true, bias: true },
+        // Short chunks and decode take the kv-group path (a group's heads as rows): bias rows per head.
+        { tq: 3, tk: 50, nHeads: 6, nKvHeads: 2, headDim: 20, causalOffset: 47, mask: true, bias: true },
+        { tq: 1, tk: 130, nHeads: 12, nKvHeads: 4, headDim: 128, causalOffset: 129, bias: true },
       ];
       for (const t of [1, 2]) {
         nb.setThreads(t);
