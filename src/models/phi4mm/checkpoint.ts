@@ -1,46 +1,44 @@
-// A checkpoint folder of either layout, presented under the original layout's names (see names.ts).
+// A checkpoint folder of either layout as one TensorProvider under the original layout's names (mapping.ts):
+//  - original: model.safetensors (single or sharded) as is;
+//  - transformers: model.safetensors(+index) renamed through the table (base linears → `...base_layer.weight`),
+//    plus {vision,speech}-lora/adapter_model.safetensors renamed to `...<module>.lora_{A,B}.<adapter>.weight`.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsCheckpoint } from '../../io/safetensors.js';
 import type { TensorProvider } from '../../nn/weights.js';
 import type { QuantDType } from '../../tensor/dtype.js';
+import { adapterKeyToOrig, hfToOrig } from './mapping.js';
+import { loadConfig, type Layout, type Phi4MMConfig } from './config.js';
 
 /** Safetensors metadata key of pre-quantized checkpoints: JSON {name: {dtype, shape}} for the U8 block tensors. */
 export const QUANT_METADATA_KEY = 'phi4mm.quant';
-import { adapterKeyToOrig, hfToOrig } from './names.js';
-import type { Layout } from './configuration.js';
+
+type QuantTable = Record<string, { dtype: QuantDType; shape: number[] }>;
 
 interface Source {
   ck: SafetensorsCheckpoint;
-  name: string;
+  name: string; // the name inside that file
 }
 
 export class CheckpointProvider implements TensorProvider {
-  private readonly map = new Map<string, Source>();
+  private readonly map = new Map<string, Source>(); // canonical (original-layout) name → where it is stored
   private readonly opened: SafetensorsCheckpoint[] = [];
+  private readonly quantTables = new Map<string, QuantTable>(); // parsed QUANT_METADATA_KEY, by its JSON text
 
   constructor(readonly dir: string, readonly layout: Layout) {
-    const base = SafetensorsCheckpoint.open(dir);
-    this.opened.push(base);
+    const base = this.open(dir);
     for (const n of base.names()) this.add(layout === 'hf' ? hfToOrig(n) : n, base, n);
-    if (layout === 'hf') {
-      for (const adapter of ['vision', 'speech'] as const) {
-        const f = join(dir, `${adapter}-lora`, 'adapter_model.safetensors');
-        if (!existsSync(f)) continue;
-        const ck = SafetensorsCheckpoint.open(f);
-        this.opened.push(ck);
-        for (const n of ck.names()) this.add(adapterKeyToOrig(n, adapter), ck, n);
-      }
+    if (layout !== 'hf') return;
+    for (const adapter of ['vision', 'speech'] as const) {
+      const f = join(dir, `${adapter}-lora`, 'adapter_model.safetensors');
+      if (!existsSync(f)) continue;
+      const ck = this.open(f);
+      for (const n of ck.names()) this.add(adapterKeyToOrig(n, adapter), ck, n);
     }
   }
 
   get where(): string {
     return this.dir;
-  }
-
-  private add(canonical: string, ck: SafetensorsCheckpoint, name: string): void {
-    if (this.map.has(canonical)) throw new Error(`${this.dir}: two tensors map to "${canonical}" (${this.map.get(canonical)!.name} and ${name})`);
-    this.map.set(canonical, { ck, name });
   }
 
   names(): string[] {
@@ -63,16 +61,32 @@ export class CheckpointProvider implements TensorProvider {
     const meta = s.ck.metadataOf(s.name)[QUANT_METADATA_KEY];
     if (!meta) return undefined;
     let table = this.quantTables.get(meta);
-    if (!table) this.quantTables.set(meta, (table = JSON.parse(meta) as Record<string, { dtype: QuantDType; shape: number[] }>));
+    if (!table) this.quantTables.set(meta, (table = JSON.parse(meta) as QuantTable));
     return table[s.name];
   }
-  private readonly quantTables = new Map<string, Record<string, { dtype: QuantDType; shape: number[] }>>();
   close(): void {
     for (const c of this.opened) c.close();
+  }
+
+  private open(path: string): SafetensorsCheckpoint {
+    const ck = SafetensorsCheckpoint.open(path);
+    this.opened.push(ck);
+    return ck;
+  }
+  private add(canonical: string, ck: SafetensorsCheckpoint, name: string): void {
+    const prev = this.map.get(canonical);
+    if (prev) throw new Error(`${this.dir}: two tensors map to "${canonical}" (${prev.name} and ${name}); the folder mixes layouts`);
+    this.map.set(canonical, { ck, name });
   }
   private get(name: string): Source {
     const s = this.map.get(name);
     if (!s) throw new Error(`${this.dir}: no tensor "${name}"`);
     return s;
   }
+}
+
+/** The config and the renamed tensors of a checkpoint folder; close the provider once the weights are taken. */
+export function openCheckpoint(dir: string): { config: Phi4MMConfig; provider: CheckpointProvider } {
+  const config = loadConfig(dir);
+  return { config, provider: new CheckpointProvider(dir, config.layout) };
 }

@@ -1,15 +1,15 @@
 // Phi4MMForCausalLM: the language model plus the image and audio embedders (original layout:
 // `model.embed_tokens_extend.{image_embed,audio_embed}`), the per-request routing (LoRA adapter and audio
 // projection by input mode) and generation with the LongRoPE cache rebuild.
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Backend } from '../../tensor/backend.js';
 import { StrictWeights, type LoadReport, type StoragePolicy, type WeightSource } from '../../nn/weights.js';
-import { loadConfig, type Phi4MMConfig } from './configuration.js';
+import { loadConfig, type Phi4MMConfig } from './config.js';
 import { CheckpointProvider } from './checkpoint.js';
-import { Phi4MiniModel, type KVCache, type LmForwardResult } from './language_model.js';
+import { Phi4MiniDecoder, type KVCache, type DecoderOutput } from './decoder.js';
+import { generateTokens, type GenerateTokensOptions } from './generate.js';
 import { Phi4MMImageEmbedding } from './vision.js';
 import { Phi4MMAudioEmbedding } from './audio_encoder.js';
-import { audioProjectionFor, inputModeOf, loraAdapterFor, mergeMediaEmbeddings, type InputMode } from './multimodal.js';
+import { audioProjectionFor, inputModeOf, mergeMediaEmbeddings, type InputMode } from './multimodal.js';
 import type { ProcessedImages } from './image_processor.js';
 import type { AudioFeatures } from './audio_processor.js';
 
@@ -22,27 +22,16 @@ export interface EmbeddedInputs {
   audioMs: number;
 }
 
-export interface GenerateOptions {
-  mode: InputMode;
-  /** [T, hidden] for the prompt (from embedInputs); token lookup when absent. */
-  inputsEmbeds?: Float32Array;
-  maxNewTokens: number;
-  /** Picks the next id from the last position's logits (the sampler); `generated` excludes the prompt. */
-  sample: (logits: Float32Array, generated: readonly number[]) => number;
-  stopIds?: ReadonlySet<number>;
-  signal?: AbortSignal;
-  /** Called once the prompt is processed (time to first token = prefill). */
-  onPrefill?: (promptTokens: number) => void;
-}
+export type GenerateOptions = GenerateTokensOptions;
 
 export class Phi4MMForCausalLM {
-  readonly lm: Phi4MiniModel;
+  readonly lm: Phi4MiniDecoder;
   readonly image_embed: Phi4MMImageEmbedding;
   readonly audio_embed: Phi4MMAudioEmbedding;
 
   constructor(ws: WeightSource, readonly config: Phi4MMConfig) {
     const hidden = config.text.hidden_size;
-    this.lm = new Phi4MiniModel(ws, config.text, { vision: config.vision_lora, speech: config.speech_lora });
+    this.lm = new Phi4MiniDecoder(ws, config.text, { vision: config.vision_lora, speech: config.speech_lora });
     this.image_embed = new Phi4MMImageEmbedding(ws, config.vision_config, hidden);
     this.audio_embed = new Phi4MMAudioEmbedding(ws, config.audio_config, hidden);
   }
@@ -77,56 +66,12 @@ export class Phi4MMForCausalLM {
   }
 
   /** One forward over `ids` (research API): logits of the last position by default, hidden states on request. */
-  forward(be: Backend, ids: ArrayLike<number>, opts: { mode?: InputMode; inputsEmbeds?: Float32Array; cache?: KVCache; logits?: 'last' | 'all' | 'none'; outputHiddenStates?: boolean } = {}): LmForwardResult {
-    const cache = opts.cache ?? this.lm.newCache();
-    if (cache.length === 0) cache.long = this.lm.rope.useLong(ids.length);
-    return this.lm.forward(be, ids, cache, {
-      adapter: loraAdapterFor(opts.mode ?? 'language'),
-      ...(opts.inputsEmbeds ? { inputsEmbeds: opts.inputsEmbeds } : {}),
-      ...(opts.logits ? { logits: opts.logits } : {}),
-      ...(opts.outputHiddenStates ? { outputHiddenStates: true } : {}),
-    });
+  forward(be: Backend, ids: ArrayLike<number>, opts: { mode?: InputMode; inputsEmbeds?: Float32Array; cache?: KVCache; logits?: 'last' | 'all' | 'none'; outputHiddenStates?: boolean } = {}): DecoderOutput {
+    return this.lm.forward(be, ids, opts);
   }
 
-  /**
-   * Token ids one by one (stop ids included, then it ends). Between tokens it yields to the event loop so a
-   * server can flush and notice disconnects. LongRoPE exactly like transformers' generate(): short factors
-   * while the sequence fits original_max_position_embeddings; when it first grows past it, the cache is
-   * dropped once and the whole sequence is recomputed with the long factors, which are then kept.
-   */
-  async *generate(be: Backend, promptIds: Int32Array, o: GenerateOptions): AsyncGenerator<number> {
-    const lm = this.lm, hidden = this.config.text.hidden_size, maxPos = this.config.text.max_position_embeddings;
-    const adapter = loraAdapterFor(o.mode);
-    const cache = lm.newCache();
-    cache.long = lm.rope.useLong(promptIds.length);
-    const generated: number[] = [];
-    let logits = lm.forward(be, promptIds, cache, { adapter, ...(o.inputsEmbeds ? { inputsEmbeds: o.inputsEmbeds } : {}) }).logits;
-    o.onPrefill?.(promptIds.length);
-    while (generated.length < o.maxNewTokens) {
-      if (o.signal?.aborted) return;
-      const id = o.sample(logits, generated);
-      generated.push(id);
-      yield id;
-      if (o.stopIds?.has(id) || generated.length >= o.maxNewTokens || promptIds.length + generated.length >= maxPos) return;
-      await yieldToEventLoop();
-      if (o.signal?.aborted) return;
-      const total = promptIds.length + generated.length;
-      if (!cache.long && lm.rope.useLong(total)) {
-        cache.reset();
-        cache.long = true;
-        const all = new Int32Array(total);
-        all.set(promptIds);
-        all.set(generated, promptIds.length);
-        let embeds: Float32Array | undefined;
-        if (o.inputsEmbeds) {
-          embeds = new Float32Array(total * hidden);
-          embeds.set(o.inputsEmbeds);
-          embeds.set(lm.embed(generated), promptIds.length * hidden);
-        }
-        logits = lm.forward(be, all, cache, { adapter, ...(embeds ? { inputsEmbeds: embeds } : {}) }).logits;
-      } else {
-        logits = lm.forward(be, [id], cache, { adapter }).logits;
-      }
-    }
+  /** Token ids one by one, LongRoPE cache rebuild included (see generateTokens). */
+  generate(be: Backend, promptIds: Int32Array, o: GenerateOptions): AsyncGenerator<number> {
+    return generateTokens(be, this.lm, promptIds, o);
   }
 }
