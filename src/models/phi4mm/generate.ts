@@ -4,6 +4,12 @@ import type { Backend } from '../../tensor/backend.js';
 import type { Phi4MiniDecoder } from './decoder.js';
 import type { InputMode } from './lora.js';
 
+/**
+ * KV cache room reserved up front beyond the prompt, in tokens (it doubles past that): a large maxNewTokens must
+ * not reserve its whole budget (Phi-4-mini: 256 KiB of f32 keys+values per token).
+ */
+const CACHE_HEADROOM_TOKENS = 1024;
+
 export interface GenerateTokensOptions {
   mode: InputMode;
   /** [T, hidden] for the prompt (media rows merged in); the token lookup when absent. */
@@ -37,7 +43,7 @@ export async function* generateTokens(be: Backend, lm: Phi4MiniDecoder, promptId
   if (n >= cfg.max_position_embeddings) throw new Error(`generate: the prompt has ${n} tokens; the model takes at most ${cfg.max_position_embeddings - 1} before generating`);
   const stop = new Set(o.stopIds ?? []);
   const budget = Math.min(o.maxNewTokens, cfg.max_position_embeddings - n);
-  const cache = lm.newCache(n + budget);
+  const cache = lm.newCache(n + Math.min(budget, CACHE_HEADROOM_TOKENS));
   const logits = new Float32Array(cfg.vocab_size); // reused every step
   const base = { mode: o.mode, cache, logitsOut: logits };
   const generated: number[] = [];
