@@ -4,7 +4,7 @@ export { Messages } from './api/messages.js';
 export type { ChatMessage, ContentPart, ImageInput, AudioInput, SamplingOptions, Usage, ChatResult, ChatEvent, FinishReason, Role } from './api/types.js';
 export { ChatServer, type ServerOptions } from './server/server.js';
 export { Phi4MMForCausalLM } from './models/phi4mm/model.js';
-export { loadConfig, type Phi4MMConfig } from './models/phi4mm/configuration.js';
+export { loadConfig, type Phi4MMConfig } from './models/phi4mm/config.js';
 export { Phi4Tokenizer } from './text/tokenizer.js';
 export { createBackend, type Backend } from './tensor/backend.js';
 export { Tensor } from './tensor/tensor.js';

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { createBackend, type Backend, type BackendKind } from '../tensor/backend.js';
 import { StrictWeights, type LoadReport, type StorageDType, type StoragePolicy, type TensorProvider, type WeightSource } from '../nn/weights.js';
 import { Tensor } from '../tensor/tensor.js';
-import { loadConfig, type Phi4MMConfig } from '../models/phi4mm/configuration.js';
+import { loadConfig, type Phi4MMConfig } from '../models/phi4mm/config.js';
 import { CheckpointProvider } from '../models/phi4mm/checkpoint.js';
 import { Phi4MMForCausalLM } from '../models/phi4mm/model.js';
 import { PromptError } from '../models/phi4mm/multimodal.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { writeSafetensors, type StWriteTensor } from '../io/safetensors.js';
 import { isQuantDType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { Phi4MMConfig } from '../models/phi4mm/configuration.js';
+import type { Phi4MMConfig } from '../models/phi4mm/config.js';
 import { QUANT_METADATA_KEY } from '../models/phi4mm/checkpoint.js';
 
 const SIDE_FILES = ['generation_config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'special_tokens_map.json', 'added_tokens.json', 'vocab.json', 'merges.txt'];

@@ -82,10 +82,10 @@ describe('Phi4MiniDecoder (golden a_text, reference backend)', () => {
     }
   });
 
-  it('bf16 storage of the base weights gives the same logits (the fixture weights are bf16-exact)', () => {
+  it('bf16 storage of the base and LoRA weights gives the same logits (the fixture weights are bf16-exact)', () => {
     const bf = loadDecoder('orig', { policy: () => 'bf16', key: 'bf16' });
     expect(bf.layers[0]!.self_attn.qkv_proj.weight.dtype).toBe('bf16');
-    expect(bf.layers[0]!.self_attn.qkv_proj.adapters.get('vision')!.A.dtype).toBe('f32'); // LoRA stays f32
+    expect(bf.layers[0]!.self_attn.qkv_proj.adapters.get('vision')!.A.dtype).toBe('bf16'); // LoRA follows the policy too
     expectClose(bf.forward(be, ids, { mode: 'speech' }).logits, lm.forward(be, ids, { mode: 'speech' }).logits, { atol: 1e-5, rtol: 1e-5 }, 'bf16 vs f32');
   });
 

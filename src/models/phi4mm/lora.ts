@@ -16,8 +16,8 @@ export type LoraConfigs = Partial<Record<Adapter, LoraConfig | null>>;
  * Why not merged: merging needs a second copy of every adapted weight per adapter (~3.8 B parameters of the LM),
  * or a merge/unmerge per request when requests switch modality; with a quantized base (Q4_K/Q8_0) a merge would
  * also re-quantize. Unmerged costs two skinny GEMMs of rank r (256/320 against 3072–16384 features: ~10% of the
- * base FLOPs), keeps one base copy, and switching adapter costs nothing. A and B stay f32 (they are small); the
- * base weight follows the storage policy (f32, bf16, q4_k, q8_0).
+ * base FLOPs), keeps one base copy, and switching adapter costs nothing. A, B and the base weight all follow the
+ * storage policy (f32, bf16, q4_k, q8_0); the default policy keeps A and B in bf16.
  */
 export class LoraLinear {
   readonly weight: Tensor; // base_layer.weight [out, in]
@@ -29,8 +29,9 @@ export class LoraLinear {
       const cfg = loras[name];
       if (!cfg) continue;
       // The config declares the adapter, so its tensors are required (strict loading reports them if absent).
-      const A = ws.take(`${prefix}.lora_A.${name}.weight`, [cfg.r, inFeatures], 'f32');
-      const B = ws.take(`${prefix}.lora_B.${name}.weight`, [outFeatures, cfg.r], 'f32');
+      // Stored as the policy says (bf16 for bf16 checkpoints: lossless, and half of f32's 3.3 GB at real size).
+      const A = ws.take(`${prefix}.lora_A.${name}.weight`, [cfg.r, inFeatures]);
+      const B = ws.take(`${prefix}.lora_B.${name}.weight`, [outFeatures, cfg.r]);
       this.adapters.set(name, { A, B, scale: cfg.lora_alpha / cfg.r });
     }
   }
