@@ -54,7 +54,8 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   if (cutNextBigDownload && body === BIG) {
     cutNextBigDownload = false;
     // Send a third of the file, then drop the connection: the client must keep the partial blob.
-    res.write(body.subarray(start, start + 100_000), () => res.destroy());
+    // A FIN (not destroy's RST, which can discard bytes already sent) after the bytes have left.
+    res.write(body.subarray(start, start + 100_000), () => setTimeout(() => res.socket?.end(), 50));
     return;
   }
   res.end(body.subarray(start));
