@@ -3,7 +3,6 @@
 // block, so 'q4k' there falls back per tensor (Q8_0 where K % 32 == 0, else bf16) — the report says which
 // tensors got which format.
 //   npx tsx bench/accuracy.ts [--golden ../shared/golden]
-import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Phi4MMForCausalLM } from '../src/models/phi4mm/model.js';
@@ -57,5 +56,4 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(`${k}: top-1 agreement ${rs.filter((r) => r.top1Agree).length}/${rs.length}; tensors by format ${JSON.stringify(rs[0]!.formats)}`);
     console.log(JSON.stringify({ isq: k, top1_agreement: rs.filter((r) => r.top1Agree).length / rs.length, max_abs_logit_diff: Math.max(...rs.map((r) => r.maxAbsDiff)) }));
   }
-  void readFileSync;
 }

@@ -79,7 +79,7 @@ export class StrictWeights implements WeightSource {
   constructor(private readonly src: TensorProvider, private readonly policy: StoragePolicy = KEEP_F32, private readonly options: StrictWeightsOptions = {}) {}
 
   has(name: string): boolean {
-    return this.src.names().includes(name);
+    return this.hasName(name);
   }
 
   ignore(pred: (name: string) => boolean): void {

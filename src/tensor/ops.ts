@@ -1,9 +1,9 @@
 // Small ops in TypeScript over contiguous f32 buffers with explicit dims. They are memory-bound and cheap
 // next to the GEMMs, so they stay out of the addon. Each returns its output buffer; `out` may alias `x`
 // for the elementwise ones.
-import { decodeBf16, decodeF16, isQuantDType } from './dtype.js';
-import { rowBytesOf, Tensor } from './tensor.js';
-import { formatOf } from '../quant/index.js';
+import { isQuantDType } from './dtype.js';
+import type { Tensor } from './tensor.js';
+import { weightRow } from './reference.js';
 
 /** RMSNorm over the last dim as HF computes it: w · (x · rsqrt(mean(x²) + eps)), in f32. x: [rows, dim]. */
 export function rmsNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, eps: number, out: Float32Array = new Float32Array(rows * dim)): Float32Array {
@@ -102,23 +102,12 @@ export function mul(a: Float32Array, b: Float32Array, out: Float32Array = new Fl
 /** Rows `ids` of a [V, D] table of any dtype (f32, bf16, f16, q4_k, q8_0) → [ids.length, D] f32. */
 export function embedding(table: Tensor, ids: ArrayLike<number>): Float32Array {
   const [vocab, d] = table.shape as [number, number];
-  const out: Float32Array = new Float32Array(ids.length * d);
+  const out = new Float32Array(ids.length * d);
   const t = isQuantDType(table.dtype) ? table : table.contiguous();
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
     if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new Error(`embedding: token id ${id} outside [0, ${vocab})`);
-    const dst = out.subarray(i * d, (i + 1) * d);
-    switch (t.dtype) {
-      case 'f32': dst.set((t.data as Float32Array).subarray(t.offset + id * d, t.offset + (id + 1) * d)); break;
-      case 'bf16': decodeBf16((t.data as Uint16Array).subarray(t.offset + id * d, t.offset + (id + 1) * d), dst); break;
-      case 'f16': decodeF16((t.data as Uint16Array).subarray(t.offset + id * d, t.offset + (id + 1) * d), dst); break;
-      case 'q4_k': case 'q8_0': {
-        const rb = rowBytesOf(t);
-        formatOf(t.dtype).dequantizeRow((t.data as Uint8Array).subarray(id * rb, (id + 1) * rb), dst);
-        break;
-      }
-      default: throw new Error(`embedding: unsupported table dtype ${t.dtype}`);
-    }
+    weightRow(t, id, d, out.subarray(i * d, (i + 1) * d));
   }
   return out;
 }
