@@ -5,13 +5,14 @@ import { availableParallelism } from 'node:os';
 import { createBackend, type Backend, type BackendKind } from '../tensor/backend.js';
 import { StrictWeights, type LoadReport, type StorageDType, type StoragePolicy, type TensorProvider, type WeightSource } from '../nn/weights.js';
 import { Tensor } from '../tensor/tensor.js';
-import { loadConfig, type Phi4MMConfig } from '../models/phi4mm/config.js';
-import { CheckpointProvider } from '../models/phi4mm/checkpoint.js';
+import type { Phi4MMConfig } from '../models/phi4mm/config.js';
+import { openCheckpoint, type CheckpointProvider } from '../models/phi4mm/checkpoint.js';
 import { Phi4MMForCausalLM } from '../models/phi4mm/model.js';
 import { PromptError } from '../models/phi4mm/multimodal.js';
 import { processImages, type ImageProcessorConfig } from '../models/phi4mm/image_processor.js';
 import { extractAudioFeatures } from '../models/phi4mm/audio_processor.js';
 import { snapshotDownload } from '../io/hub.js';
+import { ST_DTYPE_BYTES } from '../io/safetensors.js';
 import { loadImage } from '../io/image.js';
 import { loadAudio } from '../io/audio.js';
 import { Phi4Tokenizer } from '../text/tokenizer.js';
@@ -113,7 +114,7 @@ class RecordingWeights implements WeightSource {
 function progressProvider(p: CheckpointProvider, cb: ((x: LoadProgress) => void) | undefined): TensorProvider {
   if (!cb) return p;
   const names = p.names();
-  const size = (n: string) => { const i = p.info(n); return i.shape.reduce((a, b) => a * b, 1) * (i.dtype === 'F32' ? 4 : i.dtype === 'U8' ? 1 : 2); };
+  const size = (n: string) => { const i = p.info(n); return i.shape.reduce((a, b) => a * b, 1) * ST_DTYPE_BYTES[i.dtype]; };
   const total = names.reduce((a, n) => a + size(n), 0);
   let loaded = 0;
   const tick = (n: string) => { loaded += size(n); cb({ stage: 'load', loaded, total, detail: n }); };
@@ -156,9 +157,8 @@ export class Phi4MM implements ChatEngine {
     }
     const t0 = performance.now();
     const backend = await createBackend(options.backend ?? 'auto', options.threads ?? availableParallelism());
-    const config = loadConfig(dir);
+    const { config, provider } = openCheckpoint(dir);
     const isq = options.isq ?? 'none';
-    const provider = new CheckpointProvider(dir, config.layout);
     let model: Phi4MMForCausalLM, report: LoadReport, rec: RecordingWeights;
     try {
       const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;

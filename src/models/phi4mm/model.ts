@@ -3,8 +3,8 @@
 // projection by input mode) and generation with the LongRoPE cache rebuild.
 import type { Backend } from '../../tensor/backend.js';
 import { StrictWeights, type LoadReport, type StoragePolicy, type WeightSource } from '../../nn/weights.js';
-import { loadConfig, type Phi4MMConfig } from './config.js';
-import { CheckpointProvider } from './checkpoint.js';
+import type { Phi4MMConfig } from './config.js';
+import { openCheckpoint } from './checkpoint.js';
 import { Phi4MiniDecoder, type KVCache, type DecoderOutput } from './decoder.js';
 import { generateTokens, type GenerateTokensOptions } from './generate.js';
 import { Phi4MMImageEmbedding } from './vision.js';
@@ -38,8 +38,7 @@ export class Phi4MMForCausalLM {
 
   /** Load a checkpoint folder of either layout; strict: every tensor used or knowingly ignored. */
   static load(dir: string, policy?: StoragePolicy): { model: Phi4MMForCausalLM; report: LoadReport } {
-    const config = loadConfig(dir);
-    const provider = new CheckpointProvider(dir, config.layout);
+    const { config, provider } = openCheckpoint(dir);
     try {
       const ws = new StrictWeights(provider, policy);
       const model = new Phi4MMForCausalLM(ws, config);
