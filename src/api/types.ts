@@ -42,6 +42,8 @@ export interface Usage {
   total_time_sec: number;
   total_prompt_time_sec: number;
   total_completion_time_sec: number;
+  /** OpenAI's shape: prompt tokens whose KV came from the engine's prefix cache. */
+  prompt_tokens_details?: { cached_tokens: number };
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';
