@@ -7,6 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
 import type { Tensor } from './tensor.js';
 import type { QuantDType } from './dtype.js';
+import type { DeviceOps } from './device.js';
+import { HostDevice } from './host_device.js';
+import { nativeInvariantRows } from './batch_invariance.js';
+import { referenceAttention } from './reference.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
 
@@ -59,6 +63,12 @@ export function loadAddon(): Addon {
 
 export class NativeBackend implements Backend {
   readonly name = 'native' as const;
+
+  /**
+   * Backend v2 ops: for now the host device over these GEMMs (padded to batch-invariant row counts) with the
+   * reference attention (the native kernel is not row invariant); native glue ops and paged attention replace them.
+   */
+  readonly device: DeviceOps = new HostDevice(this, { invariantRows: nativeInvariantRows(() => this.isa), attention: referenceAttention });
 
   private constructor(private readonly lib: Addon) {}
 
