@@ -28,7 +28,7 @@ import { DEFAULT_MODEL_ID, dynamicHdOf, loadModelFolder, loadWeights, resolveMod
 import { Engine } from '../engine/engine.js';
 import { EngineError, type EngineStats } from '../engine/types.js';
 import { inlineEngine, workerEngine } from '../engine/host.js';
-import { LegacyBatchModel } from '../engine/legacy_model.js';
+import { DeviceBatchModel } from '../engine/device_model.js';
 import { resolveSettings, validateEngineOptions, type EngineOptions } from '../engine/settings.js';
 import { mediaGroups, transferables } from '../engine/request.js';
 
@@ -75,7 +75,7 @@ export class Phi4MM implements ChatEngine {
     const eo = options.engine ?? {};
     if (eo.host === 'inline') {
       const local = await loadModelFolder(dir, options);
-      const bm = new LegacyBatchModel(local.model, local.backend);
+      const bm = new DeviceBatchModel(local.model, local.backend, eo.kvDtype);
       const { settings, note } = resolveSettings(eo, bm.kvBytesPerToken, bm.maxPositions);
       const { engine } = inlineEngine(bm, settings);
       return new Phi4MM(idOrPath, dir, config, tokenizer, engine, local, local.backend, options, imageCfg, { describe: describeLoaded(local), kvNote: note }, local.report);

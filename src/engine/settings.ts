@@ -1,12 +1,15 @@
 // Engine options (library/CLI/server) → scheduler settings, with the KV pool sized from a memory budget.
 import { freemem } from 'node:os';
 import type { EngineSettings } from './types.js';
+import type { KvDType } from '../tensor/device.js';
 
 export interface EngineOptions {
   /** 'worker' (default): the scheduler and the model live in a worker_thread; 'inline': on the calling thread. */
   host?: 'worker' | 'inline';
   /** KV pool budget in GiB (default: 40% of the RAM free once the model is loaded, printed at start-up). */
   kvCacheGb?: number;
+  /** KV storage (default 'f16': 128 KiB/token on Phi-4-mini; 'f32' exact oracle; 'q8_0' smallest). */
+  kvDtype?: KvDType;
   /** Tokens per KV block (16 or 32; default 16). */
   blockSize?: number;
   /** Sequences generating at once (default 8). */
@@ -19,7 +22,7 @@ export interface EngineOptions {
   mediaCacheMb?: number;
 }
 
-export const ENGINE_OPTION_KEYS: ReadonlySet<string> = new Set(['host', 'kvCacheGb', 'blockSize', 'maxRunning', 'maxWaiting', 'prefillChunk', 'mediaCacheMb']);
+export const ENGINE_OPTION_KEYS: ReadonlySet<string> = new Set(['host', 'kvDtype', 'kvCacheGb', 'blockSize', 'maxRunning', 'maxWaiting', 'prefillChunk', 'mediaCacheMb']);
 
 /** Share of the free RAM the default KV budget takes. */
 const DEFAULT_KV_SHARE_OF_FREE = 0.4;
@@ -30,6 +33,7 @@ export function validateEngineOptions(o: EngineOptions): string | null {
   if (unknown.length) return `unknown engine option(s) ${unknown.join(', ')}; known: ${[...ENGINE_OPTION_KEYS].join(', ')}`;
   if (o.host !== undefined && o.host !== 'worker' && o.host !== 'inline') return `engine.host must be 'worker' or 'inline'`;
   if (o.kvCacheGb !== undefined && !(typeof o.kvCacheGb === 'number' && o.kvCacheGb > 0 && Number.isFinite(o.kvCacheGb))) return `kvCacheGb must be a positive number of GiB (got ${o.kvCacheGb})`;
+  if (o.kvDtype !== undefined && !['f16', 'f32', 'q8_0'].includes(o.kvDtype)) return `kvDtype must be 'f16', 'f32' or 'q8_0' (got ${JSON.stringify(o.kvDtype)})`;
   if (o.blockSize !== undefined && o.blockSize !== 16 && o.blockSize !== 32) return `blockSize must be 16 or 32 (got ${o.blockSize})`;
   for (const k of ['maxRunning', 'prefillChunk'] as const) if (o[k] !== undefined && !(Number.isInteger(o[k]) && o[k]! >= 1)) return `${k} must be a positive integer (got ${o[k]})`;
   if (o.maxWaiting !== undefined && !(Number.isInteger(o.maxWaiting) && o.maxWaiting >= 0)) return `maxWaiting must be a non-negative integer (got ${o.maxWaiting})`;

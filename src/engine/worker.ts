@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadModelFolder } from '../api/load.js';
 import { EngineLoop, type ToEngine } from './loop.js';
-import { LegacyBatchModel } from './legacy_model.js';
+import { DeviceBatchModel } from './device_model.js';
 import { resolveSettings } from './settings.js';
 import type { WorkerInit, WorkerReady } from './host.js';
 
@@ -12,7 +12,7 @@ const init = workerData as WorkerInit;
 
 try {
   const loaded = await loadModelFolder(init.dir, { ...init.load, onProgress: (p) => port.postMessage({ type: 'progress', progress: p }) });
-  const model = new LegacyBatchModel(loaded.model, loaded.backend);
+  const model = new DeviceBatchModel(loaded.model, loaded.backend, init.engine.kvDtype);
   const { settings, note } = resolveSettings(init.engine, model.kvBytesPerToken, model.maxPositions);
   const loop = new EngineLoop(model, settings, (m) => port.postMessage(m));
   port.on('message', (m: ToEngine) => loop.handle(m));
