@@ -26,7 +26,7 @@ import { makeUsage, type ChatEngine, type ChatEvent, type ChatMessage, type Chat
 import { saveQuantizedCheckpoint } from './save.js';
 import { DEFAULT_MODEL_ID, dynamicHdOf, loadModelFolder, loadWeights, resolveModelDir, validateLoadOptions, LOAD_OPTION_KEYS, ValidationError, type LoadedModel, type LoadOptions as BaseLoadOptions } from './load.js';
 import { Engine } from '../engine/engine.js';
-import { EngineError, type EngineStats } from '../engine/types.js';
+import type { EngineStats } from '../engine/types.js';
 import { inlineEngine, workerEngine } from '../engine/host.js';
 import { DeviceBatchModel } from '../engine/device_model.js';
 import { resolveSettings, validateEngineOptions, type EngineOptions } from '../engine/settings.js';
@@ -155,26 +155,23 @@ export class Phi4MM implements ChatEngine {
       ids, mode, media, n: 1, maxTokens, stopIds: [...this.tokenizer.eosTokenIds],
       sampler: { params, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) },
     }, opts.signal, transferables(media));
-    try {
-      for await (const ev of stream) {
-        if (ev.type === 'token') {
-          if (!tFirst) tFirst = performance.now();
-          const step = text.push(ev.token);
-          if (step.text) yield { type: 'delta', text: step.text };
-          if (step.finishReason) { finish = step.finishReason; break; } // a stop string: leaving the loop frees the sequence
-          continue;
-        }
-        cached = ev.done.cachedTokens;
-        if (ev.done.reason === 'cancelled') finish = 'cancelled';
-        else {
-          const last = text.end(ev.done.reason);
-          if (last.text) yield { type: 'delta', text: last.text };
-          finish = ev.done.reason;
-        }
+    // EngineError (status 400: can never fit; 429: the engine is full) passes through as is.
+    for await (const ev of stream) {
+      if (ev.type === 'token') {
+        if (!tFirst) tFirst = performance.now();
+        if (ev.cachedTokens !== undefined) cached = ev.cachedTokens;
+        const step = text.push(ev.token);
+        if (step.text) yield { type: 'delta', text: step.text };
+        if (step.finishReason) { finish = step.finishReason; break; } // a stop string: leaving the loop frees the sequence
+        continue;
       }
-    } catch (e) {
-      if (e instanceof EngineError && e.status < 500) throw new ValidationError(e.message);
-      throw e;
+      cached = ev.done.cachedTokens;
+      if (ev.done.reason === 'cancelled') finish = 'cancelled';
+      else {
+        const last = text.end(ev.done.reason);
+        if (last.text) yield { type: 'delta', text: last.text };
+        finish = ev.done.reason;
+      }
     }
     if (!finish) finish = opts.signal?.aborted ? 'cancelled' : 'length';
     const tEnd = performance.now();

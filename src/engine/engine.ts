@@ -3,7 +3,7 @@
 import { EngineError, type EngineErrorInfo, type EngineRequest, type EngineStats, type SeqDone } from './types.js';
 import type { FromEngine, ToEngine } from './loop.js';
 
-export type SeqEvent = { type: 'token'; index: number; token: number } | { type: 'done'; index: number; done: SeqDone };
+export type SeqEvent = { type: 'token'; index: number; token: number; cachedTokens?: number } | { type: 'done'; index: number; done: SeqDone };
 
 /** How the client reaches the scheduler: a MessagePort-like pair. */
 export interface EnginePort {
@@ -103,7 +103,7 @@ export class Engine {
     const p = this.pending.get(m.id);
     if (!p) return;
     if (m.type === 'error') p.error = m.error;
-    else if (m.type === 'token') p.events.push({ type: 'token', index: m.index, token: m.token });
+    else if (m.type === 'token') p.events.push({ type: 'token', index: m.index, token: m.token, ...(m.cachedTokens !== undefined ? { cachedTokens: m.cachedTokens } : {}) });
     else {
       p.events.push({ type: 'done', index: m.index, done: m.done });
       p.open--;

@@ -69,7 +69,7 @@ export class Scheduler {
   stats(): EngineStats {
     return {
       running: this.running.length, waiting: this.waiting.length + this.resume.length,
-      blocksTotal: this.pool.numBlocks, blocksFree: this.pool.freeCount, blocksCached: this.pool.cachedCount,
+      blocksTotal: this.pool.numBlocks, blocksFree: this.pool.freeCount, blocksCached: this.pool.cachedCount, blocksInUse: this.pool.numBlocks - this.pool.available,
       blockSize: this.pool.blockSize, kvBytesPerToken: this.model.kvBytesPerToken,
       mediaCacheBytes: this.media.bytes, mediaCacheEntries: this.media.size, steps: this.steps,
     };
@@ -262,7 +262,7 @@ export class Scheduler {
     if (s.generated === 0) s.tFirst = now();
     s.generated++;
     s.phase = 'decode';
-    this.emit({ type: 'token', id: s.req.r.id, index: s.index, token: id });
+    this.emit({ type: 'token', id: s.req.r.id, index: s.index, token: id, ...(s.generated === 1 ? { cachedTokens: s.cachedTokens } : {}) });
     if (s.req.r.stopIds.includes(id)) return this.finish(s, 'stop');
     if (s.generated >= s.req.r.maxTokens || s.tokens.length + 1 >= this.model.maxPositions) return this.finish(s, 'length');
     s.tokens.push(id);

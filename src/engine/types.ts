@@ -108,7 +108,8 @@ export interface SeqDone {
 
 /** Scheduler → request side. */
 export type EngineEvent =
-  | { type: 'token'; id: number; index: number; token: number }
+  /** The first token of a sequence also says how much of its prompt came from the prefix cache. */
+  | { type: 'token'; id: number; index: number; token: number; cachedTokens?: number }
   | { type: 'done'; id: number; index: number; done: SeqDone }
   | { type: 'error'; id: number; error: EngineErrorInfo };
 
@@ -152,6 +153,8 @@ export interface EngineStats {
   blocksTotal: number;
   blocksFree: number;
   blocksCached: number;
+  /** Blocks referenced by running sequences (the rest are free or evictable). */
+  blocksInUse: number;
   blockSize: number;
   kvBytesPerToken: number;
   mediaCacheBytes: number;
