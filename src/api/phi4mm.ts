@@ -105,6 +105,11 @@ export class Phi4MM implements ChatEngine {
     return this.info.kvNote;
   }
 
+  /** Throws EngineError 429 when the engine's running slots and queue are full (the server asks first). */
+  admit(): void {
+    this.engine.admit();
+  }
+
   stats(): Promise<EngineStats> {
     return this.engine.stats();
   }

@@ -59,6 +59,11 @@ export type ChatEvent = { type: 'delta'; text: string } | { type: 'done'; finish
 /** What the server needs from a model: the library's Phi4MM implements it. */
 export interface ChatEngine {
   readonly modelId: string;
+  /**
+   * Present when the engine schedules concurrent requests itself: throws (status 429) when it is full. The
+   * server then calls it instead of running requests one at a time.
+   */
+  admit?(): void;
   streamEvents(messages: ChatMessage[], opts?: SamplingOptions): AsyncGenerator<ChatEvent>;
 }
 

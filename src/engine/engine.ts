@@ -21,13 +21,35 @@ interface Pending {
   wake: (() => void) | null;
 }
 
+/** Admission limits as the request side sees them (the scheduler enforces the same ones). */
+export interface EngineLimits {
+  maxRunning: number;
+  maxWaiting: number;
+}
+
 export class Engine {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly statsWaiters = new Map<number, (s: EngineStats) => void>();
 
-  constructor(private readonly port: EnginePort) {
+  constructor(private readonly port: EnginePort, readonly limits: EngineLimits) {
     port.onMessage((m) => this.onMessage(m));
+  }
+
+  /**
+   * Throws EngineError 429 when the engine already holds as many requests as it may run plus queue: the
+   * server calls this before it answers (the scheduler refuses the same way, later, as a backstop).
+   */
+  admit(): void {
+    const cap = this.limits.maxRunning + this.limits.maxWaiting;
+    if (this.pending.size >= cap) {
+      throw new EngineError(`the engine is busy (${this.pending.size} requests running or waiting, limit ${cap}); retry later`, 429, 'queue_full');
+    }
+  }
+
+  /** Requests submitted and not finished (running or waiting in the scheduler). */
+  get load(): number {
+    return this.pending.size;
   }
 
   /**

@@ -17,7 +17,7 @@ export function inlineEngine(model: BatchModel, settings: EngineSettings): { eng
     onMessage: (cb) => (listener = cb),
     close: async () => loop.handle({ type: 'close' }),
   };
-  return { engine: new Engine(port), loop };
+  return { engine: new Engine(port, settings), loop };
 }
 
 export interface WorkerInit {
@@ -67,5 +67,5 @@ export async function workerEngine(init: WorkerInit, onProgress?: (p: unknown) =
     setBusy: (busy) => (busy ? worker.ref() : worker.unref()),
     close: async () => { await worker.terminate(); },
   };
-  return { engine: new Engine(port), ready, worker };
+  return { engine: new Engine(port, ready.settings), ready, worker };
 }
