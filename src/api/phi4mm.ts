@@ -95,9 +95,9 @@ export class Phi4MM implements ChatEngine {
     return this.local.model;
   }
 
-  /** One line: backend, threads, what was quantized. */
+  /** Backend, threads, what was quantized; then how the KV pool was sized (the CLI prints this at start-up). */
   describe(): string {
-    return this.info.describe;
+    return `${this.info.describe}\n${this.info.kvNote}`;
   }
 
   /** How the KV pool was sized (printed at start-up by the CLI and the server). */
