@@ -25,6 +25,8 @@ Options:
       --isq         quantize the language model at load: q4k (Q4_K linears, Q8_0 embeddings) or q8_0; default none
       --threads     compute threads (default: all cores)
       --backend     native | reference | auto (default auto)
+      --kv-cache-gb KV cache budget in GiB (default: 40% of the free RAM after loading; printed at start-up)
+      --max-running sequences generated together (default 8); more requests wait, beyond 16 waiting: 429
   -p, --port        port for serve (default 1234)
       --host        address to bind (default 127.0.0.1)
       --api-key     require "Authorization: Bearer KEY"
@@ -40,6 +42,8 @@ const common = {
   isq: { type: 'string' },
   threads: { type: 'string' },
   backend: { type: 'string' },
+  'kv-cache-gb': { type: 'string' },
+  'max-running': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -61,6 +65,17 @@ function loadOptions(v: Record<string, string | boolean | undefined>): LoadOptio
   if (typeof v['backend'] === 'string') {
     if (!['native', 'reference', 'auto'].includes(v['backend'])) throw new UsageError(`--backend must be native, reference or auto`);
     o.backend = v['backend'] as LoadOptions['backend'];
+  }
+  // The serving engine (src/engine/): KV budget and concurrency.
+  if (typeof v['kv-cache-gb'] === 'string') {
+    const g = Number(v['kv-cache-gb']);
+    if (!(g > 0)) throw new UsageError(`--kv-cache-gb must be a positive number of GiB (got "${v['kv-cache-gb']}")`);
+    o.engine = { ...o.engine, kvCacheGb: g };
+  }
+  if (typeof v['max-running'] === 'string') {
+    const n = Number(v['max-running']);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--max-running must be a positive integer (got "${v['max-running']}")`);
+    o.engine = { ...o.engine, maxRunning: n };
   }
   const bars = new Map<string, ProgressBar>();
   o.onProgress = (p) => {

@@ -223,6 +223,7 @@ export class Scheduler {
 
   /** Registers the sequence's newly full blocks in the prefix cache. */
   private registerFull(s: Seq): void {
+    if (this.settings.prefixCache === false) return;
     const before = s.keys.length;
     blockKeys(s.tokens, s.computed, this.pool.blockSize, s.req.r.mode, s.long, s.req.media.size ? s.req.media : null, s.keys);
     for (let b = before; b < s.keys.length; b++) this.pool.register(s.table[b]!, s.keys[b]!);
@@ -304,7 +305,7 @@ export class Scheduler {
     const bs = this.pool.blockSize;
     const keys = blockKeys(s.tokens, s.target, bs, s.req.r.mode, s.long, s.req.media.size ? s.req.media : null);
     // At least the last row is computed (it gives the logits), so at most floor((target-1)/bs) blocks reuse.
-    const usable = Math.min(this.pool.peek(keys), Math.floor((s.target - 1) / bs));
+    const usable = this.settings.prefixCache === false ? 0 : Math.min(this.pool.peek(keys), Math.floor((s.target - 1) / bs));
     const fresh = Math.ceil(s.target / bs) - usable;
     if (fresh > this.pool.available - usable) return false; // conservatively assume the matched blocks were evictable
     const table = this.pool.lookup(keys.slice(0, usable));

@@ -18,11 +18,13 @@ export interface EngineOptions {
   maxWaiting?: number;
   /** Prompt tokens prefilled per step (default 256): a long prompt delays other streams' tokens by at most one chunk. */
   prefillChunk?: number;
-  /** Media cache budget in MiB (projected image/audio features; default 512). */
+  /** Media cache budget in MiB (projected image/audio features; default 512; 0 = off). */
   mediaCacheMb?: number;
+  /** Reuse the KV of earlier requests with the same prefix (default true). */
+  prefixCache?: boolean;
 }
 
-export const ENGINE_OPTION_KEYS: ReadonlySet<string> = new Set(['host', 'kvDtype', 'kvCacheGb', 'blockSize', 'maxRunning', 'maxWaiting', 'prefillChunk', 'mediaCacheMb']);
+export const ENGINE_OPTION_KEYS: ReadonlySet<string> = new Set(['host', 'kvDtype', 'kvCacheGb', 'blockSize', 'maxRunning', 'maxWaiting', 'prefillChunk', 'mediaCacheMb', 'prefixCache']);
 
 /** Share of the free RAM the default KV budget takes. */
 const DEFAULT_KV_SHARE_OF_FREE = 0.4;
@@ -37,6 +39,7 @@ export function validateEngineOptions(o: EngineOptions): string | null {
   if (o.blockSize !== undefined && o.blockSize !== 16 && o.blockSize !== 32) return `blockSize must be 16 or 32 (got ${o.blockSize})`;
   for (const k of ['maxRunning', 'prefillChunk'] as const) if (o[k] !== undefined && !(Number.isInteger(o[k]) && o[k]! >= 1)) return `${k} must be a positive integer (got ${o[k]})`;
   if (o.maxWaiting !== undefined && !(Number.isInteger(o.maxWaiting) && o.maxWaiting >= 0)) return `maxWaiting must be a non-negative integer (got ${o.maxWaiting})`;
+  if (o.prefixCache !== undefined && typeof o.prefixCache !== 'boolean') return `prefixCache must be true or false`;
   if (o.mediaCacheMb !== undefined && !(typeof o.mediaCacheMb === 'number' && o.mediaCacheMb >= 0)) return `mediaCacheMb must be a non-negative number (got ${o.mediaCacheMb})`;
   return null;
 }
@@ -57,7 +60,7 @@ export function resolveSettings(o: EngineOptions, kvBytesPerToken: number, maxPo
   const numBlocks = Math.max(1, Math.floor(bytes / blockBytes));
   const settings: EngineSettings = {
     blockSize, numBlocks, maxRunning, maxWaiting: o.maxWaiting ?? 16, prefillChunk: o.prefillChunk ?? 256,
-    mediaCacheBytes: (o.mediaCacheMb ?? 512) * 2 ** 20,
+    mediaCacheBytes: (o.mediaCacheMb ?? 512) * 2 ** 20, prefixCache: o.prefixCache ?? true,
   };
   const note = `KV cache: ${((numBlocks * blockBytes) / 2 ** 30).toFixed(2)} GiB (${how}) = ${numBlocks} blocks of ${blockSize} tokens ` +
     `= ${numBlocks * blockSize} tokens at ${kvBytesPerToken >= 1024 ? `${(kvBytesPerToken / 1024).toFixed(0)} KiB` : `${kvBytesPerToken} B`}/token; up to ${maxRunning} sequences at once`;

@@ -145,6 +145,8 @@ export interface EngineSettings {
   prefillChunk: number;
   /** Media cache budget in bytes (projected encoder outputs). */
   mediaCacheBytes: number;
+  /** Share full blocks between requests with the same prefix (default true; off for cold benchmarks). */
+  prefixCache?: boolean;
 }
 
 export interface EngineStats {

@@ -66,6 +66,17 @@ describe('Scheduler', () => {
     expect(h.ids(c.id)).toEqual(referenceGreedy(m, turn2, 4));
   });
 
+  it('with the prefix cache off nothing is shared (cold benchmarks)', () => {
+    const h = harness(new FakeModel(), settings({ prefixCache: false }));
+    const a = req(prompt(30, 1), { maxTokens: 3 }), b = req(prompt(30, 1), { maxTokens: 3 });
+    h.sched.submit(a);
+    h.run();
+    h.sched.submit(b);
+    h.run();
+    expect(h.done(b.id)!.done.cachedTokens).toBe(0);
+    expect(h.sched.stats().blocksCached).toBe(0);
+  });
+
   it('the prefix key covers the mode and the media behind placeholder rows', () => {
     const m = new FakeModel();
     const h = harness(m, settings({ blockSize: 4 }));
