@@ -2,7 +2,7 @@
 // from a WeightSource with its checkpoint prefix, so the module tree mirrors the checkpoint key tree.
 import type { Backend } from '../tensor/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { layerNorm, rmsNorm, embedding } from '../tensor/ops.js';
+import { rmsNorm, embedding } from '../tensor/ops.js';
 import type { StorageDType, WeightSource } from './weights.js';
 
 export class Linear {
@@ -26,8 +26,8 @@ export class LayerNorm {
     this.bias = opts.bias === false ? null : ws.take(`${prefix}.bias`, [dim], 'f32').f32();
   }
   /** x [rows, dim] → [rows, dim] */
-  forward(x: Float32Array, rows: number): Float32Array {
-    return layerNorm(x, rows, this.dim, this.weight, this.bias, this.eps);
+  forward(be: Backend, x: Float32Array, rows: number): Float32Array {
+    return be.layerNorm(x, rows, this.dim, this.weight, this.bias, this.eps);
   }
 }
 

@@ -39,6 +39,10 @@ export interface Backend {
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB?: boolean, out?: Float32Array): Float32Array;
   /** Scaled dot-product attention with softmax in f32; returns [Tq, nHeads, headDim]. */
   attention(p: AttentionParams): Float32Array;
+  /** gelu_pytorch_tanh element-wise, x [n] → out [n] (out may be x). The encoders' activation. */
+  geluTanh(x: Float32Array, out?: Float32Array): Float32Array;
+  /** Per-row LayerNorm of x [rows, dim] (out may be x): (x − mean) / sqrt(var + eps) · w (+ b). */
+  layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out?: Float32Array): Float32Array;
 }
 
 export type BackendKind = 'auto' | 'native' | 'reference';

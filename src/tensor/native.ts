@@ -23,6 +23,10 @@ const ADDON_FILE = 'native/build/Release/phi4mm_native.node';
 interface Addon {
   linearF(x: Float32Array, m: number, w: Float32Array | Uint16Array, wtype: number, wOffset: number, ldw: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
   linearQ(x: Float32Array, m: number, w: Uint8Array, format: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
+  linearBf16(x: Float32Array, m: number, w: Uint16Array, wOffset: number, ldw: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
+  hasBf16Compute(): boolean;
+  geluTanh(x: Float32Array, out: Float32Array): void;
+  layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out: Float32Array): void;
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean, out: Float32Array): void;
   attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, tq: number, tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, causalOffset: number, mask: Float32Array | null, bias: Float32Array | null): void;
   quantizeQ8K(x: Float32Array, out: Uint8Array): void;
@@ -117,6 +121,40 @@ export class NativeBackend implements Backend {
       default:
         throw new Error(`linear: unsupported weight dtype ${w.dtype} (expected f32, bf16, f16, q4_k or q8_0)`);
     }
+  }
+
+  geluTanh(x: Float32Array, out?: Float32Array): Float32Array {
+    const y = out ?? new Float32Array(x.length);
+    if (y.length < x.length) throw new Error(`geluTanh: out has ${y.length} values, expected ${x.length}`);
+    this.lib.geluTanh(x, y);
+    return y;
+  }
+
+  layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out?: Float32Array): Float32Array {
+    if (x.length < rows * dim || w.length !== dim || (b && b.length !== dim)) throw new Error(`layerNorm: expected x [${rows}, ${dim}] and weight/bias [${dim}], got ${x.length}, ${w.length}, ${b?.length ?? 'none'}`);
+    const y = out ?? new Float32Array(rows * dim);
+    this.lib.layerNorm(x, rows, dim, w, b, eps, y);
+    return y;
+  }
+
+  /** Whether this CPU runs {@link linearBf16} (AVX512-BF16). */
+  get hasBf16Compute(): boolean {
+    return this.lib.hasBf16Compute();
+  }
+
+  /**
+   * y = bf16(x) · Wᵀ (+ bias) for bf16 weights: the activations rounded to bf16 (nearest even), products exact
+   * in f32, sums in f32 (vdpbf16ps). Twice the f32 kernel's multiply-adds per instruction; see precision.ts.
+   */
+  linearBf16(x: Float32Array, m: number, w: Tensor, bias?: Float32Array | null, out?: Float32Array): Float32Array {
+    const { n, k } = checkLinearShapes(x, m, w, bias);
+    if (w.dtype !== 'bf16') throw new Error(`linearBf16: weight must be bf16, got ${w.dtype}`);
+    const y = out ?? new Float32Array(m * n);
+    if (y.length < m * n) throw new Error(`linear: out has ${y.length} values, expected ${m}x${n}`);
+    const wc = w.strides[1] === 1 || k <= 1 ? w : w.contiguous();
+    const ldw = n <= 1 ? k : wc.strides[0]!;
+    this.lib.linearBf16(x, m, wc.data as Uint16Array, wc.offset, ldw, n, k, bias ?? null, y);
+    return y;
   }
 
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB = false, out?: Float32Array): Float32Array {

@@ -4,6 +4,7 @@ import { decodeBf16, decodeF16, isQuantDType } from './dtype.js';
 import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
 import { rowBytesOf, type Tensor } from './tensor.js';
 import { formatOf } from '../quant/index.js';
+import { geluTanh, layerNorm } from './ops.js';
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
@@ -12,6 +13,14 @@ export class ReferenceBackend implements Backend {
   setThreads(n: number): void {
     if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be a positive integer, got ${n}`);
     this.threads = n; // single-threaded by design; kept so callers can treat backends alike
+  }
+
+  geluTanh(x: Float32Array, out?: Float32Array): Float32Array {
+    return geluTanh(x, out ?? new Float32Array(x.length));
+  }
+
+  layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out?: Float32Array): Float32Array {
+    return layerNorm(x, rows, dim, w, b, eps, out ?? new Float32Array(rows * dim));
   }
 
   linear(x: Float32Array, m: number, w: Tensor, bias?: Float32Array | null, out?: Float32Array): Float32Array {
