@@ -211,6 +211,37 @@ Napi::Value GeluTanh(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// conv3x3s2(x, h, w, c, cin, weight, bias, relu, out): the audio subsampling convs (encoder_ops.h).
+Napi::Value Conv3x3s2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const View x = typed(info, 0, "x"), wt = typed(info, 5, "weight"), b = typed(info, 6, "bias"), out = typed(info, 8, "out");
+  const int h = dim(info, 1, "h"), w = dim(info, 2, "w"), c = dim(info, 3, "c"), cin = dim(info, 4, "cin");
+  const bool relu = info[7].ToBoolean().Value();
+  if (cin != 1 && cin != c) throw Napi::RangeError::New(env, "conv3x3s2: cin must be 1 or c");
+  const int ho = (h + 2 - 3) / 2 + 1, wo = (w + 2 - 3) / 2 + 1;
+  need(env, x, (uint64_t)h * w * cin * 4, "conv3x3s2 x");
+  need(env, wt, (uint64_t)9 * c * 4, "conv3x3s2 weight");
+  need(env, b, (uint64_t)c * 4, "conv3x3s2 bias");
+  need(env, out, (uint64_t)ho * wo * c * 4, "conv3x3s2 out");
+  if (h == 0 || w == 0) return env.Undefined();
+  parallel_rows(ho, 1, [&](int y0, int y1) {
+    encoder_ops::conv3x3s2(reinterpret_cast<const float*>(x.data), h, w, c, cin, reinterpret_cast<const float*>(wt.data),
+                           reinterpret_cast<const float*>(b.data), relu, reinterpret_cast<float*>(out.data), y0, y1);
+  });
+  return env.Undefined();
+}
+
+// relu(x): x = max(x, 0) in place.
+Napi::Value Relu(const Napi::CallbackInfo& info) {
+  const View x = typed(info, 0, "x");
+  const int64_t n = (int64_t)(x.bytes / 4);
+  constexpr int64_t TASK = 1 << 18;
+  const int tasks = (int)((n + TASK - 1) / TASK);
+  float* xf = reinterpret_cast<float*>(x.data);
+  pool().run(tasks, [&](int t, int) { encoder_ops::relu(xf, t * TASK, std::min(n, (t + 1) * TASK)); });
+  return info.Env().Undefined();
+}
+
 // layerNorm(x, rows, dim, w, b|null, eps, out): per-row LayerNorm (out may be x).
 Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -449,6 +480,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearBf16", Napi::Function::New(env, LinearBf16));
   exports.Set("geluTanh", Napi::Function::New(env, GeluTanh));
   exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
+  exports.Set("conv3x3s2", Napi::Function::New(env, Conv3x3s2));
+  exports.Set("relu", Napi::Function::New(env, Relu));
   exports.Set("hasBf16Compute", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Boolean::New(i.Env(), has_avx512bf16()); }));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("attention", Napi::Function::New(env, Attention));

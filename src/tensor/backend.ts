@@ -41,6 +41,10 @@ export interface Backend {
   attention(p: AttentionParams): Float32Array;
   /** gelu_pytorch_tanh element-wise, x [n] → out [n] (out may be x). The encoders' activation. */
   geluTanh(x: Float32Array, out?: Float32Array): Float32Array;
+  /** The audio subsampling conv, see ops.conv3x3s2: x [h, w, cin] → [⌈h/2⌉, ⌈w/2⌉, c]. */
+  conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array;
+  /** x = max(x, 0) in place; returns x. */
+  relu(x: Float32Array): Float32Array;
   /** Per-row LayerNorm of x [rows, dim] (out may be x): (x − mean) / sqrt(var + eps) · w (+ b). */
   layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out?: Float32Array): Float32Array;
 }

@@ -26,6 +26,8 @@ interface Addon {
   linearBf16(x: Float32Array, m: number, w: Uint16Array, wOffset: number, ldw: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
   hasBf16Compute(): boolean;
   geluTanh(x: Float32Array, out: Float32Array): void;
+  conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out: Float32Array): void;
+  relu(x: Float32Array): void;
   layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out: Float32Array): void;
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean, out: Float32Array): void;
   attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, tq: number, tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, causalOffset: number, mask: Float32Array | null, bias: Float32Array | null): void;
@@ -121,6 +123,18 @@ export class NativeBackend implements Backend {
       default:
         throw new Error(`linear: unsupported weight dtype ${w.dtype} (expected f32, bf16, f16, q4_k or q8_0)`);
     }
+  }
+
+  conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array {
+    const ho = Math.floor((h - 1) / 2) + 1, wo = Math.floor((w - 1) / 2) + 1;
+    const y = out ?? new Float32Array(ho * wo * c);
+    this.lib.conv3x3s2(x, h, w, c, cin, weight, bias, relu, y);
+    return y;
+  }
+
+  relu(x: Float32Array): Float32Array {
+    this.lib.relu(x);
+    return x;
   }
 
   geluTanh(x: Float32Array, out?: Float32Array): Float32Array {

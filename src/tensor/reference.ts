@@ -4,7 +4,7 @@ import { decodeBf16, decodeF16, isQuantDType } from './dtype.js';
 import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
 import { rowBytesOf, type Tensor } from './tensor.js';
 import { formatOf } from '../quant/index.js';
-import { geluTanh, layerNorm } from './ops.js';
+import { conv3x3s2, geluTanh, layerNorm } from './ops.js';
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
@@ -13,6 +13,15 @@ export class ReferenceBackend implements Backend {
   setThreads(n: number): void {
     if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be a positive integer, got ${n}`);
     this.threads = n; // single-threaded by design; kept so callers can treat backends alike
+  }
+
+  conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array {
+    return conv3x3s2(x, h, w, c, cin, weight, bias, relu, out);
+  }
+
+  relu(x: Float32Array): Float32Array {
+    for (let i = 0; i < x.length; i++) if (!(x[i]! > 0)) x[i] = 0;
+    return x;
   }
 
   geluTanh(x: Float32Array, out?: Float32Array): Float32Array {

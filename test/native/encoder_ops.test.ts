@@ -54,6 +54,24 @@ describe.skipIf(NO_NATIVE)('native encoder ops', () => {
           expectWithin(inPlace, want, tol, 'gelu in place');
         });
 
+        it('conv3x3s2 (depthwise and 1-channel broadcast, ± ReLU) and relu: as the reference within the f32 sum error', () => {
+          use();
+          const g = rng(16);
+          for (const [h, w, c] of [[1, 1, 1], [7, 5, 3], [9, 80, 33], [16, 10, 130]] as const) {
+            const wt = g(9 * c), b = g(c);
+            for (const cin of [1, c]) {
+              const x = g(h * w * cin, -2, 2);
+              for (const relu of [false, true]) {
+                const want = ref.conv3x3s2(x, h, w, c, cin, wt, b, relu);
+                // ≤ 10 roundings of terms bounded by |b| + 9·max|x·w| ≤ 1 + 18: an absolute bound.
+                expectWithin(nb.conv3x3s2(x, h, w, c, cin, wt, b, relu), want, new Float64Array(want.length).fill(10 * 19 * U32), `conv ${h}x${w}x${c} cin ${cin} relu ${relu}`);
+              }
+            }
+          }
+          const r = g(100_003, -1, 1), want = ref.relu(Float32Array.from(r));
+          expect(Array.from(nb.relu(r))).toEqual(Array.from(want));
+        });
+
         it('layerNorm: same double-precision statistics as the reference (1 f32 ulp), with and without bias', () => {
           use();
           const g = rng(12);
