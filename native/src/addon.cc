@@ -164,8 +164,9 @@ Napi::Value LinearF(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// linearQ(x, m, w, format(0 q4_k, 1 q8_0), n, k, bias|null, out)
-Napi::Value LinearQ(const Napi::CallbackInfo& info) {
+// linearQ(x, m, w, format(0 q4_k, 1 q8_0), n, k, bias|null, out); linearQRef: the same through the plain
+// reference kernel (qgemm_ref.cc, single-threaded), for the bit-exactness tests.
+Napi::Value LinearQ(const Napi::CallbackInfo& info, bool reference) {
   Napi::Env env = info.Env();
   const View x = typed(info, 0, "x"), w = typed(info, 2, "w");
   const int m = dim(info, 1, "m"), fmt = dim(info, 3, "format"), n = dim(info, 4, "n"), k = dim(info, 5, "k");
@@ -190,8 +191,13 @@ Napi::Value LinearQ(const Napi::CallbackInfo& info) {
     else quantize_row_q8_0(xf + (int64_t)i * k, xq + i * xrow, k);
   });
   QGemmArgs g{w.data, wrow, xq, xrow, reinterpret_cast<float*>(out.data), n, reinterpret_cast<const float*>(bias.data), m, n, nb};
+  if (reference) {
+    qgemm_ref(fmt, g);
+    return env.Undefined();
+  }
   const Kernels& K = kernels();
-  parallel_rows(n, 8, [&](int n0, int n1) { (fmt == 0 ? K.q4k_q8k : K.q80_q80)(g, n0, n1); });
+  // Slices of whole 64-row panels for the tile GEMM (several activation rows); 8-row slices for GEMV.
+  parallel_rows(n, m >= 8 ? 64 : 8, [&](int n0, int n1) { (fmt == 0 ? K.q4k_q8k : K.q80_q80)(g, n0, n1); });
   return env.Undefined();
 }
 
@@ -380,7 +386,8 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearF", Napi::Function::New(env, LinearF));
-  exports.Set("linearQ", Napi::Function::New(env, LinearQ));
+  exports.Set("linearQ", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return LinearQ(i, false); }));
+  exports.Set("linearQRef", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return LinearQ(i, true); }));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("attention", Napi::Function::New(env, Attention));
   exports.Set("quantizeQ8K", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Quantize(i, true); }));

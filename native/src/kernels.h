@@ -69,6 +69,10 @@ namespace generic { extern const Kernels kernels; }
 namespace avx2 { extern const Kernels kernels; }
 namespace avx512 { extern const Kernels kernels; }
 
+// The plain reference of q4k_q8k (fmt 0) / q80_q80 (fmt 1) over all of g: every fast path is bit-identical
+// to it (exact int32 block dots, the same float combination in block order; see qgemm_impl.h).
+void qgemm_ref(int fmt, const QGemmArgs& g);
+
 // Activation quantizers, bit-exact ports of ggml's quantize_row_q8_K_ref / quantize_row_q8_0_ref (and of
 // src/quant), so the integer dot products can be checked exactly against the TypeScript oracle.
 void quantize_row_q8_K(const float* x, uint8_t* dst, int k);
