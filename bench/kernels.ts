@@ -80,6 +80,8 @@ for (const dtype of want('gemv') ? (['q4_k', 'q8_0'] as const) : []) {
   const bytesPer = one.data.byteLength;
   const copies = Math.ceil(STREAM_BYTES / bytesPer);
   const ws = [one, ...Array.from({ length: copies - 1 }, (_, i) => randomQuantWeight(dtype, GEMV_N, GEMV_K, i + 2))];
+  // As the model loader does: weights on transparent huge pages (BENCH_THP=0 keeps 4 KiB pages).
+  if (process.env.BENCH_THP !== '0') for (const w of ws) backend.adviseHugePages(w.data as Uint8Array);
   const x = Float32Array.from({ length: GEMV_K }, (_, i) => Math.sin(i));
   const y = new Float32Array(GEMV_N);
   for (const t of THREADS) {
