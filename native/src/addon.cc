@@ -66,6 +66,8 @@ const Kernels& kernels() {
   return *g_kernels;
 }
 
+bool g_kernels_are_avx512() { return &kernels() == &avx512::kernels; }
+
 void select_isa(const std::string& name) {
   std::string known;
   for (const Isa& isa : ISAS) {
@@ -321,9 +323,11 @@ Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
   std::atomic<int64_t> bad_row{INT64_MAX};
   std::vector<QuantStatus> status(rows > 0 ? 1 : 0);
   std::mutex mu;
+  // The AVX-512 Q4_K quantizer is byte-identical to the reference; it runs whenever the avx512 kernels do.
+  auto q4k = g_kernels_are_avx512() ? quantize_weights_q4_K_avx512 : quantize_weights_q4_K;
   parallel_rows(rows, 1, [&](int r0, int r1) {
     for (int r = r0; r < r1 && r < bad_row.load(std::memory_order_relaxed); r++) {
-      const QuantStatus s = fmt == 0 ? quantize_weights_q4_K(x + (int64_t)r * k, out.data + r * row_bytes, k)
+      const QuantStatus s = fmt == 0 ? q4k(x + (int64_t)r * k, out.data + r * row_bytes, k)
                                      : quantize_weights_q8_0(x + (int64_t)r * k, out.data + r * row_bytes, k);
       if (s.code == QuantStatus::OK) continue;
       std::lock_guard<std::mutex> lock(mu);

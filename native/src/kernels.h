@@ -86,6 +86,8 @@ struct QuantStatus {
 };
 QuantStatus quantize_weights_q4_K(const float* x, uint8_t* dst, int k);
 QuantStatus quantize_weights_q8_0(const float* x, uint8_t* dst, int k);
+// quantize_weights_q4_K, 16 sub-blocks per AVX-512 register, byte-identical (quantize_fast.cc); needs AVX-512F.
+QuantStatus quantize_weights_q4_K_avx512(const float* x, uint8_t* dst, int k);
 
 // IEEE half → float, exact (used by the generic build and for block scales).
 static inline float fp16_to_fp32_soft(uint16_t h) {
