@@ -193,8 +193,10 @@ Napi::Value LinearQ(const Napi::CallbackInfo& info, bool reference) {
   check_finite(env, xf, m, k, "linear");
   if (g_scratch.size() < (size_t)(m * xrow)) g_scratch.resize((size_t)(m * xrow));
   uint8_t* xq = g_scratch.data();
+  // The reference path quantizes with the scalar port, so the bit-equality tests also cover the fast one.
+  auto q8k = !reference && g_kernels_are_avx512() ? quantize_row_q8_K_avx512 : quantize_row_q8_K;
   pool().run(m, [&](int i, int) {
-    if (fmt == 0) quantize_row_q8_K(xf + (int64_t)i * k, xq + i * xrow, k);
+    if (fmt == 0) q8k(xf + (int64_t)i * k, xq + i * xrow, k);
     else quantize_row_q8_0(xf + (int64_t)i * k, xq + i * xrow, k);
   });
   QGemmArgs g{w.data, wrow, xq, xrow, reinterpret_cast<float*>(out.data), n, reinterpret_cast<const float*>(bias.data), m, n, nb};
@@ -297,7 +299,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info, bool q8k) {
   const int k = (int)(x.bytes / 4);
   if (k % bs != 0) throw Napi::RangeError::New(env, "quantize: length " + std::to_string(k) + " is not a multiple of " + std::to_string(bs));
   need(env, out, (uint64_t)(k / bs) * (q8k ? BLOCK_Q8_K_BYTES : BLOCK_Q8_0_BYTES), "quantize out");
-  if (q8k) quantize_row_q8_K(reinterpret_cast<const float*>(x.data), out.data, k);
+  if (q8k) (g_kernels_are_avx512() ? quantize_row_q8_K_avx512 : quantize_row_q8_K)(reinterpret_cast<const float*>(x.data), out.data, k);
   else quantize_row_q8_0(reinterpret_cast<const float*>(x.data), out.data, k);
   return env.Undefined();
 }

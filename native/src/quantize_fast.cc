@@ -193,3 +193,39 @@ QuantStatus quantize_weights_q4_K_avx512(const float* x, uint8_t* dst, int k) {
 
 }  // namespace phi4mm
 #endif
+
+#if defined(__AVX512F__)
+namespace phi4mm {
+
+// quantize_row_q8_K (quantize.cc) sixteen values per instruction, byte-identical: the same max search (the
+// first element of largest magnitude gives the signed max), the same products iscale·x rounded by the same
+// nearest_int, the same 16-value sums.
+void quantize_row_q8_K_avx512(const float* x, uint8_t* dst, int k) {
+  for (int i = 0; i < k / QK_K; i++, x += QK_K, dst += BLOCK_Q8_K_BYTES) {
+    __m512 am = _mm512_setzero_ps();
+    for (int j = 0; j < QK_K; j += 16) am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+    const float amax = _mm512_reduce_max_ps(am);
+    if (amax == 0) {
+      std::memset(dst, 0, BLOCK_Q8_K_BYTES);
+      continue;
+    }
+    float max = 0;
+    for (int j = 0; j < QK_K; j++)
+      if (std::fabs(x[j]) == amax) { max = x[j]; break; }
+    const float iscale = -127.f / max;
+    int8_t* qs = reinterpret_cast<int8_t*>(dst + 4);
+    const __m512 vs = _mm512_set1_ps(iscale);
+    for (int j = 0; j < QK_K; j += 16) {
+      const __m512i v = nearest_int_v(_mm512_mul_ps(vs, _mm512_loadu_ps(x + j)));
+      const __m512i q = _mm512_min_epi32(v, _mm512_set1_epi32(127));
+      _mm_storeu_si128((__m128i*)(qs + j), _mm512_cvtepi32_epi8(q));
+      const int16_t sum = (int16_t)_mm512_reduce_add_epi32(q);  // |Σ| ≤ 16·127: exact in int16
+      std::memcpy(dst + 4 + QK_K + 2 * (j / 16), &sum, 2);
+    }
+    const float d = 1 / iscale;
+    std::memcpy(dst, &d, 4);
+  }
+}
+
+}  // namespace phi4mm
+#endif
