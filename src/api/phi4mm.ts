@@ -169,7 +169,7 @@ export class Phi4MM implements ChatEngine {
     let model: Phi4MMForCausalLM, report: LoadReport, rec: RecordingWeights;
     try {
       const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;
-      const ws = new StrictWeights(progressProvider(provider, options.onProgress), storagePolicy(isq, options.quantizeEncoders), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k) } : {});
+      const ws = new StrictWeights(progressProvider(provider, options.onProgress), storagePolicy(isq, options.quantizeEncoders), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: hugePages(backend) } : {});
       rec = new RecordingWeights(ws);
       model = new Phi4MMForCausalLM(rec, config);
       model.encoderPrecision = options.encoderPrecision ?? 'f32';
@@ -312,3 +312,9 @@ async function downloadModel(id: string, o: LoadOptions): Promise<string> {
 }
 
 export { Messages };
+
+/** The backend's huge-page placement of weight buffers, when it has one (the native backend). */
+function hugePages(backend: object): ((data: Uint8Array) => void) | undefined {
+  const advise = (backend as { adviseHugePages?: (d: Uint8Array) => number }).adviseHugePages;
+  return advise ? (d) => void advise.call(backend, d) : undefined;
+}
