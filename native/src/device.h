@@ -67,10 +67,13 @@ struct PagedArgs {
 };
 
 // One attention work item: query rows [r0, r1) of sequence `seq` (relative to its first new row), all heads of
-// kv head `kh`. Scratch: (r1 − r0)·group score rows of `lds` ≥ start + r1 floats.
+// kv head `kh`.
 struct PagedItem {
   int seq, kh, r0, r1;
 };
+// Scratch floats one item needs: `rows` = (r1 − r0)·group score rows of lds ≥ start + r1 floats, plus row
+// pointers (8-byte aligned when the scratch is: lds is even).
+inline int64_t paged_scratch_floats(int rows, int64_t lds) { return (int64_t)rows * lds + 4 * lds + 2 * rows; }
 
 struct DeviceKernels {
   const char* name;

@@ -176,46 +176,72 @@ void from_f16(const uint16_t* x, float* y, int64_t n) {
   for (; i < n; i++) y[i] = fp16_to_fp32(x[i]);
 }
 
-// ---- paged attention -----------------------------------------------------------------------------------------
-// One K or V row (d values of one position and kv head) as f32 into dst (d rounded up to VL, zero-padded), so
-// each stored row is read and converted once per item and then used by all the group's score rows.
-inline void load_kv_row(const KvPool& kv, const uint8_t* src, float* dst, int d) {
-  switch (kv.type) {
-    case KvType::F32:
-      std::memcpy(dst, src, (size_t)d * 4);
-      break;
-    case KvType::F16:
-      from_f16(reinterpret_cast<const uint16_t*>(src), dst, d);
-      break;
-    case KvType::Q8_0: {
-      const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(src);
-      for (int blk = 0; blk < d / QK8_0; blk++) {  // y = f16(d)·q in f32, as dequantize_row_q8_0
-        const vf scale = vset1(fp16_to_fp32(b[blk].d));
-        for (int j = 0; j < QK8_0; j += VL) vstore(dst + blk * QK8_0 + j, vmul(scale, vload_i8(b[blk].qs + j)));
-      }
-      break;
-    }
+// ---- paged attention ----------------------------------------------------------------------------------------
+// Stored K values as f32 vectors, read in place: f32 as is, f16 through F16C, q8_0 as f16(d)·q in f32 (exactly
+// what dequantize_row_q8_0 gives). c is a multiple of VL; d − c ≥ VL for full vectors.
+template <KvType T>
+inline vf kv_vec(const uint8_t* row, int c) {
+  if constexpr (T == KvType::F32) return vload(reinterpret_cast<const float*>(row) + c);
+  else if constexpr (T == KvType::F16) return vload_f16(reinterpret_cast<const uint16_t*>(row) + c);
+  else {
+    const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row) + c / QK8_0;
+    return vmul(vset1(fp16_to_fp32(b->d)), vload_i8(b->qs + c % QK8_0));
   }
-  const int padded = (d + VL - 1) / VL * VL;
-  std::fill(dst + d, dst + padded, 0.f);
+}
+// The last n < VL values (zero-filled lanes past them); q8_0 rows never have a tail (d % 32 == 0).
+template <KvType T>
+inline vf kv_tail(const uint8_t* row, int c, int n) {
+  if constexpr (T == KvType::F16) {
+    alignas(64) uint16_t h[VL] = {};
+    std::memcpy(h, reinterpret_cast<const uint16_t*>(row) + c, n * sizeof(uint16_t));
+    return vload_f16(h);
+  }
+  return vload_n(reinterpret_cast<const float*>(row) + c, n);
 }
 
-// s_r = q_r · k over d for nr rows, k loaded once per vector for all of them; each row's accumulation is the
-// same chain of FMAs whatever nr is.
-template <int nr>
-inline void dot_rows(const float* const* q, const float* k, int d, float* out) {
+// s_r = q_r · k over d for nr rows, each K vector loaded (and converted) once for all of them; each row's
+// accumulation is the same chain of FMAs whatever nr is.
+template <int nr, KvType T>
+inline void dot_rows(const float* const* q, const uint8_t* k, int d, float* out) {
   vf acc[nr];
   for (int r = 0; r < nr; r++) acc[r] = vzero();
   int c = 0;
   for (; c + VL <= d; c += VL) {
-    const vf kv = vload(k + c);
+    const vf kv = kv_vec<T>(k, c);
     for (int r = 0; r < nr; r++) acc[r] = vfma(vload(q[r] + c), kv, acc[r]);
   }
   if (c < d) {
-    const vf kv = vload(k + c);  // zero-padded row
+    const vf kv = kv_tail<T>(k, c, d - c);
     for (int r = 0; r < nr; r++) acc[r] = vfma(vload_n(q[r] + c, d - c), kv, acc[r]);
   }
   for (int r = 0; r < nr; r++) out[r] = vhsum(acc[r]);
+}
+
+// Keys this far ahead are prefetched: a kv head's rows of consecutive positions lie nKv·rowBytes apart (a page
+// apart at f32), where the hardware prefetchers do not follow.
+constexpr int PREFETCH_KEYS = 6;
+inline void prefetch_row(const uint8_t* p, int64_t bytes) {
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+}
+
+template <KvType T>
+void scores(const KvPool& kv, const uint8_t* const* krows, int ncols, int first_key_row, int group, int rows,
+            const float* const* q, float* s, int64_t lds) {
+  for (int j = 0; j < ncols; j++) {
+    if (j + PREFETCH_KEYS < ncols) prefetch_row(krows[j + PREFETCH_KEYS], kv.row_bytes);
+    int rr = std::max(0, (j - first_key_row) * group);  // first score row with limit > j
+    for (; rr < rows; rr += 4) {
+      const int nr = std::min(4, rows - rr);
+      float dots[4];
+      switch (nr) {
+        case 1: dot_rows<1, T>(q + rr, krows[j], kv.head_dim, dots); break;
+        case 2: dot_rows<2, T>(q + rr, krows[j], kv.head_dim, dots); break;
+        case 3: dot_rows<3, T>(q + rr, krows[j], kv.head_dim, dots); break;
+        default: dot_rows<4, T>(q + rr, krows[j], kv.head_dim, dots); break;
+      }
+      for (int t = 0; t < nr; t++) s[(int64_t)(rr + t) * lds + j] = dots[t];
+    }
+  }
 }
 
 // In place on s[0..n): s = e^(s·scale − max) with the GEMM kernels' exp; returns 1 / Σ.
@@ -261,6 +287,7 @@ void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, co
     for (int t = 0; t < PVA; t++) acc[r][t] = vzero();
   alignas(64) float tmp[PVA * VL];
   for (int j = 0; j < n; j++) {
+    if (j + PREFETCH_KEYS < n) prefetch_row(vrows[j + PREFETCH_KEYS] + c0 * kv.row_bytes / kv.head_dim, w * kv.row_bytes / kv.head_dim);
     vf vv[PVA];
     switch (kv.type) {
       case KvType::F32: {
@@ -303,38 +330,33 @@ void paged_attention(const PagedArgs& a, const PagedItem& it, float* scratch, in
   const KvPool& kv = *a.kv;
   const SeqDesc& s = a.seqs[it.seq];
   const int d = kv.head_dim, group = a.n_heads / kv.n_kv, nq = it.r1 - it.r0, rows = nq * group;
-  const int dpad = (d + VL - 1) / VL * VL;
   const int ncols = s.start + it.r1;  // keys seen by the last query row
   // Score row rr = (query it.r0 + rr / group, head kh·group + rr % group); limits grow with rr.
-  auto qrow = [&](int rr) { return a.q + (int64_t)(s.row_start + it.r0 + rr / group) * a.ldq + a.q_offset + (int64_t)(it.kh * group + rr % group) * d; };
   auto orow = [&](int rr) { return a.out + (int64_t)(s.row_start + it.r0 + rr / group) * a.n_heads * d + (int64_t)(it.kh * group + rr % group) * d; };
   auto limit = [&](int rr) { return s.start + it.r0 + rr / group + 1; };
-  // Scratch: score rows [rows][lds], one converted K row [dpad], the V row pointers [ncols].
-  float* kbuf = scratch + (int64_t)rows * lds;
-  const uint8_t** vrows = reinterpret_cast<const uint8_t**>(kbuf + dpad);
-  auto key_row = [&](uint8_t* base, int j) { return kv.row(base, a.layer, s.blocks[j / kv.block_size], j % kv.block_size, it.kh); };
+  // Scratch (paged_scratch_floats): score rows [rows][lds], then pointers (2 floats each): K and V rows of
+  // positions [0, ncols), the score rows' queries.
+  const uint8_t** krows = reinterpret_cast<const uint8_t**>(scratch + (int64_t)rows * lds);
+  const uint8_t** vrows = krows + lds;
+  const float** q = reinterpret_cast<const float**>(vrows + lds);
+  for (int j0 = 0; j0 < ncols; j0 += kv.block_size) {
+    const int blk = s.blocks[j0 / kv.block_size], n = std::min(kv.block_size, ncols - j0);
+    const uint8_t* k0 = kv.row(kv.k, a.layer, blk, 0, it.kh);
+    const uint8_t* v0 = kv.row(kv.v, a.layer, blk, 0, it.kh);
+    const int64_t step = (int64_t)kv.n_kv * kv.row_bytes;
+    for (int t = 0; t < n; t++) { krows[j0 + t] = k0 + t * step; vrows[j0 + t] = v0 + t * step; }
+  }
+  for (int rr = 0; rr < rows; rr++)
+    q[rr] = a.q + (int64_t)(s.row_start + it.r0 + rr / group) * a.ldq + a.q_offset + (int64_t)(it.kh * group + rr % group) * d;
 
-  // S = Q·Kᵀ, key by key: each K row is converted once and dotted with every score row that sees it.
-  for (int j = 0; j < ncols; j++) {
-    load_kv_row(kv, key_row(kv.k, j), kbuf, d);
-    int rr = std::max(0, (j - s.start - it.r0) * group);  // first score row with limit > j
-    for (; rr < rows; rr += 4) {
-      const int nr = std::min(4, rows - rr);
-      const float* q[4];
-      float dots[4];
-      for (int t = 0; t < nr; t++) q[t] = qrow(rr + t);
-      switch (nr) {
-        case 1: dot_rows<1>(q, kbuf, d, dots); break;
-        case 2: dot_rows<2>(q, kbuf, d, dots); break;
-        case 3: dot_rows<3>(q, kbuf, d, dots); break;
-        default: dot_rows<4>(q, kbuf, d, dots); break;
-      }
-      for (int t = 0; t < nr; t++) scratch[(int64_t)(rr + t) * lds + j] = dots[t];
-    }
+  // S = Q·Kᵀ, key by key: each K row is read once and dotted with every score row that sees it.
+  switch (kv.type) {
+    case KvType::F32: scores<KvType::F32>(kv, krows, ncols, s.start + it.r0, group, rows, q, scratch, lds); break;
+    case KvType::F16: scores<KvType::F16>(kv, krows, ncols, s.start + it.r0, group, rows, q, scratch, lds); break;
+    case KvType::Q8_0: scores<KvType::Q8_0>(kv, krows, ncols, s.start + it.r0, group, rows, q, scratch, lds); break;
   }
   // Softmax per score row over its own keys; the rest of the block's key range becomes 0.
   float inv[PQ];
-  for (int j = 0; j < ncols; j++) vrows[j] = key_row(kv.v, j);
   for (int r0 = 0; r0 < rows; r0 += PQ) {
     const int nr = std::min(PQ, rows - r0);
     const float* p[PQ];

@@ -62,7 +62,7 @@ inline void need(const Napi::Env& env, const Bytes& b, uint64_t bytes, const cha
 // else inline: decode-sized glue ops cost less than waking the workers.
 template <typename F>
 void parallel_for(int n, int64_t cost, F&& fn) {
-  constexpr int64_t MIN_PARALLEL_WORK = 1 << 16;
+  constexpr int64_t MIN_PARALLEL_WORK = 1 << 18;  // ~1 MB of f32 traffic: less is faster inline than a pool wake-up
   Pool& pool = shared_pool();
   if (pool.threads() == 1 || n < 2 || (int64_t)n * cost < MIN_PARALLEL_WORK) {
     fn(0, n);

@@ -216,9 +216,8 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   if (items.empty()) return env.Undefined();
   const DeviceKernels& D = active_device_kernels();
   const Kernels& K = active_kernels();
-  // Per thread: score rows [qb·group][lds], a converted K row, ctx V row pointers (2 floats each).
-  const int64_t lds = (ctx + 15) / 16 * 16, dpad = (d + 15) / 16 * 16;
-  const int64_t per = (int64_t)qb * group * lds + dpad + 2 * lds + 16;
+  const int64_t lds = (ctx + 15) / 16 * 16;
+  const int64_t per = (paged_scratch_floats(qb * group, lds) + 15) / 16 * 16;  // keeps every thread's slice aligned
   Pool& pool = shared_pool();
   if ((int64_t)g_attn_scratch.size() < per * pool.threads()) g_attn_scratch.resize((size_t)(per * pool.threads()));
   const PagedArgs a{&kv, layer, reinterpret_cast<const float*>(q.data), ldq, qoff, reinterpret_cast<float*>(out.data), nh, scale, seqs.data()};
