@@ -17,6 +17,7 @@
 #define MADV_COLLAPSE 25  // Linux ≥ 6.1 (older glibc headers lack the name); older kernels return EINVAL
 #endif
 
+#include "device_napi.h"
 #include "kernels.h"
 #include "pool.h"
 
@@ -533,10 +534,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     for (const Isa& isa : ISAS) if (isa.supported()) a.Set(n++, Napi::String::New(i.Env(), isa.name));
     return a;
   }));
+  register_glue(env, exports);
+  register_paged_kv(env, exports);
   return exports;
 }
 
 }  // namespace
+
+// The device ops (glue.cc, paged_attention.cc) share the pool and the ISA choice.
+Pool& shared_pool() { return pool(); }
+const Kernels& active_kernels() { return kernels(); }
 }  // namespace phi4mm
 
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return phi4mm::Init(env, exports); }

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
 import type { Tensor } from './tensor.js';
 import type { QuantDType } from './dtype.js';
+import { NativeDevice } from './native_device.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
 
@@ -19,8 +20,8 @@ const QK8_0 = 32;
 const BLOCK_Q8_0_BYTES = 34;
 const ADDON_FILE = 'native/build/Release/phi4mm_native.node';
 
-/** The raw addon surface (see native/src/addon.cc for the argument order). */
-interface Addon {
+/** The raw addon surface (see native/src/addon.cc, glue.cc and paged_attention.cc for the argument order). */
+export interface NativeAddon {
   linearF(x: Float32Array, m: number, w: Float32Array | Uint16Array, wtype: number, wOffset: number, ldw: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
   linearQ(x: Float32Array, m: number, w: Uint8Array, format: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
   linearBf16(x: Float32Array, m: number, w: Uint16Array, wOffset: number, ldw: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
@@ -42,7 +43,21 @@ interface Addon {
   setIsa(isa: string): void;
   isa(): string;
   isas(): string[];
+  // Device ops (backend v2, src/tensor/native_device.ts).
+  rmsNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, eps: number, out: Float32Array): void;
+  rope(x: Float32Array, rows: number, rowStride: number, offset: number, nHeads: number, headDim: number, rotaryDim: number, cos: Float32Array, sin: Float32Array): void;
+  swiglu(gu: Float32Array, rows: number, inter: number, out: Float32Array): void;
+  addInPlace(x: Float32Array, y: Float32Array, n: number, alpha: number): void;
+  embedding(table: Float32Array | Uint16Array | Uint8Array, type: number, elemOffset: number, vocab: number, dim: number, ids: Int32Array, out: Float32Array): void;
+  gatherRows(x: Float32Array, dim: number, rows: Int32Array, out: Float32Array): void;
+  loraAdd(x: Float32Array, m: number, k: number, out: Float32Array, n: number, segs: (number | Float32Array | Uint16Array)[]): void;
+  kvAlloc(type: number, layers: number, numBlocks: number, blockSize: number, nKvHeads: number, headDim: number): unknown;
+  kvWrite(kv: unknown, layer: number, src: Float32Array, rowStride: number, kOffset: number, vOffset: number, meta: Int32Array, tables: Int32Array): void;
+  kvCopyBlocks(kv: unknown, src: Int32Array, dst: Int32Array): void;
+  kvReadBlock(kv: unknown, layer: number, which: number, block: number, out: Uint8Array): void;
+  pagedAttention(q: Float32Array, qStride: number, qOffset: number, kv: unknown, layer: number, meta: Int32Array, tables: Int32Array, nHeads: number, scale: number, out: Float32Array): void;
 }
+type Addon = NativeAddon;
 
 let addon: Addon | null = null;
 
@@ -68,6 +83,12 @@ export class NativeBackend implements Backend {
   readonly name = 'native' as const;
 
   private constructor(private readonly lib: Addon) {}
+
+  private dev: NativeDevice | null = null;
+  /** This backend's DeviceOps (backend v2): glue ops, paged KV and LoRA segments in native code. */
+  device(): NativeDevice {
+    return (this.dev ??= new NativeDevice(this.lib, this));
+  }
 
   /** threads: worker threads (default: all cores; 1 runs on the calling thread). Env PHI4MM_ISA forces a variant. */
   static create(threads?: number): NativeBackend {
