@@ -10,6 +10,7 @@
 // A stop-gap until the GEMMs are batch invariant themselves (kernels work); test/engine/batch_invariance
 // checks the padded calls for every weight type and ISA.
 import type { Tensor } from './tensor.js';
+import type { AttentionParams } from './backend.js';
 
 /** Rows above which the f32-family GEMM slices K on every ISA (2·MR ≤ 8). */
 const F32_SLICED_MIN_ROWS = 9;
@@ -30,5 +31,28 @@ export function nativeInvariantRows(isa: () => string): (w: Tensor, m: number) =
       default:
         return m;
     }
+  };
+}
+
+/**
+ * The native attention kernel tiles queries (score tiles of 6 queries, P·V tiles of 4, packed K for long
+ * blocks), so a query's result depends on how many share the call (measured: ≤ 1.5e-7 apart). Calling it one
+ * query row at a time (tq = 1, each row over its own causal prefix) makes every row's result independent of
+ * the batch: the same FLOPs as a causal prefill, without the multi-query reuse.
+ */
+export function rowByRowAttention(attention: (p: AttentionParams) => Float32Array): (p: AttentionParams) => Float32Array {
+  return (p) => {
+    if (p.causalOffset === undefined || p.mask || p.bias) return attention(p); // not the decoder's shape
+    const { tq, nHeads, nKvHeads, headDim: d, causalOffset: off } = p;
+    const qRow = nHeads * d, kvRow = nKvHeads * d;
+    const out = p.out ?? new Float32Array(tq * qRow);
+    for (let i = 0; i < tq; i++) {
+      const tk = off + i + 1;
+      attention({
+        ...p, q: p.q.subarray(i * qRow, (i + 1) * qRow), k: p.k.subarray(0, tk * kvRow), v: p.v.subarray(0, tk * kvRow),
+        tq: 1, tk, causalOffset: off + i, out: out.subarray(i * qRow, (i + 1) * qRow),
+      });
+    }
+    return out;
   };
 }

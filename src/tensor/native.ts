@@ -9,8 +9,7 @@ import type { Tensor } from './tensor.js';
 import type { QuantDType } from './dtype.js';
 import type { DeviceOps } from './device.js';
 import { HostDevice } from './host_device.js';
-import { nativeInvariantRows } from './batch_invariance.js';
-import { referenceAttention } from './reference.js';
+import { nativeInvariantRows, rowByRowAttention } from './batch_invariance.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
 
@@ -65,10 +64,10 @@ export class NativeBackend implements Backend {
   readonly name = 'native' as const;
 
   /**
-   * Backend v2 ops: for now the host device over these GEMMs (padded to batch-invariant row counts) with the
-   * reference attention (the native kernel is not row invariant); native glue ops and paged attention replace them.
+   * Backend v2 ops: for now the host device over these kernels, made batch invariant (GEMMs padded to safe row
+   * counts, attention one query row per call); native glue ops and paged attention replace them.
    */
-  readonly device: DeviceOps = new HostDevice(this, { invariantRows: nativeInvariantRows(() => this.isa), attention: referenceAttention });
+  readonly device: DeviceOps = new HostDevice(this, { invariantRows: nativeInvariantRows(() => this.isa), attention: rowByRowAttention((p) => this.attention(p)) });
 
   private constructor(private readonly lib: Addon) {}
 
