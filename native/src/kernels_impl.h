@@ -238,8 +238,9 @@ static inline void gemm_tile_m(int mr, const GemmArgs& g, int i0, int j0, int k0
 
 template <WType T>
 static void gemm_nt_t(const GemmArgs& g, int n0, int n1) {
-  // Few rows of A (decode): one pass over full K so each B row streams from DRAM start to end.
-  const int kcb = g.m <= 2 * MR ? std::max(g.k, 1) : KC;
+  // Always K slices of KC, whatever M: a row's sum (slice partial sums added in order) is then the same whether
+  // the row runs alone (decode) or in a batch (prefill, batched decode) — the engine's batch invariance.
+  const int kcb = KC;
   for (int mc0 = 0; mc0 < g.m; mc0 += MC) {
     const int mc1 = std::min(g.m, mc0 + MC);
     for (int k0 = 0; k0 < g.k; k0 += kcb) {

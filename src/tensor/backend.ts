@@ -2,6 +2,7 @@
 // in TypeScript (./ops.ts). Two implementations: `reference` (pure TS, the oracle in tests) and `native`
 // (the N-API addon in native/), chosen by `createBackend`.
 import type { Tensor } from './tensor.js';
+import type { DeviceOps } from './device.js';
 
 export interface AttentionParams {
   q: Float32Array; // [Tq, nHeads, headDim]
@@ -47,6 +48,8 @@ export interface Backend {
   relu(x: Float32Array): Float32Array;
   /** Per-row LayerNorm of x [rows, dim] (out may be x): (x − mean) / sqrt(var + eps) · w (+ b). */
   layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out?: Float32Array): Float32Array;
+  /** Backend v2 (src/tensor/device.ts): device buffers, glue ops, paged KV; what the language model runs on. */
+  readonly device: DeviceOps;
 }
 
 export type BackendKind = 'auto' | 'native' | 'reference';

@@ -8,6 +8,7 @@ import { checkLinearShapes, type AttentionParams, type Backend } from './backend
 import type { Tensor } from './tensor.js';
 import type { QuantDType } from './dtype.js';
 import { NativeDevice } from './native_device.js';
+import type { DeviceOps } from './device.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
 
@@ -85,8 +86,12 @@ export class NativeBackend implements Backend {
   private constructor(private readonly lib: Addon) {}
 
   private dev: NativeDevice | null = null;
-  /** This backend's DeviceOps (backend v2): glue ops, paged KV and LoRA segments in native code. */
-  device(): NativeDevice {
+  /**
+   * This backend's DeviceOps (backend v2): glue ops, paged KV and LoRA segments in native code. Batch invariant:
+   * the GEMMs' accumulation order does not depend on the row count, and paged attention computes each query row
+   * over its own prefix in a fixed order.
+   */
+  get device(): DeviceOps {
     return (this.dev ??= new NativeDevice(this.lib, this));
   }
 

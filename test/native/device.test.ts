@@ -22,7 +22,7 @@ describe.skipIf(NO_NATIVE)('native device glue ops', () => {
   });
   if (!backend) return;
   const nb = backend;
-  const dev: NativeDevice = nb.device();
+  const dev = nb.device as NativeDevice;
   const buf = (a: Float32Array) => new HostBuf(a.slice());
   afterAll(() => {
     nb.setThreads(2);

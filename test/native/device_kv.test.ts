@@ -41,7 +41,7 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
   });
   if (!backend) return;
   const nb = backend;
-  const dev: NativeDevice = nb.device();
+  const dev = nb.device as NativeDevice;
   afterAll(() => {
     nb.setThreads(2);
     nb.setIsa(nb.availableIsas()[0]!);
