@@ -1,0 +1,66 @@
+// What batch invariance and the host device cost on the native backend at Phi-4-mini shapes, until the GEMMs
+// are invariant themselves and native paged attention lands:
+// - decode linears: a raw 1-row native call against the device's (Q4_K padded to 2 rows on AVX-512, bf16 LoRA
+//   A padded to 9 rows);
+// - prefill attention over T rows: the native kernel on all rows at once against one query row per call;
+// - one decode step's paged attention per layer at a long context: f32 vs f16 store (gathering K/V to f32).
+// Usage: npx tsx bench/device_ops.ts [threads]   (medians of a few runs; the machine's load shows in them)
+import { NativeBackend } from '../src/tensor/native.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { encodeBf16 } from '../src/tensor/dtype.js';
+import type { Buf, KvDType } from '../src/tensor/device.js';
+
+const HIDDEN = 3072, HEADS = 24, KV_HEADS = 8, HEAD_DIM = 128, LORA_RANK = 320;
+const PREFILL_ROWS = 512;
+const DECODE_CONTEXT = 2048;
+const RUNS = 5;
+
+const be = NativeBackend.create(Number(process.argv[2] ?? 2));
+const dev = be.device;
+
+function median(f: () => void): number {
+  const t: number[] = [];
+  for (let i = 0; i < RUNS; i++) { const s = performance.now(); f(); t.push(performance.now() - s); }
+  return t.sort((a, b) => a - b)[RUNS >> 1]!;
+}
+const rand = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * 0.5);
+const up = (a: Float32Array): Buf => { const b = dev.alloc(a.length); dev.upload(a, b); return b; };
+const fmt = (ms: number) => `${ms.toFixed(2)} ms`;
+
+const report: Record<string, string> = {};
+{
+  const n = 2 * 8192; // gate_up
+  const q = new Tensor('q4_k', [n, HIDDEN], be.quantizeRows('q4_k', rand(n * HIDDEN), n, HIDDEN));
+  const x = rand(HIDDEN), y = new Float32Array(n), xb = up(x), yb = dev.alloc(n);
+  report['q4_k gate_up decode, raw M=1'] = fmt(median(() => be.linear(x, 1, q, null, y)));
+  report['q4_k gate_up decode, device (padded)'] = fmt(median(() => dev.linear(xb, 1, q, yb)));
+  const a = new Tensor('bf16', [LORA_RANK, HIDDEN], encodeBf16(rand(LORA_RANK * HIDDEN)));
+  const ya = new Float32Array(LORA_RANK), yab = dev.alloc(LORA_RANK);
+  report['bf16 LoRA A decode, raw M=1'] = fmt(median(() => be.linear(x, 1, a, null, ya)));
+  report['bf16 LoRA A decode, device (padded to 9)'] = fmt(median(() => dev.linear(xb, 1, a, yab)));
+}
+{
+  const T = PREFILL_ROWS, d = HEAD_DIM;
+  const q = rand(T * HEADS * d), k = rand(T * KV_HEADS * d), v = rand(T * KV_HEADS * d);
+  const p = { q, k, v, tq: T, tk: T, nHeads: HEADS, nKvHeads: KV_HEADS, headDim: d, scale: 1 / Math.sqrt(d), causalOffset: 0 };
+  report[`prefill attention ${T} rows, native all rows`] = fmt(median(() => be.attention(p)));
+  const w = (HEADS + 2 * KV_HEADS) * d, qkv = rand(T * w);
+  const kv = dev.allocKv({ layers: 1, numBlocks: T / 16, blockSize: 16, nKvHeads: KV_HEADS, headDim: d, dtype: 'f16' });
+  const seqs = [{ rowStart: 0, rows: T, start: 0, blockTable: Int32Array.from({ length: T / 16 }, (_, i) => i) }];
+  const qb = up(qkv), out = dev.alloc(T * HEADS * d);
+  dev.kvWrite(kv, 0, qb, w, HEADS * d, (HEADS + KV_HEADS) * d, seqs);
+  report[`prefill attention ${T} rows, device (row by row, f16 store)`] = fmt(median(() => dev.pagedAttention(qb, w, 0, kv, 0, seqs, HEADS, 1 / Math.sqrt(d), out)));
+}
+for (const dtype of ['f32', 'f16'] as KvDType[]) {
+  const C = DECODE_CONTEXT, d = HEAD_DIM, w = (HEADS + 2 * KV_HEADS) * d;
+  const kv = dev.allocKv({ layers: 1, numBlocks: C / 16, blockSize: 16, nKvHeads: KV_HEADS, headDim: d, dtype });
+  const table = Int32Array.from({ length: C / 16 }, (_, i) => i);
+  const fill = up(rand(C * w));
+  dev.kvWrite(kv, 0, fill, w, HEADS * d, (HEADS + KV_HEADS) * d, [{ rowStart: 0, rows: C, start: 0, blockTable: table }]);
+  const qb = up(rand(w)), out = dev.alloc(HEADS * d);
+  const seqs = [{ rowStart: 0, rows: 1, start: C - 1, blockTable: table }];
+  report[`decode paged attention, context ${C}, ${dtype} store, per layer`] = fmt(median(() => dev.pagedAttention(qb, w, 0, kv, 0, seqs, HEADS, 1 / Math.sqrt(d), out)));
+}
+console.log(`threads ${be.threads}, isa ${be.isa}`);
+for (const [k, v] of Object.entries(report)) console.log(`${k.padEnd(62)} ${v}`);
+console.log(JSON.stringify(report));
