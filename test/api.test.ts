@@ -27,14 +27,14 @@ describe('Phi4MM library API', () => {
   it('image + audio given as paths: tags inserted, tokens expanded, routed to the vision LoRA', async () => {
     const g = golden('b_image_processor');
     const seen: { mode?: string; prompt?: Int32Array } = {};
-    const orig = model.model.generate.bind(model.model);
-    model.model.generate = (be, p, o) => { seen.mode = o.mode; seen.prompt = p; return orig(be, p, o); };
+    const orig = model.engine.generate.bind(model.engine);
+    model.engine.generate = (r, ...rest) => { seen.mode = r.mode; seen.prompt = r.ids; return orig(r, ...rest); };
     try {
       const msgs = new Messages().addMultimodalMessage('user', 'What is this?', { images: [goldenPath('inputs', 'image_A_320x240.png')], audios: [goldenPath('inputs', 'audio_16k_3.3s.wav')] });
       const r = await model.chat(msgs, { maxTokens: 3 });
       expect(r.usage.completion_tokens).toBeGreaterThan(0);
     } finally {
-      model.model.generate = orig;
+      model.engine.generate = orig;
     }
     expect(seen.mode).toBe('vision_speech');
     const count = (id: number) => seen.prompt!.filter((x) => x === id).length;

@@ -16,7 +16,8 @@ let openUrl = '', lockedUrl = '', mediaUrl = '';
 let media: Server;
 
 beforeAll(async () => {
-  model = await Phi4MM.fromPretrained(tinyCheckpoint());
+  // One running request and no queue: the 429 test below needs a full engine.
+  model = await Phi4MM.fromPretrained(tinyCheckpoint(), { engine: { maxRunning: 1, maxWaiting: 0 } });
   media = createServer((req, res) => {
     if (req.url === '/a.png') return void res.end(png);
     if (req.url === '/a.wav') return void res.end(wav);

@@ -42,6 +42,8 @@ export interface Usage {
   total_time_sec: number;
   total_prompt_time_sec: number;
   total_completion_time_sec: number;
+  /** OpenAI's shape: prompt tokens whose KV came from the engine's prefix cache. */
+  prompt_tokens_details?: { cached_tokens: number };
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';
@@ -57,6 +59,11 @@ export type ChatEvent = { type: 'delta'; text: string } | { type: 'done'; finish
 /** What the server needs from a model: the library's Phi4MM implements it. */
 export interface ChatEngine {
   readonly modelId: string;
+  /**
+   * Present when the engine schedules concurrent requests itself: throws (status 429) when it is full. The
+   * server then calls it instead of running requests one at a time.
+   */
+  admit?(): void;
   streamEvents(messages: ChatMessage[], opts?: SamplingOptions): AsyncGenerator<ChatEvent>;
 }
 

@@ -27,6 +27,8 @@ Options:
       --encoder-precision f32|bf16   the image/audio encoders' compute: f32 (exact, default) or bf16 (activations
                     rounded to bf16, ~1.7x faster linears on AVX512-BF16; see README "What is exact")
       --backend     native | reference | auto (default auto)
+      --kv-cache-gb KV cache budget in GiB (default: 40% of the free RAM after loading; printed at start-up)
+      --max-running sequences generated together (default 8); more requests wait, beyond 16 waiting: 429
   -p, --port        port for serve (default 1234)
       --host        address to bind (default 127.0.0.1)
       --api-key     require "Authorization: Bearer KEY"
@@ -43,6 +45,8 @@ const common = {
   threads: { type: 'string' },
   'encoder-precision': { type: 'string' },
   backend: { type: 'string' },
+  'kv-cache-gb': { type: 'string' },
+  'max-running': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -68,6 +72,17 @@ function loadOptions(v: Record<string, string | boolean | undefined>): LoadOptio
   if (typeof v['backend'] === 'string') {
     if (!['native', 'reference', 'auto'].includes(v['backend'])) throw new UsageError(`--backend must be native, reference or auto`);
     o.backend = v['backend'] as LoadOptions['backend'];
+  }
+  // The serving engine (src/engine/): KV budget and concurrency.
+  if (typeof v['kv-cache-gb'] === 'string') {
+    const g = Number(v['kv-cache-gb']);
+    if (!(g > 0)) throw new UsageError(`--kv-cache-gb must be a positive number of GiB (got "${v['kv-cache-gb']}")`);
+    o.engine = { ...o.engine, kvCacheGb: g };
+  }
+  if (typeof v['max-running'] === 'string') {
+    const n = Number(v['max-running']);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--max-running must be a positive integer (got "${v['max-running']}")`);
+    o.engine = { ...o.engine, maxRunning: n };
   }
   const bars = new Map<string, ProgressBar>();
   o.onProgress = (p) => {

@@ -131,7 +131,8 @@ export class ChatServer {
     // A client that goes away (socket closed before we finished) cancels its request.
     res.on('close', () => { if (!res.writableFinished) ctrl.abort(); });
     const messages = await this.resolveMessages(r, ctrl.signal);
-    const release = await this.queue.acquire(ctrl.signal);
+    // An engine with its own scheduler runs requests together and refuses (429) when full; others run one at a time.
+    const release = this.engine.admit ? (this.engine.admit(), () => {}) : await this.queue.acquire(ctrl.signal);
     this.inflight.add(ctrl);
     try {
       const sampling = toSampling(r, ctrl.signal);
@@ -245,7 +246,11 @@ function toSampling(r: ChatRequest, signal: AbortSignal): SamplingOptions {
 export function toEnvelope(e: unknown): { status: number; error: { message: string; type: string; param: string | null; code: string | null } } {
   if (e instanceof HttpError) return { status: e.status, error: { message: e.message, type: e.type, param: e.param, code: e.code } };
   if (e instanceof MediaError) return { status: 400, error: { message: e.message, type: 'invalid_request_error', param: null, code: e.code } };
-  const err = e as Error & { code?: string };
+  const err = e as Error & { code?: string; status?: number };
+  if (err?.name === 'EngineError' && typeof err.status === 'number') {
+    const type = err.status === 429 ? 'rate_limit_error' : err.status < 500 ? 'invalid_request_error' : 'server_error';
+    return { status: err.status, error: { message: err.message, type, param: null, code: err.code ?? null } };
+  }
   // Errors raised while validating user input inside the engine (bad image, too many tokens...) are 400s.
   if (err && (err.name === 'ValidationError' || err.name === 'MediaError' || err.name === 'PromptError')) {
     return { status: 400, error: { message: err.message, type: 'invalid_request_error', param: null, code: err.code ?? null } };

@@ -95,7 +95,9 @@ export function argmax(scores: ArrayLike<number>): number {
 
 /** A copy of `logits` with masks and penalties applied. NaN logits are treated as masked. */
 export function penalizedScores(logits: Float32Array, p: SamplingParams, state: SamplingState): Float32Array {
-  const s = Float32Array.from(logits, (v) => (Number.isNaN(v) ? -Infinity : v));
+  // slice + loop: Float32Array.from with a map callback cost ~100 ms per 200k-vocab step under load.
+  const s = logits.slice();
+  for (let i = 0; i < s.length; i++) if (s[i] !== s[i]) s[i] = -Infinity;
   if (p.vocabLimit !== undefined && p.vocabLimit < s.length) s.fill(-Infinity, p.vocabLimit);
   for (const id of p.suppressIds ?? []) if (id < s.length) s[id] = -Infinity;
   const rep = p.repetitionPenalty ?? 1;

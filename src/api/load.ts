@@ -1,0 +1,198 @@
+// Loading a checkpoint folder (either layout) or a hub id: options, ISQ storage policy, download, the weights.
+// Shared by the library (research access, the inline engine) and the engine worker, which loads its own copy.
+import type { ComputePrecision } from '../tensor/precision.js';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { createBackend, type Backend, type BackendKind } from '../tensor/backend.js';
+import { StrictWeights, type LoadReport, type StorageDType, type StoragePolicy, type TensorProvider, type WeightSource } from '../nn/weights.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { openCheckpoint, type CheckpointProvider } from '../models/phi4mm/checkpoint.js';
+import { Phi4MMForCausalLM } from '../models/phi4mm/model.js';
+import { snapshotDownload } from '../io/hub.js';
+import { ST_DTYPE_BYTES } from '../io/safetensors.js';
+
+export const DEFAULT_MODEL_ID = 'microsoft/Phi-4-multimodal-instruct';
+
+export type IsqKind = 'q4k' | 'q8_0' | 'none';
+
+export interface LoadProgress {
+  stage: 'download' | 'load';
+  loaded: number;
+  total: number;
+  detail?: string;
+  done?: boolean;
+}
+
+export interface LoadOptions {
+  /** Hub branch, tag or commit (default main). */
+  revision?: string;
+  /** In-situ quantization of the language model at load (default 'none': bf16/f32 as stored). */
+  isq?: IsqKind;
+  /**
+   * The image/audio encoders' linears over bf16 weights: 'f32' (exact products, the fixtures' numerics; default)
+   * or 'bf16' (activations rounded to bf16, vdpbf16ps: ~1.7x faster on AVX512-BF16; see tensor/precision.ts).
+   */
+  encoderPrecision?: ComputePrecision;
+  /** Also quantize the image/audio encoders' linears with the same format (default false). */
+  quantizeEncoders?: boolean;
+  /** Compute threads (default: all cores). */
+  threads?: number;
+  /** 'auto' (native addon, else the TS reference with a warning), 'native' or 'reference'. */
+  backend?: BackendKind;
+  /** Max image crops (default: preprocessor_config.json `dynamic_hd`, else 36). */
+  dynamicHd?: number;
+  /** Hugging Face cache folder (default $HF_HUB_CACHE / $HF_HOME/hub). */
+  cacheDir?: string;
+  hubUrl?: string;
+  /** Default $HF_TOKEN. */
+  token?: string;
+  offline?: boolean;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+export const LOAD_OPTION_KEYS: ReadonlySet<string> = new Set(['revision', 'isq', 'encoderPrecision', 'quantizeEncoders', 'threads', 'backend', 'dynamicHd', 'cacheDir', 'hubUrl', 'token', 'offline', 'onProgress']);
+
+
+export class ValidationError extends Error {
+  override name = 'ValidationError';
+}
+
+export function validateLoadOptions(o: LoadOptions, keys: ReadonlySet<string> = LOAD_OPTION_KEYS): void {
+  if (o === null || typeof o !== 'object') throw new ValidationError('options must be an object');
+  const unknown = Object.keys(o).filter((k) => !keys.has(k));
+  if (unknown.length) throw new ValidationError(`unknown option(s) ${unknown.join(', ')}; known: ${[...keys].join(', ')}`);
+  if (o.isq !== undefined && !['q4k', 'q8_0', 'none'].includes(o.isq)) throw new ValidationError(`isq must be 'q4k', 'q8_0' or 'none' (got ${JSON.stringify(o.isq)})`);
+  if (o.encoderPrecision !== undefined && !['f32', 'bf16'].includes(o.encoderPrecision)) throw new ValidationError(`encoderPrecision must be 'f32' or 'bf16' (got ${JSON.stringify(o.encoderPrecision)})`);
+  if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 1)) throw new ValidationError(`threads must be a positive integer (got ${JSON.stringify(o.threads)})`);
+  if (o.backend !== undefined && !['auto', 'native', 'reference'].includes(o.backend)) throw new ValidationError(`backend must be 'auto', 'native' or 'reference'`);
+  if (o.dynamicHd !== undefined && !(Number.isInteger(o.dynamicHd) && o.dynamicHd >= 1)) throw new ValidationError(`dynamicHd must be a positive integer`);
+}
+
+/** Where each tensor lives: LM linears follow `isq`, the tied embedding/LM head is Q8_0 under ISQ (decode reads it every token), encoders stay bf16/f32 unless asked. */
+export function storagePolicy(isq: IsqKind, quantizeEncoders = false): StoragePolicy {
+  return (name, shape) => {
+    const k = shape.length === 2 ? shape[1]! : 0;
+    const pick = (want: 'q4_k' | 'q8_0'): StorageDType => (want === 'q4_k' && k % 256 === 0 ? 'q4_k' : k % 32 === 0 ? 'q8_0' : 'bf16');
+    const isLmLinear = /^model\.layers\.\d+\..*\.base_layer\.weight$/.test(name) || name === 'lm_head.weight';
+    if (isq !== 'none' && shape.length === 2) {
+      if (isLmLinear) return pick(isq === 'q4k' ? 'q4_k' : 'q8_0');
+      if (name === 'model.embed_tokens.weight') return pick('q8_0');
+      if (quantizeEncoders && name.startsWith('model.embed_tokens_extend.') && /\.weight$/.test(name) && shape[0]! >= 256) return pick(isq === 'q4k' ? 'q4_k' : 'q8_0');
+    }
+    return 'bf16'; // bf16 checkpoints stay bf16 in memory (decoded on the fly by the kernels); f32 ones stay f32
+  };
+}
+
+/** Records every tensor the model takes, so a loaded (quantized) model can be written back out. */
+class RecordingWeights implements WeightSource {
+  readonly taken = new Map<string, Tensor>();
+  constructor(private readonly inner: StrictWeights) {}
+  take(name: string, shape: readonly number[], as?: StorageDType): Tensor {
+    const t = this.inner.take(name, shape, as);
+    this.taken.set(name, t);
+    return t;
+  }
+  takeOptional(name: string, shape: readonly number[], as?: StorageDType): Tensor | null {
+    const t = this.inner.takeOptional(name, shape, as);
+    if (t) this.taken.set(name, t);
+    return t;
+  }
+  ignore(pred: (n: string) => boolean): void { this.inner.ignore(pred); }
+  has(name: string): boolean { return this.inner.has(name); }
+}
+
+/** Reports load progress by bytes read. */
+function progressProvider(p: CheckpointProvider, cb: ((x: LoadProgress) => void) | undefined): TensorProvider {
+  if (!cb) return p;
+  const names = p.names();
+  const size = (n: string) => { const i = p.info(n); return i.shape.reduce((a, b) => a * b, 1) * ST_DTYPE_BYTES[i.dtype]; };
+  const total = names.reduce((a, n) => a + size(n), 0);
+  let loaded = 0;
+  const tick = (n: string) => { loaded += size(n); cb({ stage: 'load', loaded, total, detail: n }); };
+  return {
+    where: p.where, names: () => names, info: (n) => p.info(n),
+    readF32: (n) => { const r = p.readF32(n); tick(n); return r; },
+    readRaw: (n) => { const r = p.readRaw(n); tick(n); return r; },
+    quantInfo: (n) => p.quantInfo(n),
+  };
+}
+
+
+export interface LoadedModel {
+  model: Phi4MMForCausalLM;
+  backend: Backend;
+  report: LoadReport & { seconds: number; isq: IsqKind };
+  /** Every tensor the model took, by checkpoint name (for saveQuantized). */
+  tensors: Map<string, Tensor>;
+}
+
+/** Resolves a hub id (downloading it) or checks a folder; returns the folder. */
+export async function resolveModelDir(idOrPath: string, options: LoadOptions): Promise<string> {
+  if (typeof idOrPath !== 'string' || !idOrPath) throw new ValidationError('fromPretrained needs a hub id or a folder path');
+  if (!existsSync(idOrPath)) {
+    if (idOrPath.startsWith('.') || idOrPath.startsWith('/')) throw new ValidationError(`no such folder: ${idOrPath}`);
+    return downloadModel(idOrPath, options);
+  }
+  if (!statSync(idOrPath).isDirectory()) throw new ValidationError(`${idOrPath} is a file; pass the checkpoint folder that holds config.json`);
+  return idOrPath;
+}
+
+/** Loads the weights of a local folder with the options' backend and ISQ policy. */
+export async function loadModelFolder(dir: string, options: LoadOptions): Promise<LoadedModel> {
+  const backend = await createBackend(options.backend ?? 'auto', options.threads ?? availableParallelism());
+  return loadWeights(dir, options, backend);
+}
+
+/** The synchronous part of loading: the weights onto an existing backend. */
+export function loadWeights(dir: string, options: LoadOptions, backend: Backend): LoadedModel {
+  const t0 = performance.now();
+  const { config, provider } = openCheckpoint(dir);
+  const isq = options.isq ?? 'none';
+  let model: Phi4MMForCausalLM, report: LoadReport, rec: RecordingWeights;
+  try {
+    const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;
+    const ws = new StrictWeights(progressProvider(provider, options.onProgress), storagePolicy(isq, options.quantizeEncoders), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: hugePages(backend) } : {});
+    rec = new RecordingWeights(ws);
+    model = new Phi4MMForCausalLM(rec, config);
+    model.encoderPrecision = options.encoderPrecision ?? 'f32';
+    report = ws.finish();
+  } finally {
+    provider.close();
+  }
+  options.onProgress?.({ stage: 'load', loaded: 1, total: 1, done: true, detail: `${((performance.now() - t0) / 1000).toFixed(1)} s` });
+  return { model, backend, report: { ...report, seconds: (performance.now() - t0) / 1000, isq }, tensors: rec.taken };
+}
+
+/** The backend's huge-page placement of weight buffers, when it has one (the native backend). */
+function hugePages(backend: object): ((data: Uint8Array) => void) | undefined {
+  const advise = (backend as { adviseHugePages?: (d: Uint8Array) => number }).adviseHugePages;
+  return advise ? (d) => void advise.call(backend, d) : undefined;
+}
+
+/** preprocessor_config.json `dynamic_hd` unless the options set it. */
+export function dynamicHdOf(dir: string, options: LoadOptions): number | undefined {
+  const pre = readJson(join(dir, 'preprocessor_config.json'));
+  return options.dynamicHd ?? (typeof pre?.['dynamic_hd'] === 'number' ? (pre['dynamic_hd'] as number) : undefined);
+}
+
+export function readJson(p: string): Record<string, unknown> | null {
+  return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>) : null;
+}
+
+export async function downloadModel(id: string, o: LoadOptions): Promise<string> {
+  const common = {
+    ...(o.revision ? { revision: o.revision } : {}), ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}),
+    ...(o.token ? { token: o.token } : {}), ...(o.offline !== undefined ? { offline: o.offline } : {}),
+  };
+  // config.json first: the layout decides whether the adapter folders are needed (the original layout
+  // carries its LoRA weights inside the main shards, so its vision-lora/ and speech-lora/ copies are skipped).
+  const head = await snapshotDownload(id, { ...common, filter: (p) => p === 'config.json' });
+  const hf = readJson(join(head, 'config.json'))?.['model_type'] === 'phi4_multimodal';
+  const wanted = (p: string) => /\.(json|jinja|safetensors)$/.test(p) && (hf || !/^(vision|speech)-lora\//.test(p));
+  return snapshotDownload(id, {
+    ...common, filter: wanted,
+    ...(o.onProgress ? { onProgress: (p) => o.onProgress!({ stage: 'download', loaded: p.overallLoaded, total: p.overallTotal, detail: p.file, done: p.overallLoaded >= p.overallTotal }) } : {}),
+  });
+}
+
