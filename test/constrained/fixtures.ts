@@ -1,7 +1,25 @@
 // Shared pieces of the constrained-decoding tests: a schema corpus shaped like what clients send (OpenAI strict
 // schemas, zod-to-json-schema output with $ref/definitions, nested objects, unions), and two random "models".
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { GrammarConstraint } from '../../src/constrained/index.js';
 import { Rng } from '../../src/text/rng.js';
+import type { Phi4Tokenizer } from '../../src/text/tokenizer.js';
+
+const closerTables = new WeakMap<Phi4Tokenizer, Uint8Array>();
+
+/** 1 for tokens whose bytes contain '"', ']' or '}'. */
+function closerTable(tok: Phi4Tokenizer, vocab: number): Uint8Array {
+  let t = closerTables.get(tok);
+  if (!t) {
+    t = new Uint8Array(vocab);
+    for (let id = 0; id < Math.min(vocab, tok.vocabSize); id++) {
+      const bin = tok.tokenBinary(id);
+      if (bin && /["\]}]/.test(bin)) t[id] = 1;
+    }
+    closerTables.set(tok, t);
+  }
+  return t;
+}
 
 /**
  * Schemas whose every string, array and number is bounded: i.i.d. random logits finish them within the token cap.
@@ -98,6 +116,16 @@ export const SCHEMAS: Record<string, object> = {
   topLevelArray: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 9 }, minItems: 2, maxItems: 4 },
 };
 
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+
+/** An ajv (draft 2020-12) validator for `schema`; `$schema` is dropped so draft-07-tagged schemas load too. */
+export function validator(schema: object): ValidateFunction & { explain(): string } {
+  const { $schema: _drop, ...rest } = schema as Record<string, unknown>;
+  const v = ajv.compile(rest) as ValidateFunction & { explain(): string };
+  v.explain = () => ajv.errorsText(v.errors);
+  return v;
+}
+
 export interface GenResult {
   ids: number[];
   /** EOS was sampled (the grammar accepted). */
@@ -135,8 +163,9 @@ export function generateRandomLogits(c: GrammarConstraint, vocab: number, seed: 
  * closer byte (" ] }) so strings and containers end; otherwise uniformly among all allowed tokens (what argmax
  * over i.i.d. logits picks). EOS is taken with probability `eosBias` whenever allowed.
  */
-export function generateUniform(c: GrammarConstraint, tok: { eosTokenIds: readonly number[]; decodeBytes(ids: number[]): Uint8Array }, vocab: number,
+export function generateUniform(c: GrammarConstraint, tok: Phi4Tokenizer, vocab: number,
   seed: number, maxTokens: number, closeBias = 0.3, eosBias = 0.5): GenResult {
+  const closer = closerTable(tok, vocab);
   const rng = new Rng(seed);
   const logits = new Float32Array(vocab);
   const ids: number[] = [];
@@ -153,12 +182,7 @@ export function generateUniform(c: GrammarConstraint, tok: { eosTokenIds: readon
       if (tok.eosTokenIds.includes(i)) { eos = i; continue; }
       allowed.push(i);
     }
-    if (rng.next() < closeBias) {
-      for (const id of allowed) {
-        const b = tok.decodeBytes([id]);
-        if (b.includes(0x22) || b.includes(0x5d) || b.includes(0x7d)) closers.push(id);
-      }
-    }
+    if (rng.next() < closeBias) for (const id of allowed) if (closer[id]) closers.push(id);
     const pool = closers.length ? closers : allowed;
     let id: number;
     if (eos >= 0 && (pool.length === 0 || rng.next() < eosBias)) id = eos;

@@ -134,7 +134,7 @@ describe('real o200k vocabulary', () => {
     const grammar = compileJsonSchema({
       type: 'object', properties: { name: { type: 'string' }, n: { type: 'number' }, k: { enum: ['x', 'y'] } }, required: ['name', 'n', 'k'],
     });
-    const text = '{"name": "Zoë \\"Z\\" \\u00e9 ok", "n": -12.5e3, "k": "y"}';
+    const text = '{"name": "Zoë \\"\\u00e9", "n": -12.5e3, "k": "y"}';
     const ids = tok.encode(text);
     expect(tok.decode(ids)).toBe(text);
     compareAlong(grammar, trie, ids, trie.vocabSize);
