@@ -155,6 +155,17 @@ export class GrammarConstraint {
     for (let k = 0; k < eos.length; k++) if (eos[k]! < logits.length) logits[eos[k]!] = canEnd ? eosVals[k]! : -Infinity;
   }
 
+  /**
+   * The allowed set without touching logits: `allow` mode lists the allowed ids, `deny` mode the disallowed ones
+   * (ids >= trie.vocabSize are always disallowed); EOS ids are never listed, `eos` says whether they are allowed.
+   * Lets a sampler work on the allowed ids only when they are few. Do not modify `ids` (it is the shared cache).
+   */
+  allowed(): { mode: 'allow' | 'deny'; ids: Int32Array; eos: boolean } {
+    if (this.ended) return { mode: 'allow', ids: new Int32Array(0), eos: false };
+    const e = this.rt.mask(this.state);
+    return { mode: e.mode, ids: e.ids, eos: this.canEnd() };
+  }
+
   /** Whether `id` may come next. */
   allows(id: number): boolean {
     return this.step(id) !== DEAD;

@@ -5,16 +5,16 @@ import { GrammarConstraint } from '../../src/constrained/index.js';
 import { Rng } from '../../src/text/rng.js';
 import type { Phi4Tokenizer } from '../../src/text/tokenizer.js';
 
-const closerTables = new WeakMap<Phi4Tokenizer, Uint8Array>();
+const closerTables = new WeakMap<Phi4Tokenizer, { list: number[]; set: Set<number> }>();
 
-/** 1 for tokens whose bytes contain '"', ']' or '}'. */
-function closerTable(tok: Phi4Tokenizer, vocab: number): Uint8Array {
+/** Ordinary tokens whose bytes contain '"', ']' or '}' (short ones: a closer plus little else). */
+function closerTable(tok: Phi4Tokenizer, vocab: number): { list: number[]; set: Set<number> } {
   let t = closerTables.get(tok);
   if (!t) {
-    t = new Uint8Array(vocab);
+    t = { list: [], set: new Set() };
     for (let id = 0; id < Math.min(vocab, tok.vocabSize); id++) {
       const bin = tok.tokenBinary(id);
-      if (bin && /["\]}]/.test(bin)) t[id] = 1;
+      if (bin && !tok.addedToken(id) && bin.length <= 3 && /["\]}]/.test(bin)) { t.list.push(id); t.set.add(id); }
     }
     closerTables.set(tok, t);
   }
@@ -158,36 +158,38 @@ export function generateRandomLogits(c: GrammarConstraint, vocab: number, seed: 
 }
 
 /**
- * Many-seed variant, cheap enough for unbounded schemas: an adversarial picker over exactly the set the mask lets
- * through (read back from masked logits). With probability `closeBias` it picks among allowed tokens containing a
- * closer byte (" ] }) so strings and containers end; otherwise uniformly among all allowed tokens (what argmax
- * over i.i.d. logits picks). EOS is taken with probability `eosBias` whenever allowed.
+ * Many-seed variant, cheap enough for unbounded schemas: an adversarial picker over exactly the allowed set
+ * (GrammarConstraint.allowed(), the cache mask() applies). With probability `closeBias` it picks among allowed
+ * tokens containing a closer byte (" ] }) so strings and containers end; otherwise uniformly among all allowed
+ * tokens (what argmax over i.i.d. logits picks). EOS is taken with probability `eosBias` whenever allowed.
  */
 export function generateUniform(c: GrammarConstraint, tok: Phi4Tokenizer, vocab: number,
   seed: number, maxTokens: number, closeBias = 0.3, eosBias = 0.5): GenResult {
   const closer = closerTable(tok, vocab);
   const rng = new Rng(seed);
-  const logits = new Float32Array(vocab);
   const ids: number[] = [];
-  const allowed: number[] = [];
-  const closers: number[] = [];
+  const pick = <T>(xs: ArrayLike<T>) => xs[Math.floor(rng.next() * xs.length)]!;
   for (let step = 0; step < maxTokens; step++) {
-    logits.fill(0);
-    c.mask(logits);
-    allowed.length = 0;
-    closers.length = 0;
-    let eos = -1;
-    for (let i = 0; i < vocab; i++) {
-      if (logits[i] !== 0) continue;
-      if (tok.eosTokenIds.includes(i)) { eos = i; continue; }
-      allowed.push(i);
+    const a = c.allowed();
+    let id = -1;
+    if (a.eos && rng.next() < eosBias) id = tok.eosTokenIds[0]!;
+    else if (rng.next() < closeBias) {
+      const pool = a.mode === 'allow' ? Array.from(a.ids).filter((x) => closer.set.has(x))
+        : closer.list.filter((x) => c.allows(x));
+      if (pool.length) id = pick(pool);
     }
-    if (rng.next() < closeBias) for (const id of allowed) if (closer[id]) closers.push(id);
-    const pool = closers.length ? closers : allowed;
-    let id: number;
-    if (eos >= 0 && (pool.length === 0 || rng.next() < eosBias)) id = eos;
-    else if (pool.length === 0) throw new Error('the mask left no token');
-    else id = pool[Math.floor(rng.next() * pool.length)]!;
+    if (id < 0) {
+      if (a.mode === 'allow') {
+        if (a.ids.length) id = pick(a.ids);
+      } else {
+        for (let tries = 0; tries < 10_000 && id < 0; tries++) {
+          const x = Math.floor(rng.next() * vocab);
+          if (!tok.eosTokenIds.includes(x) && c.allows(x)) id = x;
+        }
+      }
+    }
+    if (id < 0 && a.eos) id = tok.eosTokenIds[0]!;
+    if (id < 0) throw new Error('the mask left no token');
     c.accept(id);
     if (c.finished) return { ids, finished: true };
     ids.push(id);
