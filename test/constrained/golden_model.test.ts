@@ -11,7 +11,7 @@ import { ReferenceBackend } from '../../src/tensor/reference.js';
 import { loadDecoder } from '../lm/load.js';
 import { SCHEMAS, validator } from './fixtures.js';
 
-const SEEDS = 3;
+const SEEDS = 2;
 const MAX_NEW_TOKENS = 400;
 const be = new ReferenceBackend();
 const tok = Phi4Tokenizer.offline();
