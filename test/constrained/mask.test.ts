@@ -5,6 +5,7 @@ import {
   compileJsonSchema, compileToolChoice, GrammarConstraint, grammarRuntime, type Grammar, TokenTrie, tokenTrieFor,
 } from '../../src/constrained/index.js';
 import { DEAD } from '../../src/constrained/dfa.js';
+import { PlainChains } from '../../src/constrained/plain.js';
 import { Phi4Tokenizer } from '../../src/text/tokenizer.js';
 
 const EOS = 100, TOOL_OPEN = 101, TOOL_CLOSE = 102, OTHER_SPECIAL = 103;
@@ -138,5 +139,23 @@ describe('real o200k vocabulary', () => {
     const ids = tok.encode(text);
     expect(tok.decode(ids)).toBe(text);
     compareAlong(grammar, trie, ids, trie.vocabSize);
+  });
+
+  it('bounded strings (the plain-token fast path near the bound) match brute force too', () => {
+    const tok = Phi4Tokenizer.offline();
+    const trie = tokenTrieFor(tok);
+    const grammar = compileJsonSchema({ type: 'object', properties: { s: { type: 'string', minLength: 2, maxLength: 7 } }, required: ['s'] });
+    const text = '{"s":"Zoë hi!"}';
+    const ids = tok.encode(text);
+    expect(tok.decode(ids)).toBe(text);
+    compareAlong(grammar, trie, ids, trie.vocabSize);
+    // The fast path applies inside the string, with exactly the characters left before the bound.
+    const rt = grammarRuntime(grammar, trie);
+    const chains = new PlainChains(rt.dfa, trie.plain!.maxChars);
+    const at = (prefix: string) => [...Buffer.from(prefix, 'utf8')].reduce((s, b) => rt.dfa.next(s, b), rt.dfa.start);
+    expect(chains.run(at('{"s":'))).toBe(0);
+    expect(chains.run(at('{"s":"'))).toBe(7);
+    expect(chains.run(at('{"s":"Zoë h'))).toBe(2);
+    expect(chains.run(at('{"s":"Zo\\u00eb hi!'))).toBe(0);
   });
 });
