@@ -15,9 +15,9 @@ interface MaskEntry {
 }
 
 /** Cached mask ids per grammar runtime before the cache is dropped (4 bytes each). */
-const MASK_CACHE_IDS = 16_000_000;
+const MASK_CACHE_IDS = 4_000_000;
 /** Grammar runtimes kept per trie (least recently used dropped). */
-const RUNTIMES_PER_TRIE = 64;
+const RUNTIMES_PER_TRIE = 16;
 
 export class GrammarRuntime {
   readonly dfa: LazyDfa;

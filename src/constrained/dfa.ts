@@ -6,7 +6,7 @@ import { GrammarError, type NfaSpec, SPECIAL_BASE } from './nfa.js';
 export const DEAD = -1;
 const UNKNOWN = -2;
 /** Cap on DFA states per grammar; past it the grammar is refused rather than exhausting memory. */
-const MAX_DFA_STATES = 200_000;
+const MAX_DFA_STATES = 50_000; // ~1 KiB of transitions each
 
 export class LazyDfa {
   /** [state * 256 + byte] → next state, DEAD, or UNKNOWN (not expanded yet). */

@@ -43,7 +43,9 @@ export class TokenTrie {
   readonly eosIds: Int32Array;
   readonly plain: PlainIndex | undefined;
   private readonly addedByContent = new Map<string, number>();
-  private readonly bytesById = new Map<number, Uint8Array>();
+  /** Bytes of ordinary token `id`: tokenData[tokenStart[id] .. tokenStart[id + 1]). */
+  private readonly tokenData: Uint8Array;
+  private readonly tokenStart: Int32Array;
   private readonly addedIds = new Set<number>();
 
   constructor(src: TrieTokenSource) {
@@ -54,10 +56,20 @@ export class TokenTrie {
       this.addedIds.add(a.id);
     }
     const list: { id: number; bytes: string }[] = [];
+    const lengths = new Int32Array(this.vocabSize);
+    let total = 0;
     for (const t of src.tokens) {
-      if (t.bytes.length === 0 || this.addedIds.has(t.id) || t.id >= this.vocabSize) continue;
+      if (t.bytes.length === 0 || this.addedIds.has(t.id) || t.id >= this.vocabSize || lengths[t.id]) continue;
       list.push(t);
-      this.bytesById.set(t.id, new Uint8Array(Buffer.from(t.bytes, 'latin1')));
+      lengths[t.id] = t.bytes.length;
+      total += t.bytes.length;
+    }
+    this.tokenStart = new Int32Array(this.vocabSize + 1);
+    for (let id = 0; id < this.vocabSize; id++) this.tokenStart[id + 1] = this.tokenStart[id]! + lengths[id]!;
+    this.tokenData = new Uint8Array(total);
+    for (const t of list) {
+      const at = this.tokenStart[t.id]!;
+      for (let k = 0; k < t.bytes.length; k++) this.tokenData[at + k] = t.bytes.charCodeAt(k);
     }
     list.sort((a, b) => (a.bytes < b.bytes ? -1 : a.bytes > b.bytes ? 1 : a.id - b.id));
     const bytes: number[] = [], depth: number[] = [], token: number[] = [];
@@ -106,7 +118,9 @@ export class TokenTrie {
 
   /** Bytes of an ordinary token; undefined for added tokens and ids without a token. */
   tokenBytes(id: number): Uint8Array | undefined {
-    return this.bytesById.get(id);
+    if (!(id >= 0 && id < this.vocabSize)) return undefined;
+    const a = this.tokenStart[id]!, b = this.tokenStart[id + 1]!;
+    return a === b ? undefined : this.tokenData.subarray(a, b);
   }
 
   /** Id of the added token with this content. */
