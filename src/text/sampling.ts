@@ -110,7 +110,7 @@ export function penalizedScores(logits: Float32Array, p: SamplingParams, state: 
 }
 
 /** Temperature, top-k, top-p, min-p, then one draw from the renormalized distribution. */
-function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng: Rng): number {
+export function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng: Rng): number {
   const { ids, probs } = samplingDistribution(scores, temperature, p);
   let r = rng.next();
   for (let j = 0; j < ids.length; j++) {
