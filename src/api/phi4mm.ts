@@ -18,11 +18,13 @@ import { loadAudio } from '../io/audio.js';
 import { Phi4Tokenizer } from '../text/tokenizer.js';
 import { renderChat } from '../text/chat.js';
 import { buildInputIds } from '../text/prompt.js';
-import { sample, SamplingState, validateSamplingParams, type SamplingParams } from '../text/sampling.js';
+import { validateSamplingParams, type SamplingParams } from '../text/sampling.js';
+import { createSampler, validateSamplerSpec, type SamplerSpec, type SampleStep } from '../text/sampler.js';
+import { toTokenLogprob } from '../text/logprobs.js';
 import { TokenTextStream } from '../text/stream.js';
 import { preparePrompt } from './prompt.js';
 import { Messages, toMessageList } from './messages.js';
-import { makeUsage, type ChatEngine, type ChatEvent, type ChatMessage, type ChatResult, type FinishReason, type SamplingOptions } from './types.js';
+import { makeUsage, type ChatEngine, type ChatEvent, type ChatMessage, type ChatResult, type FinishReason, type SamplingOptions, type TokenLogprob } from './types.js';
 import { saveQuantizedCheckpoint } from './save.js';
 
 export const DEFAULT_MODEL_ID = 'microsoft/Phi-4-multimodal-instruct';
@@ -60,7 +62,7 @@ export interface LoadOptions {
 }
 
 const LOAD_OPTION_KEYS = new Set(['revision', 'isq', 'quantizeEncoders', 'threads', 'backend', 'dynamicHd', 'cacheDir', 'hubUrl', 'token', 'offline', 'onProgress']);
-const SAMPLING_KEYS = new Set(['maxTokens', 'temperature', 'topP', 'topK', 'minP', 'frequencyPenalty', 'presencePenalty', 'repetitionPenalty', 'stop', 'seed', 'signal']);
+const SAMPLING_KEYS = new Set(['maxTokens', 'temperature', 'topP', 'topK', 'minP', 'frequencyPenalty', 'presencePenalty', 'repetitionPenalty', 'stop', 'seed', 'signal', 'logitBias', 'topLogprobs', 'suppressIds', 'constraint']);
 const DEFAULT_MAX_TOKENS = 1024;
 
 export class ValidationError extends Error {
@@ -199,11 +201,24 @@ export class Phi4MM implements ChatEngine {
 
   /** Deltas, then one 'done' event with the finish reason and usage. Requests run one at a time. */
   async *streamEvents(messagesIn: Messages | ChatMessage[], opts: SamplingOptions = {}): AsyncGenerator<ChatEvent> {
-    const messages = toMessageList(messagesIn);
-    const params = samplingParams(opts, this.tokenizer.vocabSize);
+    yield* this.generateEvents(toMessageList(messagesIn), null, opts);
+  }
+
+  /** A raw prompt (no chat template; special tokens such as <|user|> are parsed), as /v1/completions sends. */
+  async *streamCompletion(prompt: string, opts: SamplingOptions = {}): AsyncGenerator<ChatEvent> {
+    if (typeof prompt !== 'string' || !prompt) throw new ValidationError('the prompt must be a non-empty string');
+    yield* this.generateEvents([], prompt, opts);
+  }
+
+  get vocabSize(): number {
+    return this.tokenizer.vocabSize;
+  }
+
+  private async *generateEvents(messages: ChatMessage[], rawPrompt: string | null, opts: SamplingOptions): AsyncGenerator<ChatEvent> {
+    const spec = samplerSpec(opts, this.tokenizer.vocabSize);
     const maxTokens = opts.maxTokens ?? DEFAULT_MAX_TOKENS;
     const stop = opts.stop === undefined ? [] : Array.isArray(opts.stop) ? opts.stop : [opts.stop];
-    const prepared = preparePrompt(messages);
+    const prepared = rawPrompt === null ? preparePrompt(messages) : { messages: [], images: [], audios: [] };
     const [images, audios] = await Promise.all([
       Promise.all(prepared.images.map((s) => loadImage(s as Parameters<typeof loadImage>[0], opts.signal ? { signal: opts.signal } : {}))),
       Promise.all(prepared.audios.map((s) => loadAudio(s as Parameters<typeof loadAudio>[0], opts.signal ? { signal: opts.signal } : {}))),
@@ -211,38 +226,43 @@ export class Phi4MM implements ChatEngine {
     const release = await this.lock();
     try {
       const t0 = performance.now();
-      const promptText = renderChat(this.tokenizer, prepared.messages, { addGenerationPrompt: true });
+      const promptText = rawPrompt ?? renderChat(this.tokenizer, prepared.messages, { addGenerationPrompt: true });
       const pi = images.length ? processImages(images, this.imageCfg) : null;
       const af = audios.length ? extractAudioFeatures(audios) : null;
       const ids = buildInputIds(this.tokenizer, promptText, pi?.numImgTokens ?? [], af?.embedSizes ?? []);
       const maxPos = this.config.text.max_position_embeddings;
       if (ids.length >= maxPos) throw new PromptError(`the prompt is ${ids.length} tokens; the model's context is ${maxPos}`);
       const emb = this.model.embedInputs(this.backend, ids, pi, af);
-      const state = new SamplingState({ ...(opts.seed !== undefined ? { seed: opts.seed } : {}), promptIds: ids });
+      const sampler = createSampler(spec, { vocabSize: this.tokenizer.vocabSize, promptIds: ids });
+      // Logprob info of the tokens sampled since the last event (eos ids are not part of the output).
+      const eos = new Set(this.tokenizer.eosTokenIds);
+      let pending: TokenLogprob[] = [];
+      const take = () => { const out = pending; pending = []; return spec.topLogprobs === undefined ? {} : { logprobs: out }; };
+      const onStep = (st: SampleStep) => { const lp = eos.has(st.id) ? null : toTokenLogprob(this.tokenizer, st); if (lp) pending.push(lp); return st.id; };
       const text = new TokenTextStream(this.tokenizer, { stopIds: this.tokenizer.eosTokenIds, stopStrings: stop, maxTokens });
       let tFirst = 0, finish: FinishReason | null = null;
       const gen = this.model.generate(this.backend, ids, {
         mode: emb.mode, inputsEmbeds: emb.embeds, maxNewTokens: maxTokens,
-        sample: (logits) => sample(logits, params, state),
+        sample: (logits) => onStep(sampler.step(logits)),
         stopIds: new Set(this.tokenizer.eosTokenIds),
         ...(opts.signal ? { signal: opts.signal } : {}),
         onPrefill: () => (tFirst = performance.now()),
       });
       for await (const id of gen) {
         const step = text.push(id);
-        if (step.text) yield { type: 'delta', text: step.text };
+        if (step.text) yield { type: 'delta', text: step.text, ...take() };
         if (step.finishReason) { finish = step.finishReason; break; }
       }
       if (!finish) {
         if (opts.signal?.aborted) finish = 'cancelled';
         else {
           const last = text.end('length');
-          if (last.text) yield { type: 'delta', text: last.text };
+          if (last.text) yield { type: 'delta', text: last.text, ...take() };
           finish = 'length';
         }
       }
       const tEnd = performance.now();
-      yield { type: 'done', finishReason: finish, usage: makeUsage(ids.length, text.completionTokens, (tFirst - t0) / 1000, (tEnd - tFirst) / 1000) };
+      yield { type: 'done', finishReason: finish, usage: makeUsage(ids.length, text.completionTokens, (tFirst - t0) / 1000, (tEnd - tFirst) / 1000), ...take() };
     } finally {
       release();
     }
@@ -269,6 +289,7 @@ function samplingParams(o: SamplingOptions, vocabLimit: number): SamplingParams 
   if (o.maxTokens !== undefined && !(Number.isInteger(o.maxTokens) && o.maxTokens >= 1)) throw new ValidationError(`maxTokens must be a positive integer (got ${o.maxTokens})`);
   if (o.seed !== undefined && !Number.isInteger(o.seed)) throw new ValidationError(`seed must be an integer (got ${o.seed})`);
   const p: SamplingParams = { temperature: o.temperature ?? 0, vocabLimit };
+  if (o.suppressIds !== undefined) p.suppressIds = o.suppressIds;
   if (o.topP !== undefined) p.topP = o.topP;
   if (o.topK !== undefined) p.topK = o.topK;
   if (o.minP !== undefined) p.minP = o.minP;
@@ -281,6 +302,21 @@ function samplingParams(o: SamplingOptions, vocabLimit: number): SamplingParams 
     throw new ValidationError((e as Error).message);
   }
   return p;
+}
+
+/** The request's sampler, as it would cross into an engine worker. */
+function samplerSpec(o: SamplingOptions, vocabSize: number): SamplerSpec {
+  const spec: SamplerSpec = { params: samplingParams(o, vocabSize) };
+  if (o.seed !== undefined) spec.seed = o.seed;
+  if (o.logitBias !== undefined) spec.logitBias = Object.entries(o.logitBias).map(([id, b]) => [Number(id), b]);
+  if (o.topLogprobs !== undefined) spec.topLogprobs = o.topLogprobs;
+  if (o.constraint !== undefined) spec.constraint = o.constraint;
+  try {
+    validateSamplerSpec(spec, vocabSize);
+  } catch (e) {
+    throw new ValidationError((e as Error).message);
+  }
+  return spec;
 }
 
 function readJson(p: string): Record<string, unknown> | null {
