@@ -92,6 +92,8 @@ export interface ChatEngine {
   streamEvents(messages: ChatMessage[], opts?: SamplingOptions): AsyncGenerator<ChatEvent>;
   /** Raw prompt text (no chat template; special tokens allowed), for /v1/completions. */
   streamCompletion?(prompt: string, opts?: SamplingOptions): AsyncGenerator<ChatEvent>;
+  /** Whether `constraint` sampling options can be honoured (grammar-constrained decoding is built in). */
+  readonly constrainedDecoding?: boolean;
   /** Ids 0..vocabSize-1 are valid logit_bias keys. */
   readonly vocabSize?: number;
   stats?(): EngineStats;
