@@ -21,6 +21,7 @@ import { buildInputIds } from '../text/prompt.js';
 import { validateSamplingParams, type SamplingParams } from '../text/sampling.js';
 import { createSampler, validateSamplerSpec, type SamplerSpec, type SampleStep } from '../text/sampler.js';
 import { toTokenLogprob } from '../text/logprobs.js';
+import { GrammarConstraint, tokenTrieFor } from '../constrained/index.js';
 import { TokenTextStream } from '../text/stream.js';
 import { preparePrompt } from './prompt.js';
 import { Messages, toMessageList } from './messages.js';
@@ -210,6 +211,9 @@ export class Phi4MM implements ChatEngine {
     yield* this.generateEvents([], prompt, opts);
   }
 
+  /** Structured outputs and forced tool calls are honoured (src/constrained). */
+  readonly constrainedDecoding = true;
+
   get vocabSize(): number {
     return this.tokenizer.vocabSize;
   }
@@ -233,7 +237,10 @@ export class Phi4MM implements ChatEngine {
       const maxPos = this.config.text.max_position_embeddings;
       if (ids.length >= maxPos) throw new PromptError(`the prompt is ${ids.length} tokens; the model's context is ${maxPos}`);
       const emb = this.model.embedInputs(this.backend, ids, pi, af);
-      const sampler = createSampler(spec, { vocabSize: this.tokenizer.vocabSize, promptIds: ids });
+      const sampler = createSampler(spec, {
+        vocabSize: this.tokenizer.vocabSize, promptIds: ids,
+        constraints: (g) => new GrammarConstraint(g, tokenTrieFor(this.tokenizer, this.config.text.vocab_size)),
+      });
       // Logprob info of the tokens sampled since the last event (eos ids are not part of the output).
       const eos = new Set(this.tokenizer.eosTokenIds);
       let pending: TokenLogprob[] = [];

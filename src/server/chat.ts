@@ -3,20 +3,19 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { ChatMessage, ContentPart, SamplingOptions, TokenLogprob, Usage } from '../api/types.js';
-import type { ConstraintSpec } from '../text/sampler.js';
+import { parseToolCalls, ToolCallStreamParser, type ToolCall } from '../text/tool_calls.js';
 import { HttpError, json } from './server.js';
 import { chatRequestSchema, type ChatRequest } from './schema.js';
 import { choiceSeed, nowSec, parseRequest, requestController, SseWriter, toSampling, type RouteContext } from './common.js';
-import { DEFAULT_TOOL_SYSTEM, parseToolCalls, renderAssistantCalls, renderTools, toOpenAICalls, ToolCallSplitter, toolPlan, type ToolPlan } from './tools.js';
-import { checkConstraint } from './constraints.js';
+import { DEFAULT_TOOL_SYSTEM, renderAssistantCalls, renderTools, toolPlan, type ToolPlan } from './tools.js';
+import { compileConstraint } from './constraints.js';
 
 const PATH = '/v1/chat/completions';
 
 export async function handleChat(ctx: RouteContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const r = parseRequest(chatRequestSchema, await ctx.readJson(req));
   const plan = toolPlan(r.tools, r.tool_choice, r.parallel_tool_calls);
-  const constraint = plan.constraint ?? formatConstraint(r);
-  if (constraint) checkConstraint(ctx, constraint, plan.constraint ? 'tool_choice' : 'response_format');
+  const constraint = compileConstraint(ctx, r, { tools: 'tool_choice', format: 'response_format' });
   const ctrl = requestController(res);
   const messages = await toChatMessages(ctx, r, plan, ctrl.signal);
   const base = toSampling({ ...r, max_tokens: r.max_completion_tokens ?? r.max_tokens }, ctrl.signal, ctx.engine);
@@ -26,13 +25,6 @@ export async function handleChat(ctx: RouteContext, req: IncomingMessage, res: S
   const id = `chatcmpl-${randomUUID()}`;
   if (r.user != null || r.metadata != null) ctx.log(`${id}: user=${JSON.stringify(r.user ?? null)} metadata=${JSON.stringify(r.metadata ?? null)}`);
   await ctx.admit(ctrl, () => (r.stream ? stream(ctx, r, id, messages, base, plan, res, ctrl) : plain(ctx, r, id, messages, base, plan, res)));
-}
-
-function formatConstraint(r: ChatRequest): ConstraintSpec | undefined {
-  const f = r.response_format;
-  if (!f || f.type === 'text') return undefined;
-  if (f.type === 'json_object') return { kind: 'json_object' };
-  return { kind: 'json_schema', schema: f.json_schema.schema ?? {} };
 }
 
 /** The request's messages as library messages: media resolved, tools in the system turn, past calls re-rendered. */
@@ -108,9 +100,10 @@ async function plain(ctx: RouteContext, r: ChatRequest, id: string, messages: Ch
   json(res, 200, {
     id, object: 'chat.completion', created: nowSec(), model: ctx.engine.modelId,
     choices: results.map((c, index) => {
-      const { content, calls } = plan.parse ? parseToolCalls(c.text, plan.names) : { content: c.text, calls: [] };
+      const { content, toolCalls } = plan.parse ? parseToolCalls(c.text) : { content: c.text, toolCalls: [] as ToolCall[] };
+      const calls = plan.parallel ? toolCalls : toolCalls.slice(0, 1);
       const message = calls.length
-        ? { role: 'assistant', content: content || null, refusal: null, tool_calls: toOpenAICalls(calls, plan.parallel) }
+        ? { role: 'assistant', content: content.trim() ? content : null, refusal: null, tool_calls: calls }
         : { role: 'assistant', content, refusal: null };
       return { index, message, finish_reason: calls.length ? 'tool_calls' : c.finish, logprobs: r.logprobs ? { content: c.logprobs, refusal: null } : null };
     }),
@@ -127,14 +120,26 @@ async function stream(ctx: RouteContext, r: ChatRequest, id: string, messages: C
   try {
     for (let i = 0; i < (r.n ?? 1); i++) {
       const firstToken = ctx.metrics.firstTokenTimer(PATH);
-      const splitter = plan.parse ? new ToolCallSplitter(plan.names) : null;
+      const parser = plan.parse ? new ToolCallStreamParser() : null;
+      let calls = 0;
+      // Content deltas as they come; each call as one tool_calls delta once its block is complete.
+      const emit = (text: string, logprobs: TokenLogprob[] | null) => {
+        const events = parser ? parser.push(text) : [{ type: 'content' as const, text }];
+        let content = '';
+        for (const e of events) {
+          if (e.type === 'content') { content += e.text; continue; }
+          if (!plan.parallel && e.delta.index > 0) continue;
+          calls++;
+          chunk(i, { tool_calls: [e.delta] }, null);
+        }
+        if (content || logprobs?.length) chunk(i, content ? { content } : {}, null, logprobs);
+      };
       chunk(i, { role: 'assistant', content: '' }, null);
       let finish = 'stop';
       for await (const ev of ctx.engine.streamEvents(messages, withSeed(base, i))) {
         if (ev.type === 'delta') {
           firstToken();
-          const text = splitter ? splitter.push(ev.text) : ev.text;
-          if (text || ev.logprobs?.length) chunk(i, text ? { content: text } : {}, null, ev.logprobs ?? null);
+          emit(ev.text, ev.logprobs ?? null);
           continue;
         }
         finish = ev.finishReason;
@@ -143,11 +148,13 @@ async function stream(ctx: RouteContext, r: ChatRequest, id: string, messages: C
         if (ev.logprobs?.length) chunk(i, {}, null, ev.logprobs);
       }
       if (finish === 'cancelled') return;
-      const tail = splitter?.end() ?? { content: '', calls: [] };
-      if (tail.content) chunk(i, { content: tail.content }, null);
-      const calls = toOpenAICalls(tail.calls, plan.parallel);
-      calls.forEach((c, k) => chunk(i, { tool_calls: [{ index: k, ...c }] }, null));
-      chunk(i, {}, calls.length ? 'tool_calls' : finish);
+      if (parser) {
+        for (const e of parser.end()) {
+          if (e.type === 'content') { if (e.text) chunk(i, { content: e.text }, null); }
+          else if (plan.parallel || e.delta.index === 0) { calls++; chunk(i, { tool_calls: [e.delta] }, null); }
+        }
+      }
+      chunk(i, {}, calls ? 'tool_calls' : finish);
     }
     if (r.stream_options?.include_usage) sse.send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: mergeUsage(usages) });
   } catch (e) {

@@ -6,18 +6,18 @@
 //
 // Step order: raw logits → (logprobs are read here: log-softmax of the raw row, as OpenAI reports them)
 // → masks and penalties (sampling.ts) → logit_bias → grammar mask → greedy or seeded draw.
+import type { Grammar } from '../constrained/grammar.js';
 import { argmax, draw, penalizedScores, SamplingState, validateSamplingParams, type SamplingParams } from './sampling.js';
 
 /** OpenAI's limits: |logit_bias| ≤ 100, top_logprobs ≤ 20. */
 export const LOGIT_BIAS_LIMIT = 100;
 export const MAX_TOP_LOGPROBS = 20;
 
-/** What a grammar constraint is asked to enforce. Opaque to the engine; built by `SamplerContext.constraints`. */
-export type ConstraintSpec =
-  | { kind: 'json_object' }
-  | { kind: 'json_schema'; schema: Record<string, unknown> }
-  /** One or more calls `<|tool_call|>[{"name": …, "arguments": {…}}]<|/tool_call|>` to the listed functions. */
-  | { kind: 'tool_call'; tools: Array<{ name: string; parameters: Record<string, unknown> }>; parallel: boolean };
+/**
+ * What a grammar constraint enforces: a compiled `Grammar` (src/constrained: response_format JSON / JSON Schema,
+ * forced tool calls). A plain object, so it crosses into the worker; the worker turns it into a mask.
+ */
+export type ConstraintSpec = Grammar;
 
 export interface SamplerSpec {
   params: SamplingParams;
@@ -82,7 +82,7 @@ export function createSampler(spec: SamplerSpec, ctx: SamplerContext): SequenceS
   const state = new SamplingState({ ...(spec.seed !== undefined ? { seed: spec.seed } : {}), promptIds: ctx.promptIds });
   let constraint: LogitsConstraint | null = null;
   if (spec.constraint) {
-    if (!ctx.constraints) throw new RangeError(`constrained decoding (${spec.constraint.kind}) is not available in this build`);
+    if (!ctx.constraints) throw new RangeError(`constrained decoding (${spec.constraint.label}) is not available in this build`);
     constraint = ctx.constraints(spec.constraint);
   }
   const bias = spec.logitBias ?? [];

@@ -1,6 +1,8 @@
 // The sampler seam: logit_bias, logprobs capture from the raw logits, the constraint hook, seeded reproducibility.
 import { describe, expect, it } from 'vitest';
-import { createSampler, rawLogprobs, type LogitsConstraint } from '../../src/text/sampler.js';
+import { createSampler, rawLogprobs, type ConstraintSpec, type LogitsConstraint } from '../../src/text/sampler.js';
+
+const grammar = { key: 'k', label: 'test grammar', nfa: {} } as unknown as ConstraintSpec; // opaque to the sampler
 
 const V = 50;
 function row(seed: number): Float32Array {
@@ -49,10 +51,10 @@ describe('createSampler', () => {
       mask: (s) => { for (let i = 0; i < s.length; i++) if (i !== ok) s[i] = -Infinity; },
       accept: (id) => seen.push(id),
     });
-    const s = createSampler({ params: { temperature: 1 }, seed: 1, constraint: { kind: 'json_object' } }, { ...ctx, constraints: () => only(13) });
+    const s = createSampler({ params: { temperature: 1 }, seed: 1, constraint: grammar }, { ...ctx, constraints: () => only(13) });
     expect([s.next(row(1)), s.next(row(2))]).toEqual([13, 13]);
     expect(seen).toEqual([13, 13]);
-    expect(() => createSampler({ params: {}, constraint: { kind: 'json_object' } }, ctx)).toThrow(/not available/);
+    expect(() => createSampler({ params: {}, constraint: grammar }, ctx)).toThrow(/not available/);
   });
 
   it('equal seeds give equal draws, different seeds differ somewhere', () => {
