@@ -4,12 +4,17 @@ import { HttpError, json } from './server.js';
 import type { RouteContext } from './common.js';
 import { handleChat } from './chat.js';
 import { handleCompletions } from './completions.js';
+import { handleTranscriptions, handleTranslations } from './audio.js';
+import { handleResponses } from './responses.js';
 
 export type { RouteContext, OpenAIRouteOptions } from './common.js';
 
 const POST_ROUTES: Record<string, (ctx: RouteContext, req: IncomingMessage, res: ServerResponse) => Promise<void>> = {
   '/v1/chat/completions': handleChat,
   '/v1/completions': handleCompletions,
+  '/v1/audio/transcriptions': handleTranscriptions,
+  '/v1/audio/translations': handleTranslations,
+  '/v1/responses': handleResponses,
 };
 
 export const ROUTE_LIST = [...Object.keys(POST_ROUTES).map((p) => `POST ${p}`), 'GET /v1/models/{id}', 'GET /metrics'].join(', ');
