@@ -72,7 +72,7 @@ async function handleAudio(ctx: RouteContext, req: IncomingMessage, res: ServerR
   const segments = await ctx.admit(ctrl, async () => {
     const out: Array<TimedText & { logprobs: number[]; tokens: number }> = [];
     for (const p of pieces) {
-      const opts: SamplingOptions = { signal: ctrl.signal, maxTokens: MAX_TOKENS_PER_PIECE, topLogprobs: 0 };
+      const opts: SamplingOptions = { signal: ctrl.signal, maxTokens: ctx.opts.transcriptionMaxTokens ?? MAX_TOKENS_PER_PIECE, topLogprobs: 0 };
       if (r.temperature !== undefined) opts.temperature = r.temperature;
       const firstToken = ctx.metrics.firstTokenTimer(path);
       const seg = { start: p.start / audio.sampleRate, end: p.end / audio.sampleRate, text: '', logprobs: [] as number[], tokens: 0 };

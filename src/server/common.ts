@@ -10,6 +10,8 @@ import type { ServerMetrics } from './metrics.js';
 export interface OpenAIRouteOptions {
   /** Longest audio piece the model transcribes at once; longer audio is cut on silence (default 30 s). */
   transcriptionWindowSec?: number;
+  /** Token budget for each transcribed piece (default 448: ample for 30 s of fast speech). */
+  transcriptionMaxTokens?: number;
 }
 
 /** What the server hands the route handlers. */
