@@ -86,7 +86,10 @@ const samplingFields = {
   seed: z.number().int().nullish(),
   n: z.number().int().min(1).max(MAX_N, `n must be at most ${MAX_N}`).nullish(),
   stream: z.boolean().nullish(),
-  stream_options: z.object({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() }).nullish(),
+  stream_options: z.object({
+    include_usage: z.boolean().optional(),
+    include_obfuscation: z.boolean().optional().refine((v) => v !== true, 'include_obfuscation is not supported (chunks carry no obfuscation padding); leave it out'),
+  }).nullish(),
   user: z.string().max(256).nullish(),
   logit_bias: logitBiasSchema.nullish(),
 };

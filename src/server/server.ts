@@ -1,7 +1,7 @@
 // OpenAI-compatible HTTP server over one loaded model. One generation runs at a time; later requests wait
 // in a bounded FIFO queue (429 beyond it). A client that disconnects aborts its generation, freeing the model.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { ContentPartIn } from './schema.js';
 import type { ChatEngine, ContentPart } from '../api/types.js';
 import { loadMediaBytes, MediaError, type MediaFetchOptions } from '../io/media.js';
