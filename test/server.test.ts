@@ -90,7 +90,7 @@ describe('OpenAI-compatible server', () => {
   it('rejects bad requests with OpenAI error envelopes and the right status codes', async () => {
     const cases: Array<[string, Response, number, RegExp]> = [
       ['no messages', await post(openUrl, { model: 'm', messages: [] }), 400, /messages/],
-      ['n=2', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: 'x' }], n: 2 }), 400, /n=1/],
+      ['n=9', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: 'x' }], n: 9 }), 400, /at most 8/],
       ['temperature', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: 'x' }], temperature: 7 }), 400, /temperature/],
       ['bad json', await post(openUrl, '{nope'), 400, /not valid JSON/],
       ['bad image', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] }] }), 400, /image/i],

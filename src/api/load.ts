@@ -1,5 +1,6 @@
 // Loading a checkpoint folder (either layout) or a hub id: options, ISQ storage policy, download, the weights.
 // Shared by the library (research access, the inline engine) and the engine worker, which loads its own copy.
+import type { ComputePrecision } from '../tensor/precision.js';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -162,6 +163,12 @@ export function loadWeights(dir: string, options: LoadOptions, backend: Backend)
   }
   options.onProgress?.({ stage: 'load', loaded: 1, total: 1, done: true, detail: `${((performance.now() - t0) / 1000).toFixed(1)} s` });
   return { model, backend, report: { ...report, seconds: (performance.now() - t0) / 1000, isq }, tensors: rec.taken };
+}
+
+/** The backend's huge-page placement of weight buffers, when it has one (the native backend). */
+function hugePages(backend: object): ((data: Uint8Array) => void) | undefined {
+  const advise = (backend as { adviseHugePages?: (d: Uint8Array) => number }).adviseHugePages;
+  return advise ? (d) => void advise.call(backend, d) : undefined;
 }
 
 /** preprocessor_config.json `dynamic_hd` unless the options set it. */

@@ -19,10 +19,12 @@ import { Phi4Tokenizer } from '../text/tokenizer.js';
 import { renderChat } from '../text/chat.js';
 import { buildInputIds } from '../text/prompt.js';
 import { validateSamplingParams, type SamplingParams } from '../text/sampling.js';
+import { validateSamplerSpec, type SamplerSpec } from '../text/sampler.js';
+import { toTokenLogprob } from '../text/logprobs.js';
 import { TokenTextStream } from '../text/stream.js';
 import { preparePrompt } from './prompt.js';
 import { Messages, toMessageList } from './messages.js';
-import { makeUsage, type ChatEngine, type ChatEvent, type ChatMessage, type ChatResult, type FinishReason, type SamplingOptions } from './types.js';
+import { makeUsage, type ChatEngine, type ChatEvent, type ChatMessage, type ChatResult, type FinishReason, type SamplingOptions, type TokenLogprob } from './types.js';
 import { saveQuantizedCheckpoint } from './save.js';
 import { DEFAULT_MODEL_ID, dynamicHdOf, loadModelFolder, loadWeights, resolveModelDir, validateLoadOptions, LOAD_OPTION_KEYS, ValidationError, type LoadedModel, type LoadOptions as BaseLoadOptions } from './load.js';
 import { Engine } from '../engine/engine.js';
@@ -40,7 +42,7 @@ export interface LoadOptions extends BaseLoadOptions {
   engine?: EngineOptions;
 }
 
-const SAMPLING_KEYS = new Set(['maxTokens', 'temperature', 'topP', 'topK', 'minP', 'frequencyPenalty', 'presencePenalty', 'repetitionPenalty', 'stop', 'seed', 'signal']);
+const SAMPLING_KEYS = new Set(['maxTokens', 'temperature', 'topP', 'topK', 'minP', 'frequencyPenalty', 'presencePenalty', 'repetitionPenalty', 'stop', 'seed', 'signal', 'logitBias', 'topLogprobs', 'suppressIds', 'constraint']);
 const DEFAULT_MAX_TOKENS = 1024;
 const KEYS = new Set([...LOAD_OPTION_KEYS, 'engine']);
 
@@ -75,7 +77,7 @@ export class Phi4MM implements ChatEngine {
     const eo = options.engine ?? {};
     if (eo.host === 'inline') {
       const local = await loadModelFolder(dir, options);
-      const bm = new DeviceBatchModel(local.model, local.backend, eo.kvDtype);
+      const bm = new DeviceBatchModel(local.model, local.backend, eo.kvDtype, () => tokenizer);
       const { settings, note } = resolveSettings(eo, bm.kvBytesPerToken, bm.maxPositions);
       const { engine } = inlineEngine(bm, settings);
       return new Phi4MM(idOrPath, dir, config, tokenizer, engine, local, local.backend, options, imageCfg, { describe: describeLoaded(local), kvNote: note }, local.report);
@@ -135,18 +137,34 @@ export class Phi4MM implements ChatEngine {
 
   /** Deltas, then one 'done' event with the finish reason and usage. Concurrent calls run together in the engine. */
   async *streamEvents(messagesIn: Messages | ChatMessage[], opts: SamplingOptions = {}): AsyncGenerator<ChatEvent> {
+    yield* this.generateEvents(toMessageList(messagesIn), null, opts);
+  }
+
+  /** A raw prompt (no chat template; special tokens such as <|user|> are parsed), as /v1/completions sends. */
+  async *streamCompletion(prompt: string, opts: SamplingOptions = {}): AsyncGenerator<ChatEvent> {
+    if (typeof prompt !== 'string' || !prompt) throw new ValidationError('the prompt must be a non-empty string');
+    yield* this.generateEvents([], prompt, opts);
+  }
+
+  /** Structured outputs and forced tool calls are honoured (src/constrained, applied in the engine's sampler). */
+  readonly constrainedDecoding = true;
+
+  get vocabSize(): number {
+    return this.tokenizer.vocabSize;
+  }
+
+  private async *generateEvents(messages: ChatMessage[], rawPrompt: string | null, opts: SamplingOptions): AsyncGenerator<ChatEvent> {
     const t0 = performance.now();
-    const messages = toMessageList(messagesIn);
-    const params = samplingParams(opts, this.tokenizer.vocabSize);
+    const spec = samplerSpec(opts, this.tokenizer.vocabSize);
     const maxTokens = opts.maxTokens ?? DEFAULT_MAX_TOKENS;
     const stop = opts.stop === undefined ? [] : Array.isArray(opts.stop) ? opts.stop : [opts.stop];
-    const prepared = preparePrompt(messages);
+    const prepared = rawPrompt === null ? preparePrompt(messages) : { messages: [], images: [], audios: [] };
     const so = opts.signal ? { signal: opts.signal } : {};
     const [images, audios] = await Promise.all([
       Promise.all(prepared.images.map((s) => loadImage(s as Parameters<typeof loadImage>[0], so))),
       Promise.all(prepared.audios.map((s) => loadAudio(s as Parameters<typeof loadAudio>[0], so))),
     ]);
-    const promptText = renderChat(this.tokenizer, prepared.messages, { addGenerationPrompt: true });
+    const promptText = rawPrompt ?? renderChat(this.tokenizer, prepared.messages, { addGenerationPrompt: true });
     const pi = images.length ? processImages(images, this.imageCfg) : null;
     const af = audios.length ? extractAudioFeatures(audios) : null;
     const ids = buildInputIds(this.tokenizer, promptText, pi?.numImgTokens ?? [], af?.embedSizes ?? []);
@@ -155,18 +173,23 @@ export class Phi4MM implements ChatEngine {
     const mode = inputModeOf(images.length, audios.length);
     const media = mediaGroups(pi, af, mode, this.imageCfg);
     const text = new TokenTextStream(this.tokenizer, { stopIds: this.tokenizer.eosTokenIds, stopStrings: stop, maxTokens });
+    // Logprob info of the tokens consumed since the last event (eos ids are not part of the output).
+    const eos = new Set(this.tokenizer.eosTokenIds);
+    let pending: TokenLogprob[] = [];
+    const take = () => { const out = pending; pending = []; return spec.topLogprobs === undefined ? {} : { logprobs: out }; };
     let tFirst = 0, finish: FinishReason | null = null, cached = 0;
-    const stream = this.engine.generate({
-      ids, mode, media, n: 1, maxTokens, stopIds: [...this.tokenizer.eosTokenIds],
-      sampler: { params, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) },
-    }, opts.signal, transferables(media));
+    const stream = this.engine.generate({ ids, mode, media, n: 1, maxTokens, stopIds: [...this.tokenizer.eosTokenIds], sampler: spec }, opts.signal, transferables(media));
     // EngineError (status 400: can never fit; 429: the engine is full) passes through as is.
     for await (const ev of stream) {
       if (ev.type === 'token') {
         if (!tFirst) tFirst = performance.now();
         if (ev.cachedTokens !== undefined) cached = ev.cachedTokens;
+        if (ev.logprob !== undefined && !eos.has(ev.token)) {
+          const lp = toTokenLogprob(this.tokenizer, { id: ev.token, logprob: ev.logprob, ...(ev.top ? { top: ev.top } : {}) });
+          if (lp) pending.push(lp);
+        }
         const step = text.push(ev.token);
-        if (step.text) yield { type: 'delta', text: step.text };
+        if (step.text) yield { type: 'delta', text: step.text, ...take() };
         if (step.finishReason) { finish = step.finishReason; break; } // a stop string: leaving the loop frees the sequence
         continue;
       }
@@ -174,7 +197,7 @@ export class Phi4MM implements ChatEngine {
       if (ev.done.reason === 'cancelled') finish = 'cancelled';
       else {
         const last = text.end(ev.done.reason);
-        if (last.text) yield { type: 'delta', text: last.text };
+        if (last.text) yield { type: 'delta', text: last.text, ...take() };
         finish = ev.done.reason;
       }
     }
@@ -182,7 +205,7 @@ export class Phi4MM implements ChatEngine {
     const tEnd = performance.now();
     if (!tFirst) tFirst = tEnd;
     const usage = makeUsage(ids.length, text.completionTokens, (tFirst - t0) / 1000, (tEnd - tFirst) / 1000);
-    yield { type: 'done', finishReason: finish, usage: { ...usage, prompt_tokens_details: { cached_tokens: cached } } };
+    yield { type: 'done', finishReason: finish, usage: { ...usage, prompt_tokens_details: { cached_tokens: cached } }, ...take() };
   }
 
   /** Write the loaded (quantized) weights as a folder that loads without re-quantizing. */
@@ -206,6 +229,7 @@ function samplingParams(o: SamplingOptions, vocabLimit: number): SamplingParams 
   if (o.maxTokens !== undefined && !(Number.isInteger(o.maxTokens) && o.maxTokens >= 1)) throw new ValidationError(`maxTokens must be a positive integer (got ${o.maxTokens})`);
   if (o.seed !== undefined && !Number.isInteger(o.seed)) throw new ValidationError(`seed must be an integer (got ${o.seed})`);
   const p: SamplingParams = { temperature: o.temperature ?? 0, vocabLimit };
+  if (o.suppressIds !== undefined) p.suppressIds = o.suppressIds;
   if (o.topP !== undefined) p.topP = o.topP;
   if (o.topK !== undefined) p.topK = o.topK;
   if (o.minP !== undefined) p.minP = o.minP;
@@ -218,6 +242,21 @@ function samplingParams(o: SamplingOptions, vocabLimit: number): SamplingParams 
     throw new ValidationError((e as Error).message);
   }
   return p;
+}
+
+/** The request's sampler, as it crosses into the engine's worker. */
+function samplerSpec(o: SamplingOptions, vocabSize: number): SamplerSpec {
+  const spec: SamplerSpec = { params: samplingParams(o, vocabSize) };
+  if (o.seed !== undefined) spec.seed = o.seed;
+  if (o.logitBias !== undefined) spec.logitBias = Object.entries(o.logitBias).map(([id, b]) => [Number(id), b]);
+  if (o.topLogprobs !== undefined) spec.topLogprobs = o.topLogprobs;
+  if (o.constraint !== undefined) spec.constraint = o.constraint;
+  try {
+    validateSamplerSpec(spec, vocabSize);
+  } catch (e) {
+    throw new ValidationError((e as Error).message);
+  }
+  return spec;
 }
 
 export { Messages };

@@ -5,7 +5,7 @@ import type { AudioInput, ChatMessage, ImageInput } from './types.js';
 import { PromptError } from '../models/phi4mm/multimodal.js';
 
 export interface PreparedPrompt {
-  messages: Array<{ role: string; content: string }>;
+  messages: Array<{ role: string; content: string; tools?: string }>;
   images: ImageInput[];
   audios: AudioInput[];
 }
@@ -17,10 +17,12 @@ export function preparePrompt(messages: ChatMessage[]): PreparedPrompt {
   if (!Array.isArray(messages) || messages.length === 0) throw new PromptError('messages must be a non-empty array');
   const images: ImageInput[] = [], audios: AudioInput[] = [];
   const out = messages.map((m, i) => {
-    if (!m || !['system', 'user', 'assistant'].includes(m.role)) throw new PromptError(`messages[${i}].role must be system, user or assistant (got ${JSON.stringify(m?.role)})`);
+    if (!m || !['system', 'user', 'assistant', 'tool'].includes(m.role)) throw new PromptError(`messages[${i}].role must be system, user, assistant or tool (got ${JSON.stringify(m?.role)})`);
+    if (m.tools !== undefined && (m.role !== 'system' || typeof m.tools !== 'string')) throw new PromptError(`messages[${i}].tools: only a system message carries tools, as a JSON string`);
+    const tools = m.tools !== undefined ? { tools: m.tools } : {};
     if (typeof m.content === 'string') {
       if (m.content.match(IMAGE_TAG) || m.content.match(AUDIO_TAG)) throw new PromptError(`messages[${i}] has <|image_N|>/<|audio_N|> tags but no attached media; pass the media as content parts`);
-      return { role: m.role, content: m.content };
+      return { role: m.role, content: m.content, ...tools };
     }
     if (!Array.isArray(m.content)) throw new PromptError(`messages[${i}].content must be a string or an array of parts`);
     let text = '';
@@ -40,7 +42,7 @@ export function preparePrompt(messages: ChatMessage[]): PreparedPrompt {
     else if (nAudTags !== ma.length) throw new PromptError(`messages[${i}] has ${nAudTags} <|audio_N|> tags but ${ma.length} audios`);
     images.push(...mi);
     audios.push(...ma);
-    return { role: m.role, content: prefix + text };
+    return { role: m.role, content: prefix + text, ...tools };
   });
   return { messages: out, images, audios };
 }

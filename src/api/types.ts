@@ -1,8 +1,10 @@
 // Public request/response types of the library API (shaped like mistral.rs's SDK: messages with images and
 // audio, sampling options, a usage block with average tok/s).
 import type { MediaSource } from '../io/media.js';
+import type { ConstraintSpec } from '../text/sampler.js';
 
-export type Role = 'system' | 'user' | 'assistant';
+/** 'tool' carries a tool result back to the model (rendered `<|tool|>…<|end|>` by the Phi template). */
+export type Role = 'system' | 'user' | 'assistant' | 'tool';
 
 /** Anything the IO layer accepts: URL, path, file://, data: URL, base64, encoded bytes, or decoded pixels. */
 export type ImageInput = MediaSource | { width: number; height: number; data: Uint8Array; channels?: 3 | 4 };
@@ -14,6 +16,8 @@ export type ContentPart = { type: 'text'; text: string } | { type: 'image'; imag
 export interface ChatMessage {
   role: Role;
   content: string | ContentPart[];
+  /** System messages only: the tool list as JSON text, rendered `<|tool|>…<|/tool|>` in the system turn. */
+  tools?: string;
 }
 
 export interface SamplingOptions {
@@ -30,6 +34,23 @@ export interface SamplingOptions {
   stop?: string | string[];
   seed?: number;
   signal?: AbortSignal;
+  /** Token id → bias in [-100, 100], added to the logits before the draw (OpenAI logit_bias). */
+  logitBias?: Record<number, number>;
+  /** Capture each generated token's logprob and this many alternatives (0..20); omitted = none. */
+  topLogprobs?: number;
+  /** Ids never chosen (e.g. `<|tool_call|>` under tool_choice "none"). */
+  suppressIds?: number[];
+  /** Grammar the output must follow (structured outputs, forced tool calls). */
+  constraint?: ConstraintSpec;
+}
+
+/** One generated token as OpenAI reports it in `logprobs.content[]`. */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  /** UTF-8 bytes this token adds to the text ([] for special tokens, which print nothing). */
+  bytes: number[];
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }>;
 }
 
 export interface Usage {
@@ -54,7 +75,26 @@ export interface ChatResult {
   usage: Usage;
 }
 
-export type ChatEvent = { type: 'delta'; text: string } | { type: 'done'; finishReason: FinishReason; usage: Usage };
+/** `logprobs` (when asked for) covers the tokens consumed since the previous event; eos ids are left out. */
+export type ChatEvent =
+  | { type: 'delta'; text: string; logprobs?: TokenLogprob[] }
+  | { type: 'done'; finishReason: FinishReason; usage: Usage; logprobs?: TokenLogprob[] };
+
+/** Live engine figures for /metrics (whatever the engine can tell; absent fields are not reported). */
+export interface EngineStats {
+  queueDepth?: number;
+  runningSequences?: number;
+  kvBlocksInUse?: number;
+  kvBlocksTotal?: number;
+}
+
+/** What an engine with its own scheduler reports about its load (a subset of src/engine's EngineStats). */
+export interface EngineLoad {
+  running: number;
+  waiting: number;
+  blocksInUse: number;
+  blocksTotal: number;
+}
 
 /** What the server needs from a model: the library's Phi4MM implements it. */
 export interface ChatEngine {
@@ -65,6 +105,14 @@ export interface ChatEngine {
    */
   admit?(): void;
   streamEvents(messages: ChatMessage[], opts?: SamplingOptions): AsyncGenerator<ChatEvent>;
+  /** Raw prompt text (no chat template; special tokens allowed), for /v1/completions. */
+  streamCompletion?(prompt: string, opts?: SamplingOptions): AsyncGenerator<ChatEvent>;
+  /** Whether `constraint` sampling options can be honoured (grammar-constrained decoding is built in). */
+  readonly constrainedDecoding?: boolean;
+  /** Ids 0..vocabSize-1 are valid logit_bias keys. */
+  readonly vocabSize?: number;
+  /** The engine's load when it schedules requests itself (the library's engine: src/engine). */
+  stats?(): Promise<EngineLoad>;
 }
 
 export function makeUsage(promptTokens: number, completionTokens: number, promptSec: number, complSec: number): Usage {

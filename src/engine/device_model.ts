@@ -5,6 +5,9 @@ import type { Backend } from '../tensor/backend.js';
 import type { KvDType, KvStore } from '../tensor/device.js';
 import { kvRowBytes } from '../tensor/host_kv.js';
 import type { Phi4MMForCausalLM } from '../models/phi4mm/model.js';
+import type { Phi4Tokenizer } from '../text/tokenizer.js';
+import type { ConstraintSpec, LogitsConstraint } from '../text/sampler.js';
+import { GrammarConstraint, tokenTrieFor } from '../constrained/index.js';
 import type { AudioBatchInput, BatchModel, BatchSeq, ImageBatchInput } from './types.js';
 
 export class DeviceBatchModel implements BatchModel {
@@ -14,12 +17,18 @@ export class DeviceBatchModel implements BatchModel {
   readonly kvBytesPerToken: number;
   private kv: KvStore | null = null;
 
-  constructor(readonly model: Phi4MMForCausalLM, readonly be: Backend, readonly kvDtype: KvDType = 'f16') {
+  /** tokenizer: loaded on the first grammar constraint (its token trie is built once and cached). */
+  constructor(readonly model: Phi4MMForCausalLM, readonly be: Backend, readonly kvDtype: KvDType = 'f16', private readonly tokenizer?: () => Phi4Tokenizer) {
     const c = model.config.text;
     this.vocabSize = c.vocab_size;
     this.hidden = c.hidden_size;
     this.maxPositions = c.max_position_embeddings;
     this.kvBytesPerToken = 2 * c.num_hidden_layers * kvRowBytes(kvDtype, c.num_key_value_heads, model.lm.headDim);
+  }
+
+  constraints(spec: ConstraintSpec): LogitsConstraint {
+    if (!this.tokenizer) throw new Error('constrained decoding needs the tokenizer; this engine was built without one');
+    return new GrammarConstraint(spec, tokenTrieFor(this.tokenizer(), this.vocabSize));
   }
 
   useLong(total: number): boolean {

@@ -2,8 +2,9 @@
 // its events back into per-request async streams. Runs on the main thread; never touches the model.
 import { EngineError, type EngineErrorInfo, type EngineRequest, type EngineStats, type SeqDone } from './types.js';
 import type { FromEngine, ToEngine } from './loop.js';
+import type { TopLogprob } from '../text/sampler.js';
 
-export type SeqEvent = { type: 'token'; index: number; token: number; cachedTokens?: number } | { type: 'done'; index: number; done: SeqDone };
+export type SeqEvent = { type: 'token'; index: number; token: number; cachedTokens?: number; logprob?: number; top?: TopLogprob[] } | { type: 'done'; index: number; done: SeqDone };
 
 /** How the client reaches the scheduler: a MessagePort-like pair. */
 export interface EnginePort {
@@ -142,7 +143,7 @@ export class Engine {
     const p = this.pending.get(m.id);
     if (!p) return;
     if (m.type === 'error') p.error = m.error;
-    else if (m.type === 'token') p.events.push({ type: 'token', index: m.index, token: m.token, ...(m.cachedTokens !== undefined ? { cachedTokens: m.cachedTokens } : {}) });
+    else if (m.type === 'token') p.events.push({ type: 'token', index: m.index, token: m.token, ...(m.cachedTokens !== undefined ? { cachedTokens: m.cachedTokens } : {}), ...(m.logprob !== undefined ? { logprob: m.logprob } : {}), ...(m.top ? { top: m.top } : {}) });
     else {
       p.events.push({ type: 'done', index: m.index, done: m.done });
       p.open--;

@@ -259,11 +259,15 @@ export class Scheduler {
   }
 
   private sampleInto(s: Seq, logits: Float32Array): void {
-    const id = s.sampler.next(logits);
+    const st = s.sampler.step(logits);
+    const id = st.id;
     if (s.generated === 0) s.tFirst = now();
     s.generated++;
     s.phase = 'decode';
-    this.emit({ type: 'token', id: s.req.r.id, index: s.index, token: id, ...(s.generated === 1 ? { cachedTokens: s.cachedTokens } : {}) });
+    this.emit({
+      type: 'token', id: s.req.r.id, index: s.index, token: id, ...(s.generated === 1 ? { cachedTokens: s.cachedTokens } : {}),
+      ...(st.logprob !== undefined ? { logprob: st.logprob } : {}), ...(st.top ? { top: st.top } : {}),
+    });
     if (s.req.r.stopIds.includes(id)) return this.finish(s, 'stop');
     if (s.generated >= s.req.r.maxTokens || s.tokens.length + 1 >= this.model.maxPositions) return this.finish(s, 'length');
     s.tokens.push(id);
@@ -271,7 +275,7 @@ export class Scheduler {
 
   private newSeq(req: Req, index: number, tokens: number[], long: boolean): Seq {
     const spec = req.r.sampler;
-    const sampler = createSampler(spec.seed !== undefined ? { ...spec, seed: spec.seed + index } : spec, { vocabSize: this.model.vocabSize, promptIds: req.r.ids });
+    const sampler = createSampler(spec.seed !== undefined ? { ...spec, seed: spec.seed + index } : spec, { vocabSize: this.model.vocabSize, promptIds: req.r.ids, ...(this.model.constraints ? { constraints: (c) => this.model.constraints!(c) } : {}) });
     const s: Seq = {
       req, index, tokens, promptLen: req.r.ids.length, computed: 0, target: tokens.length, table: [], keys: [], long,
       phase: 'queued', sampler, generated: 0, cachedTokens: 0, tFirst: 0,

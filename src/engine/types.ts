@@ -1,7 +1,7 @@
 // What the scheduler needs from a model, and what crosses between the request side (HTTP, library) and the
 // scheduler side (worker thread). Everything here is structured-clone safe except `BatchModel`, which lives
 // with the scheduler.
-import type { SamplerSpec } from '../text/sampler.js';
+import type { ConstraintSpec, LogitsConstraint, SamplerSpec, TopLogprob } from '../text/sampler.js';
 
 export type InputMode = 'language' | 'vision' | 'speech' | 'vision_speech';
 
@@ -56,6 +56,8 @@ export interface BatchModel {
   encodeImages(x: ImageBatchInput): Float32Array[];
   /** Projected audio features, one per clip (all clips of a prompt in one call). */
   encodeAudio(x: AudioBatchInput, projection: 'vision' | 'speech'): Float32Array[];
+  /** Builds the token-level mask of a grammar constraint (structured outputs); absent = constraints refused. */
+  constraints?(spec: ConstraintSpec): LogitsConstraint;
 }
 
 /** Media behind a run of placeholder rows. */
@@ -109,7 +111,7 @@ export interface SeqDone {
 /** Scheduler → request side. */
 export type EngineEvent =
   /** The first token of a sequence also says how much of its prompt came from the prefix cache. */
-  | { type: 'token'; id: number; index: number; token: number; cachedTokens?: number }
+  | { type: 'token'; id: number; index: number; token: number; cachedTokens?: number; logprob?: number; top?: TopLogprob[] }
   | { type: 'done'; id: number; index: number; done: SeqDone }
   | { type: 'error'; id: number; error: EngineErrorInfo };
 

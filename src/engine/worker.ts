@@ -5,6 +5,7 @@ import { loadModelFolder } from '../api/load.js';
 import { EngineLoop, type ToEngine } from './loop.js';
 import { DeviceBatchModel } from './device_model.js';
 import { resolveSettings } from './settings.js';
+import { Phi4Tokenizer } from '../text/tokenizer.js';
 import type { WorkerInit, WorkerReady } from './host.js';
 
 const port = parentPort!;
@@ -12,7 +13,8 @@ const init = workerData as WorkerInit;
 
 try {
   const loaded = await loadModelFolder(init.dir, { ...init.load, onProgress: (p) => port.postMessage({ type: 'progress', progress: p }) });
-  const model = new DeviceBatchModel(loaded.model, loaded.backend, init.engine.kvDtype);
+  let tokenizer: Phi4Tokenizer | null = null;
+  const model = new DeviceBatchModel(loaded.model, loaded.backend, init.engine.kvDtype, () => (tokenizer ??= Phi4Tokenizer.fromDir(init.dir)));
   const { settings, note } = resolveSettings(init.engine, model.kvBytesPerToken, model.maxPositions);
   const loop = new EngineLoop(model, settings, (m) => port.postMessage(m));
   port.on('message', (m: ToEngine) => loop.handle(m));

@@ -1,10 +1,12 @@
 // OpenAI-compatible HTTP server over one loaded model. One generation runs at a time; later requests wait
 // in a bounded FIFO queue (429 beyond it). A client that disconnects aborts its generation, freeing the model.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { randomUUID, timingSafeEqual } from 'node:crypto';
-import { chatRequestSchema, type ChatRequest, type ContentPartIn } from './schema.js';
-import type { ChatEngine, ChatMessage, ContentPart, SamplingOptions, Usage } from '../api/types.js';
+import { timingSafeEqual } from 'node:crypto';
+import type { ContentPartIn } from './schema.js';
+import type { ChatEngine, ContentPart } from '../api/types.js';
 import { loadMediaBytes, MediaError, type MediaFetchOptions } from '../io/media.js';
+import { handleRoute, ROUTE_LIST, type RouteContext, type OpenAIRouteOptions } from './routes.js';
+import { ServerMetrics } from './metrics.js';
 
 export interface ServerOptions {
   port?: number;
@@ -24,6 +26,8 @@ export interface ServerOptions {
   /** Requests allowed to wait while one runs (default 16). */
   maxQueue?: number;
   log?: (line: string) => void;
+  /** Options of the OpenAI routes (routes.ts): transcription chunking and the like. */
+  openai?: OpenAIRouteOptions;
 }
 
 export class HttpError extends Error {
@@ -66,10 +70,36 @@ export class ChatServer {
   private readonly queue: ModelQueue;
   private readonly inflight = new Set<AbortController>();
   private closing = false;
+  readonly metrics: ServerMetrics;
+  private readonly ctx: RouteContext;
 
   constructor(private readonly engine: ChatEngine, private readonly opts: ServerOptions = {}) {
     this.queue = new ModelQueue(opts.maxQueue ?? 16);
     this.server = createServer((req, res) => void this.route(req, res));
+    this.metrics = new ServerMetrics(async () => {
+      // An engine with its own scheduler knows its queue, running sequences and KV blocks; otherwise the server's queue.
+      const e = await engine.stats?.();
+      return e ? { queueDepth: e.waiting, runningSequences: e.running, kvBlocksInUse: e.blocksInUse, kvBlocksTotal: e.blocksTotal }
+        : { queueDepth: this.queue.waiting, runningSequences: this.inflight.size };
+    });
+    // What the OpenAI route handlers (routes.ts and its files) need from the server: admission, media, bodies.
+    this.ctx = {
+      engine, opts: opts.openai ?? {}, metrics: this.metrics, log: (line) => opts.log?.(line),
+      readJson: (req) => readJson(req, opts.maxBodyBytes ?? 64 * 1024 * 1024),
+      maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024 * 1024,
+      resolvePart: (p, param, signal) => this.resolvePart(p, param, this.mediaOptions(signal)),
+      admit: async (ctrl, fn) => {
+        // An engine with its own scheduler runs requests together and refuses (429) when full; others run one at a time.
+        const release = this.engine.admit ? (this.engine.admit(), () => {}) : await this.queue.acquire(ctrl.signal);
+        this.inflight.add(ctrl);
+        try {
+          return await fn();
+        } finally {
+          this.inflight.delete(ctrl);
+          release();
+        }
+      },
+    };
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {
@@ -92,7 +122,8 @@ export class ChatServer {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    this.metrics.trackRequest(req, res, path);
     try {
       if (this.closing) throw new HttpError(503, 'server_error', 'the server is shutting down');
       if (path === '/health' && req.method === 'GET') return json(res, 200, { status: 'ok', model: this.engine.modelId, queued: this.queue.waiting });
@@ -100,11 +131,8 @@ export class ChatServer {
       if (path === '/v1/models' && req.method === 'GET') {
         return json(res, 200, { object: 'list', data: [{ id: this.engine.modelId, object: 'model', created: 0, owned_by: 'phi4mm' }] });
       }
-      if (path === '/v1/chat/completions') {
-        if (req.method !== 'POST') throw new HttpError(405, 'invalid_request_error', `use POST for ${path}`);
-        return await this.chat(req, res);
-      }
-      throw new HttpError(404, 'invalid_request_error', `no route ${req.method} ${path}; available: GET /health, GET /v1/models, POST /v1/chat/completions`);
+      if (await handleRoute(this.ctx, req, res, path)) return;
+      throw new HttpError(404, 'invalid_request_error', `no route ${req.method} ${path}; available: GET /health, GET /v1/models, ${ROUTE_LIST}`);
     } catch (e) {
       this.fail(res, e);
     }
@@ -118,68 +146,8 @@ export class ChatServer {
     if (a.length !== b.length || !timingSafeEqual(a, b)) throw new HttpError(401, 'authentication_error', 'missing or wrong API key (send "Authorization: Bearer <key>")', null, 'invalid_api_key');
   }
 
-  private async chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJson(req, this.opts.maxBodyBytes ?? 64 * 1024 * 1024);
-    const parsed = chatRequestSchema.safeParse(body);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      const param = issue.path.join('.') || null;
-      throw new HttpError(400, 'invalid_request_error', `${param ? `${param}: ` : ''}${issue.message}`, param, 'invalid_value');
-    }
-    const r = parsed.data;
-    const ctrl = new AbortController();
-    // A client that goes away (socket closed before we finished) cancels its request.
-    res.on('close', () => { if (!res.writableFinished) ctrl.abort(); });
-    const messages = await this.resolveMessages(r, ctrl.signal);
-    // An engine with its own scheduler runs requests together and refuses (429) when full; others run one at a time.
-    const release = this.engine.admit ? (this.engine.admit(), () => {}) : await this.queue.acquire(ctrl.signal);
-    this.inflight.add(ctrl);
-    try {
-      const sampling = toSampling(r, ctrl.signal);
-      if (r.stream) await this.streamResponse(r, messages, sampling, res, ctrl);
-      else await this.plainResponse(messages, sampling, res);
-    } finally {
-      this.inflight.delete(ctrl);
-      release();
-    }
-  }
-
-  private async plainResponse(messages: ChatMessage[], sampling: SamplingOptions, res: ServerResponse): Promise<void> {
-    let text = '', finish = 'stop', usage: Usage | null = null;
-    for await (const ev of this.engine.streamEvents(messages, sampling)) {
-      if (ev.type === 'delta') text += ev.text;
-      else { finish = ev.finishReason; usage = ev.usage; }
-    }
-    if (finish === 'cancelled') return; // nobody is listening any more
-    json(res, 200, {
-      id: `chatcmpl-${randomUUID()}`, object: 'chat.completion', created: Math.floor(Date.now() / 1000), model: this.engine.modelId,
-      choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: finish, logprobs: null }],
-      usage,
-    });
-  }
-
-  private async streamResponse(r: ChatRequest, messages: ChatMessage[], sampling: SamplingOptions, res: ServerResponse, ctrl: AbortController): Promise<void> {
-    const id = `chatcmpl-${randomUUID()}`, created = Math.floor(Date.now() / 1000), model = this.engine.modelId;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    const send = (o: unknown) => { if (!ctrl.signal.aborted) res.write(`data: ${JSON.stringify(o)}\n\n`); };
-    const chunk = (delta: object, finish: string | null) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] });
-    send(chunk({ role: 'assistant', content: '' }, null));
-    try {
-      for await (const ev of this.engine.streamEvents(messages, sampling)) {
-        if (ev.type === 'delta') { if (ev.text) send(chunk({ content: ev.text }, null)); continue; }
-        if (ev.finishReason === 'cancelled') break;
-        send(chunk({}, ev.finishReason));
-        if (r.stream_options?.include_usage) send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: ev.usage });
-      }
-    } catch (e) {
-      // Headers are gone: report the failure in-stream, in the error envelope.
-      send({ error: toEnvelope(e).error });
-    }
-    if (!ctrl.signal.aborted) res.end('data: [DONE]\n\n');
-  }
-
-  private async resolveMessages(r: ChatRequest, signal: AbortSignal): Promise<ChatMessage[]> {
-    const mediaOpts: MediaFetchOptions = {
+  private mediaOptions(signal: AbortSignal): MediaFetchOptions {
+    return {
       timeoutMs: this.opts.mediaTimeoutMs ?? 20_000,
       maxBytes: this.opts.maxMediaBytes ?? 32 * 1024 * 1024,
       maxRedirects: this.opts.maxRedirects ?? 3,
@@ -187,16 +155,6 @@ export class ChatServer {
       allowLocalFiles: this.opts.allowLocalMedia ?? false,
       signal,
     };
-    const out: ChatMessage[] = [];
-    for (const [i, m] of r.messages.entries()) {
-      const role = m.role === 'developer' ? 'system' : m.role;
-      if (m.content === null) { out.push({ role, content: '' }); continue; }
-      if (typeof m.content === 'string') { out.push({ role, content: m.content }); continue; }
-      const parts: ContentPart[] = [];
-      for (const [j, p] of m.content.entries()) parts.push(await this.resolvePart(p, `messages.${i}.content.${j}`, mediaOpts));
-      out.push({ role, content: parts });
-    }
-    return out;
   }
 
   private async resolvePart(p: ContentPartIn, param: string, opts: MediaFetchOptions): Promise<ContentPart> {
@@ -227,22 +185,6 @@ export class ChatServer {
   }
 }
 
-function toSampling(r: ChatRequest, signal: AbortSignal): SamplingOptions {
-  const s: SamplingOptions = { signal };
-  const maxTokens = r.max_completion_tokens ?? r.max_tokens;
-  if (maxTokens != null) s.maxTokens = maxTokens;
-  if (r.temperature != null) s.temperature = r.temperature;
-  if (r.top_p != null) s.topP = r.top_p;
-  if (r.top_k != null) s.topK = r.top_k;
-  if (r.min_p != null) s.minP = r.min_p;
-  if (r.frequency_penalty != null) s.frequencyPenalty = r.frequency_penalty;
-  if (r.presence_penalty != null) s.presencePenalty = r.presence_penalty;
-  if (r.repetition_penalty != null) s.repetitionPenalty = r.repetition_penalty;
-  if (r.stop != null) s.stop = r.stop;
-  if (r.seed != null) s.seed = r.seed;
-  return s;
-}
-
 export function toEnvelope(e: unknown): { status: number; error: { message: string; type: string; param: string | null; code: string | null } } {
   if (e instanceof HttpError) return { status: e.status, error: { message: e.message, type: e.type, param: e.param, code: e.code } };
   if (e instanceof MediaError) return { status: 400, error: { message: e.message, type: 'invalid_request_error', param: null, code: e.code } };
@@ -258,13 +200,13 @@ export function toEnvelope(e: unknown): { status: number; error: { message: stri
   return { status: 500, error: { message: `internal error: ${err?.message ?? String(e)}`, type: 'server_error', param: null, code: null } };
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+export function json(res: ServerResponse, status: number, body: unknown): void {
   const s = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
   res.end(s);
 }
 
-async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > limit) throw new HttpError(413, 'invalid_request_error', `request body of ${declared} bytes exceeds the limit of ${limit}`, null, 'body_too_large');
   const chunks: Buffer[] = [];

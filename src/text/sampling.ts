@@ -95,9 +95,8 @@ export function argmax(scores: ArrayLike<number>): number {
 
 /** A copy of `logits` with masks and penalties applied. NaN logits are treated as masked. */
 export function penalizedScores(logits: Float32Array, p: SamplingParams, state: SamplingState): Float32Array {
-  // slice + loop: Float32Array.from with a map callback cost ~100 ms per 200k-vocab step under load.
-  const s = logits.slice();
-  for (let i = 0; i < s.length; i++) if (s[i] !== s[i]) s[i] = -Infinity;
+  const s = new Float32Array(logits); // a plain copy, then a loop: Float32Array.from with a map callback is ~25x slower
+  for (let i = 0; i < s.length; i++) if (s[i] !== s[i]) s[i] = -Infinity; // NaN
   if (p.vocabLimit !== undefined && p.vocabLimit < s.length) s.fill(-Infinity, p.vocabLimit);
   for (const id of p.suppressIds ?? []) if (id < s.length) s[id] = -Infinity;
   const rep = p.repetitionPenalty ?? 1;
@@ -112,7 +111,7 @@ export function penalizedScores(logits: Float32Array, p: SamplingParams, state: 
 }
 
 /** Temperature, top-k, top-p, min-p, then one draw from the renormalized distribution. */
-function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng: Rng): number {
+export function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng: Rng): number {
   const { ids, probs } = samplingDistribution(scores, temperature, p);
   let r = rng.next();
   for (let j = 0; j < ids.length; j++) {
@@ -125,8 +124,10 @@ function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng:
 /** The tokens that survive temperature, top-k, top-p and min-p, in id order, with probabilities summing to 1. */
 export function samplingDistribution(scores: Float32Array, temperature: number, p: SamplingParams): { ids: number[]; probs: Float64Array } {
   if (!(temperature > 0)) throw new RangeError(`samplingDistribution needs temperature > 0, got ${temperature}`);
-  let cand: number[] = [];
-  for (let i = 0; i < scores.length; i++) if (scores[i]! > -Infinity) cand.push(i);
+  let n = 0;
+  for (let i = 0; i < scores.length; i++) if (scores[i]! > -Infinity) n++;
+  let cand = new Int32Array(n);
+  for (let i = 0, j = 0; i < scores.length; i++) if (scores[i]! > -Infinity) cand[j++] = i;
   if (cand.length === 0) throw new Error('every token is masked (no finite logit to choose from)');
 
   const k = p.topK ?? 0;
@@ -137,7 +138,7 @@ export function samplingDistribution(scores: Float32Array, temperature: number, 
   }
 
   let max = -Infinity;
-  for (const i of cand) max = Math.max(max, scores[i]!);
+  for (let j = 0; j < cand.length; j++) max = Math.max(max, scores[cand[j]!]!);
   const prob = new Float64Array(cand.length);
   let sum = 0;
   for (let j = 0; j < cand.length; j++) sum += prob[j] = Math.exp((scores[cand[j]!]! - max) / temperature);
@@ -153,10 +154,12 @@ export function samplingDistribution(scores: Float32Array, temperature: number, 
     for (let j = 0; j < prob.length; j++) if (prob[j]! < minP * pMax) keep[j] = 0;
   }
 
-  const ids: number[] = [], kept: number[] = [];
-  let total = 0;
-  for (let j = 0; j < cand.length; j++) if (keep[j]) { ids.push(cand[j]!); kept.push(prob[j]!); total += prob[j]!; }
-  return { ids, probs: Float64Array.from(kept, (x) => x / total) };
+  // Sized up front: pushing 200k numbers one at a time costs far more than the math above.
+  let count = 0, total = 0;
+  for (let j = 0; j < cand.length; j++) if (keep[j]) { count++; total += prob[j]!; }
+  const ids = new Array<number>(count), probs = new Float64Array(count);
+  for (let j = 0, q = 0; j < cand.length; j++) if (keep[j]) { ids[q] = cand[j]!; probs[q++] = prob[j]! / total; }
+  return { ids, probs };
 }
 
 /** Below this many values a selection range is finished by sorting it. */
