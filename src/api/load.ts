@@ -5,7 +5,6 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { createBackend, type Backend, type BackendKind } from '../tensor/backend.js';
-import type { ComputePrecision } from '../tensor/precision.js';
 import { StrictWeights, type LoadReport, type StorageDType, type StoragePolicy, type TensorProvider, type WeightSource } from '../nn/weights.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { openCheckpoint, type CheckpointProvider } from '../models/phi4mm/checkpoint.js';
@@ -197,9 +196,3 @@ export async function downloadModel(id: string, o: LoadOptions): Promise<string>
   });
 }
 
-
-/** The backend's huge-page placement of weight buffers, when it has one (the native backend). */
-function hugePages(backend: object): ((data: Uint8Array) => void) | undefined {
-  const advise = (backend as { adviseHugePages?: (d: Uint8Array) => number }).adviseHugePages;
-  return advise ? (d) => void advise.call(backend, d) : undefined;
-}
