@@ -35,7 +35,7 @@ export interface NativeAddon {
   attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, tq: number, tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, causalOffset: number, mask: Float32Array | null, bias: Float32Array | null): void;
   quantizeQ8K(x: Float32Array, out: Uint8Array): void;
   quantizeQ80(x: Float32Array, out: Uint8Array): void;
-  quantizeRows(format: number, src: Float32Array, rows: number, k: number, out: Uint8Array): void;
+  quantizeRows(format: number, src: Float32Array | Uint16Array, rows: number, k: number, out: Uint8Array, srcBf16?: boolean): void;
   bf16ToF32(src: Uint16Array, out: Float32Array): void;
   adviseHugePages(buf: ArrayBufferView): number;
   expF32(x: Float32Array, out: Float32Array): void;
@@ -239,6 +239,19 @@ export class NativeBackend implements Backend {
     const q = out ?? new Uint8Array(bytes);
     if (q.length !== bytes) throw new Error(`quantizeRows ${dtype}: out has ${q.length} bytes, expected ${bytes}`);
     this.lib.quantizeRows(fmt, src, rows, k, q);
+    return q;
+  }
+
+  /** quantizeRows from raw bf16 bits (a checkpoint's bytes), widened per row inside the workers. */
+  quantizeRowsBf16(dtype: QuantDType, bits: Uint16Array, rows: number, k: number): Uint8Array {
+    const fmt = (QFORMAT as Record<string, number | undefined>)[dtype];
+    if (fmt === undefined) throw new Error(`quantizeRowsBf16: unknown dtype '${dtype}' (expected q4_k or q8_0)`);
+    if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(k) || k < 0) throw new Error(`quantizeRowsBf16: bad shape [${rows}, ${k}]`);
+    if (bits.length !== rows * k) throw new Error(`quantizeRowsBf16: ${bits.length} values do not form a [${rows}, ${k}] matrix`);
+    const [bs, bb] = dtype === 'q4_k' ? [QK_K, BLOCK_Q4_K_BYTES] : [QK8_0, BLOCK_Q8_0_BYTES];
+    if (k % bs !== 0) throw new Error(`quantizeRowsBf16 ${dtype}: row length ${k} is not a multiple of the block size ${bs}`);
+    const q = new Uint8Array(rows * (k / bs) * bb);
+    this.lib.quantizeRows(fmt, bits, rows, k, q, true);
     return q;
   }
 
