@@ -16,7 +16,7 @@ const DECODE_CONTEXT = 2048;
 const RUNS = 5;
 
 const be = NativeBackend.create(Number(process.argv[2] ?? 2));
-const dev = be.device;
+const dev = be.device();
 
 function median(f: () => void): number {
   const t: number[] = [];

@@ -4,7 +4,7 @@
 // buffers, LoRA, SwiGLU, RoPE) are in ./device_layers.ts.
 import type { Backend } from '../tensor/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { layerNorm, embedding } from '../tensor/ops.js';
+import { embedding } from '../tensor/ops.js';
 import type { StorageDType, WeightSource } from './weights.js';
 
 export class Linear {
@@ -28,8 +28,8 @@ export class LayerNorm {
     this.bias = opts.bias === false ? null : ws.take(`${prefix}.bias`, [dim], 'f32').f32();
   }
   /** x [rows, dim] → [rows, dim] (into `out` when given; may alias x). */
-  forward(x: Float32Array, rows: number, out?: Float32Array): Float32Array {
-    return layerNorm(x, rows, this.dim, this.weight, this.bias, this.eps, out);
+  forward(be: Backend, x: Float32Array, rows: number, out?: Float32Array): Float32Array {
+    return be.layerNorm(x, rows, this.dim, this.weight, this.bias, this.eps, out);
   }
 }
 

@@ -159,6 +159,34 @@ export function conv1d(x: Float32Array, c: number, t: number, w: Float32Array, o
   return { out, t: to };
 }
 
+/**
+ * 3×3 / stride 2 / padding 1 conv on a channel-last image x [h, w, cin] (cin = c: depthwise; cin = 1: one input
+ * channel broadcast to c outputs), weight tap-major [9, c], bias [c] → [h', w', c]: bias + Σ taps in (ky, kx)
+ * order (then max(·, 0) when relu). The NeMo subsampling convs of the audio encoder.
+ */
+export function conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array {
+  if (cin !== 1 && cin !== c) throw new Error(`conv3x3s2: cin must be 1 or c (${c}), got ${cin}`);
+  const ho = Math.floor((h - 1) / 2) + 1, wo = Math.floor((w - 1) / 2) + 1;
+  const y = out ?? new Float32Array(ho * wo * c);
+  for (let r = 0; r < ho; r++)
+    for (let q = 0; q < wo; q++) {
+      const dst = (r * wo + q) * c;
+      y.set(bias, dst);
+      for (let ky = 0; ky < 3; ky++) {
+        const iy = 2 * r - 1 + ky;
+        if (iy < 0 || iy >= h) continue;
+        for (let kx = 0; kx < 3; kx++) {
+          const ix = 2 * q - 1 + kx;
+          if (ix < 0 || ix >= w) continue;
+          const src = (iy * w + ix) * cin, wt = (ky * 3 + kx) * c;
+          for (let ch = 0; ch < c; ch++) y[dst + ch] += x[src + (cin === 1 ? 0 : ch)]! * weight[wt + ch]!;
+        }
+      }
+      if (relu) for (let ch = 0; ch < c; ch++) if (!(y[dst + ch]! > 0)) y[dst + ch] = 0;
+    }
+  return y;
+}
+
 /** AvgPool2d(kernel k, stride k) on x [C, H, W] → [C, H/k, W/k] (floor). */
 export function avgPool2d(x: Float32Array, c: number, h: number, w: number, k = 2): { out: Float32Array; h: number; w: number } {
   const ho = Math.floor(h / k), wo = Math.floor(w / k);

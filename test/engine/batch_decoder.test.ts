@@ -12,7 +12,7 @@ const ids = Int32Array.of(200022, 3575, 553, 261, 200020, 200021, 12194, 200020,
 
 describe('Phi4MiniDecoder.forwardBatch', () => {
   it('returns the last-row logits of the sequences that ask, in batch order', () => {
-    const kv = be.device.allocKv(lm.kvSpec(8, 4, 'f32'));
+    const kv = be.device().allocKv(lm.kvSpec(8, 4, 'f32'));
     const a: BatchSeq = { ids: ids.subarray(0, 5), mode: 'language', long: false, start: 0, blockTable: Int32Array.of(0, 1), logits: true };
     const b: BatchSeq = { ids: ids.subarray(0, 3), mode: 'speech', long: false, start: 0, blockTable: Int32Array.of(2), logits: false };
     const c: BatchSeq = { ids, mode: 'vision', long: false, start: 0, blockTable: Int32Array.of(5, 3, 4), logits: true };
@@ -24,7 +24,7 @@ describe('Phi4MiniDecoder.forwardBatch', () => {
   });
 
   it('rejects a bad batch before writing anything', () => {
-    const kv = be.device.allocKv(lm.kvSpec(4, 4, 'f16'));
+    const kv = be.device().allocKv(lm.kvSpec(4, 4, 'f16'));
     const ok: BatchSeq = { ids: ids.subarray(0, 4), mode: 'language', long: false, start: 0, blockTable: Int32Array.of(0), logits: true };
     const before = lm.forwardBatch(be, kv, [ok]);
     const bad: Array<[Partial<BatchSeq>, RegExp]> = [
@@ -41,7 +41,7 @@ describe('Phi4MiniDecoder.forwardBatch', () => {
       expect(() => lm.forwardBatch(be, kv, [{ ...ok, blockTable: Int32Array.of(1) }, { ...ok, ...patch }])).toThrow(err);
     }
     expect(() => lm.forwardBatch(be, kv, [])).toThrow(/no sequences/);
-    expect(() => lm.forwardBatch(be, be.device.allocKv({ ...lm.kvSpec(4, 4, 'f16'), headDim: 8 }), [ok])).toThrow(/made for another model; use decoder.kvSpec\(\)/);
+    expect(() => lm.forwardBatch(be, be.device().allocKv({ ...lm.kvSpec(4, 4, 'f16'), headDim: 8 }), [ok])).toThrow(/made for another model; use decoder.kvSpec\(\)/);
     // Block 1 (the good sequence's) was never written: a continuation that reads positions 0-3 from it sees
     // the same (zero) K/V as one reading them from block 3, which nothing touched.
     const next = (b: number) => lm.forwardBatch(be, kv, [{ ...ok, ids: Int32Array.of(7), start: 4, blockTable: Int32Array.of(b, 2) }]);

@@ -46,7 +46,7 @@ export function generateBatched(be: Backend, lm: Phi4MiniDecoder, reqs: Request[
   const hidden = lm.cfg.hidden_size;
   const maxTokens = Math.max(...reqs.map((r) => r.prompt.length + r.maxNewTokens));
   const numBlocks = reqs.length * Math.ceil(maxTokens / o.blockSize);
-  const kv = be.device.allocKv(lm.kvSpec(numBlocks, o.blockSize, o.kvDtype));
+  const kv = be.device().allocKv(lm.kvSpec(numBlocks, o.blockSize, o.kvDtype));
   // Hand out blocks from the top down, interleaved between sequences: tables are anything but contiguous.
   const free = Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);
   const seqs: Seq[] = [];

@@ -23,7 +23,7 @@ function weight(dtype: (typeof DTYPES)[number], n: number, k: number): Tensor {
 
 describe.skipIf(NO_NATIVE)('native device ops are batch invariant', () => {
   const be = NativeBackend.create();
-  const dev = be.device;
+  const dev = be.device();
   const up = (a: Float32Array): Buf => { const b = dev.alloc(a.length); dev.upload(a, b); return b; };
 
   for (const isa of be.availableIsas()) {

@@ -181,7 +181,7 @@ export class Phi4MiniDecoder {
       throw new Error(`forwardBatch: the KV store (${sp.layers} layers x ${sp.nKvHeads} kv heads x ${sp.headDim}) was made for another model; use decoder.kvSpec()`);
     }
     const plan = planBatch(cfg, this.rope, sp, (a) => this.layers[0]?.self_attn.qkv_proj.adapters.has(a) ?? true, seqs);
-    const dev = be.device, t = plan.t, rd = this.rope.rotaryDim;
+    const dev = be.device(), t = plan.t, rd = this.rope.rotaryDim;
     const s = this.scratchFor(dev);
     const x = s.get('x', t * hd); // [T, hidden] residual stream
     dev.embedding(this.embed_tokens, plan.ids, x);

@@ -58,10 +58,10 @@ export class KVCache {
   /** The store and block table for `t` more tokens on `be`, refilled by replay when (re)allocated. */
   prepare(lm: Phi4MiniDecoder, be: Backend, t: number): { kv: KvStore; blockTable: Int32Array } {
     this.reserve(this.length + t);
-    if (!this.store || this.dev !== be.device) {
+    if (!this.store || this.dev !== be.device()) {
       const blocks = this.cap / CACHE_BLOCK_TOKENS;
-      this.store = be.device.allocKv(lm.kvSpec(blocks, CACHE_BLOCK_TOKENS, this.dtype));
-      this.dev = be.device;
+      this.store = be.device().allocKv(lm.kvSpec(blocks, CACHE_BLOCK_TOKENS, this.dtype));
+      this.dev = be.device();
       this.table = Int32Array.from({ length: blocks }, (_, i) => i);
       let start = 0;
       for (const c of this.log) {
@@ -126,7 +126,7 @@ export interface DecoderOutput {
 
 /** Phi4MiniDecoder.forward: one sequence through forwardBatch with a KVCache. */
 export function forwardWithCache(lm: Phi4MiniDecoder, be: Backend, inputIds: ArrayLike<number>, opts: DecoderForwardOptions): DecoderOutput {
-  const t = inputIds.length, hd = lm.cfg.hidden_size, dev = be.device;
+  const t = inputIds.length, hd = lm.cfg.hidden_size, dev = be.device();
   if (t === 0) throw new Error('forward: no tokens');
   const cache = opts.cache ?? lm.newCache(t);
   if (cache.rowSize !== lm.cfg.num_key_value_heads * lm.headDim || cache.layers !== lm.layers.length) throw new Error('forward: the cache was made for another model (use decoder.newCache())');

@@ -1,0 +1,99 @@
+// Backend v2 on the CPU (src/tensor/device.ts): the glue ops, the paged KV pool and paged attention, LoRA row
+// segments. The per-ISA parts (device_impl.h, compiled as device_{generic,avx2,avx512}.cc) sit in one table,
+// picked with the GEMM kernels' ISA; glue.cc and paged_attention.cc hold the N-API side.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels.h"
+
+namespace phi4mm {
+
+// ---- the paged KV pool -----------------------------------------------------------------------------------
+// K and V each [layers][blocks][blockSize][nKv][headDim]; a "row" is one (position, kv head): headDim values.
+enum class KvType : int { F32 = 0, F16 = 1, Q8_0 = 2 };
+
+// The one table of KV storage formats: bytes of a row of `d` values, and which d a format can hold.
+struct KvFormat {
+  const char* name;
+  int block;         // values per storage block (1 for plain types)
+  int block_bytes;   // bytes per storage block
+};
+constexpr KvFormat KV_FORMATS[] = {
+    {"f32", 1, 4},
+    {"f16", 1, 2},
+    {"q8_0", QK8_0, BLOCK_Q8_0_BYTES},
+};
+inline const KvFormat& kv_format(KvType t) { return KV_FORMATS[(int)t]; }
+
+// One Q8_0 block as stored: f16 scale, 32 int8 values.
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[QK8_0];
+};
+static_assert(sizeof(BlockQ8_0) == BLOCK_Q8_0_BYTES, "Q8_0 block is 34 bytes");
+
+struct KvPool {
+  KvType type;
+  int layers, blocks, block_size, n_kv, head_dim;
+  int64_t row_bytes;    // one (position, kv head) row
+  int64_t block_bytes;  // block_size · n_kv · row_bytes
+  uint8_t* k;           // [layers][blocks] blocks
+  uint8_t* v;
+  uint8_t* mapping;     // what was allocated (aligned K and V lie inside)
+  size_t mapping_bytes;
+  bool mmapped;
+
+  // The row of (layer, block, slot in block, kv head) in K or V.
+  uint8_t* row(uint8_t* base, int layer, int block, int slot, int kh) const {
+    return base + ((int64_t)layer * blocks + block) * block_bytes + ((int64_t)slot * n_kv + kh) * row_bytes;
+  }
+};
+
+// One sequence's rows in a ragged batch (device.ts SeqRows), block table resolved to a pointer.
+struct SeqDesc {
+  int row_start, rows, start;
+  const int32_t* blocks;  // covers positions [0, start + rows)
+};
+
+struct PagedArgs {
+  const KvPool* kv;
+  int layer;
+  const float* q; int64_t ldq; int q_offset;  // head h of row r at q[r·ldq + q_offset + h·d]
+  float* out;                                // [rows, nHeads·d]
+  int n_heads;
+  float scale;
+  const SeqDesc* seqs;
+};
+
+// One attention work item: query rows [r0, r1) of sequence `seq` (relative to its first new row), all heads of
+// kv head `kh`.
+struct PagedItem {
+  int seq, kh, r0, r1;
+};
+// Scratch floats one item needs: `rows` = (r1 − r0)·group score rows of lds ≥ start + r1 floats, plus row
+// pointers (8-byte aligned when the scratch is: lds is even).
+inline int64_t paged_scratch_floats(int rows, int64_t lds) { return (int64_t)rows * lds + 4 * lds + 2 * rows; }
+
+struct DeviceKernels {
+  const char* name;
+  // out[r] = w · f32(x[r] · 1/sqrt(Σx²/dim + eps)), the sum and the inverse in f64 (as src/tensor/ops.ts).
+  void (*rms_norm)(const float* x, float* out, const float* w, int rows, int dim, double eps);
+  // In place on the first rd dims of nh heads (at column off of rows of `ld`), per-row tables cos/sin [rows, rd].
+  void (*rope)(float* x, int rows, int64_t ld, int off, int nh, int hd, int rd, const float* cos, const float* sin);
+  // f32 → f16 bits, round to nearest even; f16 bits → f32.
+  void (*to_f16)(const float* x, uint16_t* y, int64_t n);
+  void (*from_f16)(const uint16_t* x, float* y, int64_t n);
+  // One paged attention item; `exp` is the GEMM kernels' vectorized exp (the softmax's, shared).
+  void (*paged_attention)(const PagedArgs& a, const PagedItem& it, float* scratch, int64_t lds, void (*exp)(const float*, float*, int));
+  // y[i, j] (+)= alpha · Σ_k x[i, k]·w[j, k] for rows [0, m), columns [n0, n1), all of K in one pass per output
+  // (row i's values depend on row i only). accumulate: y += alpha·dot, else y = dot.
+  void (*gemm_rows)(const float* x, int64_t ldx, const void* w, WType wt, int64_t ldw, float* y, int64_t ldy, int m, int k,
+                    int n0, int n1, float alpha, bool accumulate);
+};
+
+namespace generic { extern const DeviceKernels device_kernels; }
+namespace avx2 { extern const DeviceKernels device_kernels; }
+namespace avx512 { extern const DeviceKernels device_kernels; }
+
+}  // namespace phi4mm

@@ -1,0 +1,489 @@
+// The per-ISA part of the device ops (device.h), written once and compiled three times (device_{generic,avx2,
+// avx512}.cc, flags in binding.gyp) into phi4mm::{generic,avx2,avx512}. Every result row is computed by one
+// fixed sequence of operations that depends only on that row's inputs (and, for attention, on its sequence's
+// cached keys), never on how rows are tiled or batched: batch invariance holds bit for bit.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "device.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace phi4mm {
+namespace PHI_NS {
+namespace {
+
+// ---- f32 vectors (the same shapes as kernels_impl.h's, which keeps its own static copy) --------------------
+#if defined(__AVX512F__)
+using vf = __m512;
+constexpr int VL = 16;
+inline vf vzero() { return _mm512_setzero_ps(); }
+inline vf vset1(float x) { return _mm512_set1_ps(x); }
+inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
+inline void vstore(float* p, vf v) { _mm512_storeu_ps(p, v); }
+inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
+inline float vhsum(vf v) { return _mm512_reduce_add_ps(v); }
+inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
+inline vf vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
+inline void vstore_n(float* p, vf v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v); }
+inline vf vload_bf16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+}
+inline vf vload_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+inline void vstore_f16(uint16_t* p, vf v) {
+  _mm256_storeu_si256((__m256i*)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+inline vf vload_i8(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p))); }
+inline float fp16_to_fp32(uint16_t h) { return _cvtsh_ss(h); }
+#elif defined(__AVX2__)
+using vf = __m256;
+constexpr int VL = 8;
+inline vf vzero() { return _mm256_setzero_ps(); }
+inline vf vset1(float x) { return _mm256_set1_ps(x); }
+inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
+inline void vstore(float* p, vf v) { _mm256_storeu_ps(p, v); }
+inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+inline vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+inline vf vmax(vf a, vf b) { return _mm256_max_ps(a, b); }
+inline float vhsum(vf v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+inline float vhmax(vf v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+inline __m256i lane_mask(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+inline vf vload_n(const float* p, int n) { return _mm256_maskload_ps(p, lane_mask(n)); }
+inline void vstore_n(float* p, vf v, int n) { _mm256_maskstore_ps(p, lane_mask(n), v); }
+inline vf vload_bf16(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+inline vf vload_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+inline void vstore_f16(uint16_t* p, vf v) { _mm_storeu_si128((__m128i*)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+inline vf vload_i8(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
+inline float fp16_to_fp32(uint16_t h) { return _cvtsh_ss(h); }
+#else
+typedef float vf __attribute__((vector_size(16)));
+constexpr int VL = 4;
+inline vf vzero() { return vf{0, 0, 0, 0}; }
+inline vf vset1(float x) { return vf{x, x, x, x}; }
+inline vf vload(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
+inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+inline vf vfma(vf a, vf b, vf c) { return a * b + c; }  // two roundings: no FMA in the generic build
+inline vf vmul(vf a, vf b) { return a * b; }
+inline vf vadd(vf a, vf b) { return a + b; }
+inline vf vsub(vf a, vf b) { return a - b; }
+inline vf vmax(vf a, vf b) { return vf{std::max(a[0], b[0]), std::max(a[1], b[1]), std::max(a[2], b[2]), std::max(a[3], b[3])}; }
+inline float vhsum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+inline float vhmax(vf v) { return std::max(std::max(v[0], v[1]), std::max(v[2], v[3])); }
+inline vf vload_n(const float* p, int n) { vf v = vzero(); std::memcpy(&v, p, n * sizeof(float)); return v; }
+inline void vstore_n(float* p, vf v, int n) { std::memcpy(p, &v, n * sizeof(float)); }
+inline vf vload_bf16(const uint16_t* p) {
+  vf v;
+  for (int i = 0; i < 4; i++) { uint32_t u = (uint32_t)p[i] << 16; std::memcpy(&v[i], &u, 4); }
+  return v;
+}
+inline vf vload_f16(const uint16_t* p) {
+  return vf{fp16_to_fp32_soft(p[0]), fp16_to_fp32_soft(p[1]), fp16_to_fp32_soft(p[2]), fp16_to_fp32_soft(p[3])};
+}
+inline vf vload_i8(const int8_t* p) { return vf{(float)p[0], (float)p[1], (float)p[2], (float)p[3]}; }
+inline float fp16_to_fp32(uint16_t h) { return fp16_to_fp32_soft(h); }
+#endif
+
+// f32 → IEEE half bits, round to nearest even (as src/tensor/dtype.ts f32ToF16); the scalar path for tails and
+// the generic build.
+inline uint16_t f32_to_f16_soft(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const uint32_t sign = (u >> 16) & 0x8000, exp = (u >> 23) & 0xff;
+  uint32_t mant = u & 0x7fffff;
+  if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
+  const int e = (int)exp - 127 + 15;
+  if (e >= 31) return (uint16_t)(sign | 0x7c00);
+  if (e <= 0) {
+    if (e < -10) return (uint16_t)sign;
+    mant |= 0x800000;
+    const int shift = 14 - e;
+    uint32_t half = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+  }
+  uint32_t half = ((uint32_t)e << 10) | (mant >> 13);
+  const uint32_t rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
+  return (uint16_t)(sign | half);
+}
+
+// ---- glue ----------------------------------------------------------------------------------------------------
+void rms_norm(const float* x, float* out, const float* w, int rows, int dim, double eps) {
+  constexpr int LANES = 8;  // f64 partial sums: vectorizable, and far below f32 resolution in error
+  for (int r = 0; r < rows; r++) {
+    const float* xr = x + (int64_t)r * dim;
+    float* o = out + (int64_t)r * dim;
+    double acc[LANES] = {};
+    int i = 0;
+    for (; i + LANES <= dim; i += LANES)
+      for (int l = 0; l < LANES; l++) acc[l] += (double)xr[i + l] * (double)xr[i + l];
+    double ss = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < dim; i++) ss += (double)xr[i] * (double)xr[i];
+    const double inv = 1.0 / std::sqrt(ss / dim + eps);
+    for (i = 0; i < dim; i++) o[i] = w[i] * (float)((double)xr[i] * inv);
+  }
+}
+
+// The products of two f32 are exact in f64, so x1·c − x2·s rounds once in f64 and once to f32: the same two
+// roundings as the TypeScript expression on Float32Arrays, hence bit-identical.
+void rope(float* x, int rows, int64_t ld, int off, int nh, int hd, int rd, const float* cos, const float* sin) {
+  const int half = rd / 2;
+  for (int r = 0; r < rows; r++) {
+    const float* c = cos + (int64_t)r * rd;
+    const float* s = sin + (int64_t)r * rd;
+    for (int h = 0; h < nh; h++) {
+      float* o = x + (int64_t)r * ld + off + (int64_t)h * hd;
+      for (int k = 0; k < half; k++) {
+        const double x1 = o[k], x2 = o[k + half];
+        o[k] = (float)(x1 * (double)c[k] - x2 * (double)s[k]);
+        o[k + half] = (float)(x2 * (double)c[k + half] + x1 * (double)s[k + half]);
+      }
+    }
+  }
+}
+
+void to_f16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX2__)
+  for (; i + VL <= n; i += VL) vstore_f16(y + i, vload(x + i));
+#endif
+  for (; i < n; i++) y[i] = f32_to_f16_soft(x[i]);
+}
+
+void from_f16(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + VL <= n; i += VL) vstore(y + i, vload_f16(x + i));
+  for (; i < n; i++) y[i] = fp16_to_fp32(x[i]);
+}
+
+// ---- paged attention ----------------------------------------------------------------------------------------
+// Stored K values as f32 vectors, read in place: f32 as is, f16 through F16C, q8_0 as f16(d)·q in f32 (exactly
+// what dequantize_row_q8_0 gives). c is a multiple of VL; d − c ≥ VL for full vectors.
+template <KvType T>
+inline vf kv_vec(const uint8_t* row, int c) {
+  if constexpr (T == KvType::F32) return vload(reinterpret_cast<const float*>(row) + c);
+  else if constexpr (T == KvType::F16) return vload_f16(reinterpret_cast<const uint16_t*>(row) + c);
+  else {
+    const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row) + c / QK8_0;
+    return vmul(vset1(fp16_to_fp32(b->d)), vload_i8(b->qs + c % QK8_0));
+  }
+}
+// The last n < VL values (zero-filled lanes past them); q8_0 rows never have a tail (d % 32 == 0).
+template <KvType T>
+inline vf kv_tail(const uint8_t* row, int c, int n) {
+  if constexpr (T == KvType::F16) {
+    alignas(64) uint16_t h[VL] = {};
+    std::memcpy(h, reinterpret_cast<const uint16_t*>(row) + c, n * sizeof(uint16_t));
+    return vload_f16(h);
+  }
+  return vload_n(reinterpret_cast<const float*>(row) + c, n);
+}
+
+// s_r = q_r · k over d for nr rows, each K vector loaded (and converted) once for all of them; each row's
+// accumulation is the same chain of FMAs whatever nr is.
+template <int nr, KvType T>
+inline void dot_rows(const float* const* q, const uint8_t* k, int d, float* out) {
+  vf acc[nr];
+  for (int r = 0; r < nr; r++) acc[r] = vzero();
+  int c = 0;
+  for (; c + VL <= d; c += VL) {
+    const vf kv = kv_vec<T>(k, c);
+    for (int r = 0; r < nr; r++) acc[r] = vfma(vload(q[r] + c), kv, acc[r]);
+  }
+  if (c < d) {
+    const vf kv = kv_tail<T>(k, c, d - c);
+    for (int r = 0; r < nr; r++) acc[r] = vfma(vload_n(q[r] + c, d - c), kv, acc[r]);
+  }
+  for (int r = 0; r < nr; r++) out[r] = vhsum(acc[r]);
+}
+
+// Keys this far ahead are prefetched: a kv head's rows of consecutive positions lie nKv·rowBytes apart (a page
+// apart at f32), where the hardware prefetchers do not follow.
+constexpr int PREFETCH_KEYS = 6;
+inline void prefetch_row(const uint8_t* p, int64_t bytes) {
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+}
+
+template <KvType T>
+void scores(const KvPool& kv, const uint8_t* const* krows, int ncols, int first_key_row, int group, int rows,
+            const float* const* q, float* s, int64_t lds) {
+  for (int j = 0; j < ncols; j++) {
+    if (j + PREFETCH_KEYS < ncols) prefetch_row(krows[j + PREFETCH_KEYS], kv.row_bytes);
+    int rr = std::max(0, (j - first_key_row) * group);  // first score row with limit > j
+    for (; rr < rows; rr += 4) {
+      const int nr = std::min(4, rows - rr);
+      float dots[4];
+      switch (nr) {
+        case 1: dot_rows<1, T>(q + rr, krows[j], kv.head_dim, dots); break;
+        case 2: dot_rows<2, T>(q + rr, krows[j], kv.head_dim, dots); break;
+        case 3: dot_rows<3, T>(q + rr, krows[j], kv.head_dim, dots); break;
+        default: dot_rows<4, T>(q + rr, krows[j], kv.head_dim, dots); break;
+      }
+      for (int t = 0; t < nr; t++) s[(int64_t)(rr + t) * lds + j] = dots[t];
+    }
+  }
+}
+
+// In place on s[0..n): s = e^(s·scale − max) with the GEMM kernels' exp; returns 1 / Σ.
+inline float softmax_row(float* s, int n, float scale, void (*exp)(const float*, float*, int)) {
+  const vf vs = vset1(scale);
+  vf mxv = vset1(-INFINITY);
+  int j = 0;
+  for (; j + VL <= n; j += VL) {
+    const vf x = vmul(vload(s + j), vs);
+    vstore(s + j, x);
+    mxv = vmax(mxv, x);
+  }
+  float mx = vhmax(mxv);
+  for (int t = j; t < n; t++) mx = std::max(mx, s[t] = s[t] * scale);
+  const vf vm = vset1(mx);
+  for (j = 0; j + VL <= n; j += VL) vstore(s + j, vsub(vload(s + j), vm));
+  for (int t = j; t < n; t++) s[t] -= mx;
+  exp(s, s, n);
+  vf sumv = vzero();
+  for (j = 0; j + VL <= n; j += VL) sumv = vadd(sumv, vload(s + j));
+  float sum = vhsum(sumv);
+  for (int t = j; t < n; t++) sum += s[t];
+  return 1.f / sum;
+}
+
+#if defined(__AVX512F__)
+constexpr int PQ = 4, PV = 4;  // P·V register tile: 4 score rows × 4 vectors of head dims
+#elif defined(__AVX2__)
+constexpr int PQ = 3, PV = 4;
+#else
+constexpr int PQ = 2, PV = 2;
+#endif
+constexpr int PVA = std::max(PV, QK8_0 / VL);  // vectors of one chunk: a q8_0 chunk is at least one block
+
+// o_r[c0, c0 + w) = inv_r · Σ_{j < n} p_r[j] · v_j[c0, c0 + w) for nq score rows (p_r is zero past row r's
+// own limit, and adding 0·v to a sum that is never −0 is exact, so a row's result does not depend on n).
+template <int nq>
+void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, const float* const* p, const float* inv, int n,
+              int c0, int w) {
+  const int nv = (w + VL - 1) / VL, last = w - (nv - 1) * VL;
+  vf acc[nq][PVA];
+  for (int r = 0; r < nq; r++)
+    for (int t = 0; t < PVA; t++) acc[r][t] = vzero();
+  alignas(64) float tmp[PVA * VL];
+  for (int j = 0; j < n; j++) {
+    if (j + PREFETCH_KEYS < n) prefetch_row(vrows[j + PREFETCH_KEYS] + c0 * kv.row_bytes / kv.head_dim, w * kv.row_bytes / kv.head_dim);
+    vf vv[PVA];
+    switch (kv.type) {
+      case KvType::F32: {
+        const float* v = reinterpret_cast<const float*>(vrows[j]) + c0;
+        for (int t = 0; t < nv; t++) vv[t] = t == nv - 1 && last < VL ? vload_n(v + t * VL, last) : vload(v + t * VL);
+        break;
+      }
+      case KvType::F16: {
+        const uint16_t* v = reinterpret_cast<const uint16_t*>(vrows[j]) + c0;
+        if (last == VL) {
+          for (int t = 0; t < nv; t++) vv[t] = vload_f16(v + t * VL);
+        } else {
+          from_f16(v, tmp, w);
+          for (int t = 0; t < nv; t++) vv[t] = vload(tmp + t * VL);
+        }
+        break;
+      }
+      case KvType::Q8_0: {  // c0 and w are multiples of 32 here (head dims of q8_0 pools are)
+        const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(vrows[j]) + c0 / QK8_0;
+        for (int t = 0; t < nv; t++) {
+          const int e = t * VL;
+          vv[t] = vmul(vset1(fp16_to_fp32(b[e / QK8_0].d)), vload_i8(b[e / QK8_0].qs + e % QK8_0));
+        }
+        break;
+      }
+    }
+    for (int r = 0; r < nq; r++) {
+      const vf pr = vset1(p[r][j]);
+      for (int t = 0; t < nv; t++) acc[r][t] = vfma(pr, vv[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < nq; r++) {
+    const vf sc = vset1(inv[r]);
+    for (int t = 0; t < nv - 1; t++) vstore(o[r] + c0 + t * VL, vmul(acc[r][t], sc));
+    vstore_n(o[r] + c0 + (nv - 1) * VL, vmul(acc[r][nv - 1], sc), last);
+  }
+}
+
+void paged_attention(const PagedArgs& a, const PagedItem& it, float* scratch, int64_t lds, void (*exp)(const float*, float*, int)) {
+  const KvPool& kv = *a.kv;
+  const SeqDesc& s = a.seqs[it.seq];
+  const int d = kv.head_dim, group = a.n_heads / kv.n_kv, nq = it.r1 - it.r0, rows = nq * group;
+  const int ncols = s.start + it.r1;  // keys seen by the last query row
+  // Score row rr = (query it.r0 + rr / group, head kh·group + rr % group); limits grow with rr.
+  auto orow = [&](int rr) { return a.out + (int64_t)(s.row_start + it.r0 + rr / group) * a.n_heads * d + (int64_t)(it.kh * group + rr % group) * d; };
+  auto limit = [&](int rr) { return s.start + it.r0 + rr / group + 1; };
+  // Scratch (paged_scratch_floats): score rows [rows][lds], then pointers (2 floats each): K and V rows of
+  // positions [0, ncols), the score rows' queries.
+  const uint8_t** krows = reinterpret_cast<const uint8_t**>(scratch + (int64_t)rows * lds);
+  const uint8_t** vrows = krows + lds;
+  const float** q = reinterpret_cast<const float**>(vrows + lds);
+  for (int j0 = 0; j0 < ncols; j0 += kv.block_size) {
+    const int blk = s.blocks[j0 / kv.block_size], n = std::min(kv.block_size, ncols - j0);
+    const uint8_t* k0 = kv.row(kv.k, a.layer, blk, 0, it.kh);
+    const uint8_t* v0 = kv.row(kv.v, a.layer, blk, 0, it.kh);
+    const int64_t step = (int64_t)kv.n_kv * kv.row_bytes;
+    for (int t = 0; t < n; t++) { krows[j0 + t] = k0 + t * step; vrows[j0 + t] = v0 + t * step; }
+  }
+  for (int rr = 0; rr < rows; rr++)
+    q[rr] = a.q + (int64_t)(s.row_start + it.r0 + rr / group) * a.ldq + a.q_offset + (int64_t)(it.kh * group + rr % group) * d;
+
+  // S = Q·Kᵀ, key by key: each K row is read once and dotted with every score row that sees it.
+  switch (kv.type) {
+    case KvType::F32: scores<KvType::F32>(kv, krows, ncols, s.start + it.r0, group, rows, q, scratch, lds); break;
+    case KvType::F16: scores<KvType::F16>(kv, krows, ncols, s.start + it.r0, group, rows, q, scratch, lds); break;
+    case KvType::Q8_0: scores<KvType::Q8_0>(kv, krows, ncols, s.start + it.r0, group, rows, q, scratch, lds); break;
+  }
+  // Softmax per score row over its own keys; the rest of the block's key range becomes 0.
+  float inv[PQ];
+  for (int r0 = 0; r0 < rows; r0 += PQ) {
+    const int nr = std::min(PQ, rows - r0);
+    const float* p[PQ];
+    float* o[PQ];
+    for (int r = 0; r < nr; r++) {
+      float* sr = scratch + (int64_t)(r0 + r) * lds;
+      const int n = limit(r0 + r);
+      inv[r] = softmax_row(sr, n, a.scale, exp);
+      std::fill(sr + n, sr + limit(r0 + nr - 1), 0.f);
+      p[r] = sr;
+      o[r] = orow(r0 + r);
+    }
+    const int n = limit(r0 + nr - 1);
+    // Head dims in chunks of ≤ PV vectors (q8_0 chunks stay on 32-value block boundaries).
+    const int step = kv.type == KvType::Q8_0 ? PVA * VL / QK8_0 * QK8_0 : PV * VL;
+    for (int c0 = 0; c0 < d; c0 += step) {
+      const int w = std::min(step, d - c0);
+      switch (nr) {
+        case 1: pv_chunk<1>(kv, vrows, o, p, inv, n, c0, w); break;
+        case 2: pv_chunk<2>(kv, vrows, o, p, inv, n, c0, w); break;
+        case 3: if constexpr (PQ >= 3) pv_chunk<3>(kv, vrows, o, p, inv, n, c0, w); break;
+        case 4: if constexpr (PQ >= 4) pv_chunk<4>(kv, vrows, o, p, inv, n, c0, w); break;
+      }
+    }
+  }
+}
+
+// ---- row-invariant GEMM for LoRA ------------------------------------------------------------------------------
+#if defined(__AVX512F__)
+constexpr int GM = 4, GN = 4;
+#elif defined(__AVX2__)
+constexpr int GM = 3, GN = 4;
+#else
+constexpr int GM = 2, GN = 2;
+#endif
+
+template <WType T>
+inline vf loadw(const void* b, int64_t i) {
+  if constexpr (T == WType::F32) return vload((const float*)b + i);
+  else if constexpr (T == WType::BF16) return vload_bf16((const uint16_t*)b + i);
+  else return vload_f16((const uint16_t*)b + i);
+}
+template <WType T>
+inline vf loadw_tail(const void* b, int64_t i, int n) {
+  if constexpr (T == WType::F32) return vload_n((const float*)b + i, n);
+  alignas(64) uint16_t h[VL] = {};
+  std::memcpy(h, (const uint16_t*)b + i, n * sizeof(uint16_t));
+  return T == WType::BF16 ? vload_bf16(h) : vload_f16(h);
+}
+
+template <int mr, int nr, WType T>
+inline void gemm_tile(const float* x, int64_t ldx, const void* w, int64_t ldw, float* y, int64_t ldy, int k, int i0, int j0,
+                      float alpha, bool accumulate) {
+  vf acc[mr][nr];
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) acc[i][j] = vzero();
+  int kk = 0;
+  for (; kk + VL <= k; kk += VL) {
+    vf xv[mr];
+    for (int i = 0; i < mr; i++) xv[i] = vload(x + (int64_t)(i0 + i) * ldx + kk);
+    for (int j = 0; j < nr; j++) {
+      const vf wv = loadw<T>(w, (int64_t)(j0 + j) * ldw + kk);
+      for (int i = 0; i < mr; i++) acc[i][j] = vfma(xv[i], wv, acc[i][j]);
+    }
+  }
+  if (kk < k) {
+    vf xv[mr];
+    for (int i = 0; i < mr; i++) xv[i] = vload_n(x + (int64_t)(i0 + i) * ldx + kk, k - kk);
+    for (int j = 0; j < nr; j++) {
+      const vf wv = loadw_tail<T>(w, (int64_t)(j0 + j) * ldw + kk, k - kk);
+      for (int i = 0; i < mr; i++) acc[i][j] = vfma(xv[i], wv, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < mr; i++) {
+    float* yr = y + (int64_t)(i0 + i) * ldy + j0;
+    for (int j = 0; j < nr; j++) {
+      const float dot = vhsum(acc[i][j]);
+      yr[j] = accumulate ? yr[j] + alpha * dot : dot;
+    }
+  }
+}
+
+template <int nr, WType T>
+inline void gemm_tile_m(int mr, const float* x, int64_t ldx, const void* w, int64_t ldw, float* y, int64_t ldy, int k, int i0,
+                        int j0, float alpha, bool acc) {
+  switch (mr) {
+    case 1: gemm_tile<1, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
+    case 2: if constexpr (GM >= 2) gemm_tile<2, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
+    case 3: if constexpr (GM >= 3) gemm_tile<3, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
+    case 4: if constexpr (GM >= 4) gemm_tile<4, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
+  }
+}
+
+template <WType T>
+void gemm_rows_t(const float* x, int64_t ldx, const void* w, int64_t ldw, float* y, int64_t ldy, int m, int k, int n0, int n1,
+                 float alpha, bool acc) {
+  for (int j0 = n0; j0 < n1; j0 += GN) {
+    const int nr = std::min(GN, n1 - j0);
+    for (int i0 = 0; i0 < m; i0 += GM) {
+      const int mr = std::min(GM, m - i0);
+      if (nr == GN) gemm_tile_m<GN, T>(mr, x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc);
+      else for (int j = 0; j < nr; j++) gemm_tile_m<1, T>(mr, x, ldx, w, ldw, y, ldy, k, i0, j0 + j, alpha, acc);
+    }
+  }
+}
+
+void gemm_rows(const float* x, int64_t ldx, const void* w, WType wt, int64_t ldw, float* y, int64_t ldy, int m, int k, int n0,
+               int n1, float alpha, bool acc) {
+  switch (wt) {
+    case WType::F32: gemm_rows_t<WType::F32>(x, ldx, w, ldw, y, ldy, m, k, n0, n1, alpha, acc); break;
+    case WType::BF16: gemm_rows_t<WType::BF16>(x, ldx, w, ldw, y, ldy, m, k, n0, n1, alpha, acc); break;
+    case WType::F16: gemm_rows_t<WType::F16>(x, ldx, w, ldw, y, ldy, m, k, n0, n1, alpha, acc); break;
+  }
+}
+
+}  // namespace
+
+extern const DeviceKernels device_kernels = {
+#if defined(__AVX512F__)
+    "avx512",
+#elif defined(__AVX2__)
+    "avx2",
+#else
+    "scalar",
+#endif
+    rms_norm, rope, to_f16, from_f16, paged_attention, gemm_rows,
+};
+
+}  // namespace PHI_NS
+}  // namespace phi4mm

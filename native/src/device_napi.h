@@ -1,0 +1,76 @@
+// Shared by glue.cc and paged_attention.cc: argument readers for the device ops' N-API functions, and the
+// addon state they use (defined in addon.cc: the pool and the active GEMM kernel table).
+#pragma once
+#include <napi.h>
+
+#include <cmath>
+#include <string>
+
+#include "device.h"
+#include "pool.h"
+
+namespace phi4mm {
+
+Pool& shared_pool();
+const Kernels& active_kernels();
+// The device ops' table of the ISA the GEMM kernels run on (setIsa switches both).
+const DeviceKernels& active_device_kernels();
+
+void register_glue(Napi::Env env, Napi::Object exports);
+void register_paged_kv(Napi::Env env, Napi::Object exports);
+
+namespace dev {
+
+struct Bytes {
+  uint8_t* data;
+  size_t size;
+};
+
+inline Napi::Error range(const Napi::Env& env, const std::string& msg) { return Napi::RangeError::New(env, msg); }
+
+inline Bytes typed(const Napi::CallbackInfo& info, int i, const char* what) {
+  if (!info[i].IsTypedArray()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a typed array");
+  auto t = info[i].As<Napi::TypedArray>();
+  return {static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), t.ByteLength()};
+}
+
+inline int64_t integer(const Napi::CallbackInfo& info, int i, const char* what) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (v != std::floor(v) || std::fabs(v) > 9007199254740991.0) throw range(info.Env(), std::string(what) + " must be an integer");
+  return (int64_t)v;
+}
+
+// A non-negative int.
+inline int count(const Napi::CallbackInfo& info, int i, const char* what) {
+  const int64_t v = integer(info, i, what);
+  if (v < 0 || v > 0x7fffffff) throw range(info.Env(), std::string(what) + " out of range: " + std::to_string(v));
+  return (int)v;
+}
+
+inline double number(const Napi::CallbackInfo& info, int i, const char* what) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+inline void need(const Napi::Env& env, const Bytes& b, uint64_t bytes, const char* what) {
+  if (b.size < bytes)
+    throw range(env, std::string(what) + ": buffer has " + std::to_string(b.size) + " bytes, needs " + std::to_string(bytes));
+}
+
+// Runs fn(i0, i1) over [0, n) on the pool when there is enough work (work = n · cost in element operations),
+// else inline: decode-sized glue ops cost less than waking the workers.
+template <typename F>
+void parallel_for(int n, int64_t cost, F&& fn) {
+  constexpr int64_t MIN_PARALLEL_WORK = 1 << 18;  // ~1 MB of f32 traffic: less is faster inline than a pool wake-up
+  Pool& pool = shared_pool();
+  if (pool.threads() == 1 || n < 2 || (int64_t)n * cost < MIN_PARALLEL_WORK) {
+    fn(0, n);
+    return;
+  }
+  const int tasks = std::min(n, pool.threads() * 4), per = (n + tasks - 1) / tasks;
+  pool.run((n + per - 1) / per, [&](int t, int) { fn(t * per, std::min(n, (t + 1) * per)); });
+}
+
+}  // namespace dev
+}  // namespace phi4mm

@@ -1,0 +1,304 @@
+// N-API side of the device glue ops (src/tensor/device.ts): rmsNorm, rope, swiglu, add, embedding, gatherRows
+// and LoRA row segments. Activations are f32 typed arrays read and written in place; one call covers all rows.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "device_napi.h"
+
+namespace phi4mm {
+
+const DeviceKernels& active_device_kernels() {
+  const std::string name = active_kernels().name;
+  if (name == avx512::device_kernels.name) return avx512::device_kernels;
+  if (name == avx2::device_kernels.name) return avx2::device_kernels;
+  return generic::device_kernels;
+}
+
+namespace {
+using namespace dev;
+
+float* f32(const Bytes& b) { return reinterpret_cast<float*>(b.data); }
+
+// rmsNorm(x, rows, dim, weight, eps, out)
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes x = typed(info, 0, "x"), w = typed(info, 3, "weight"), out = typed(info, 5, "out");
+  const int rows = count(info, 1, "rows"), dim = count(info, 2, "dim");
+  const double eps = number(info, 4, "eps");
+  need(env, x, (uint64_t)rows * dim * 4, "rmsNorm x");
+  need(env, w, (uint64_t)dim * 4, "rmsNorm weight");
+  need(env, out, (uint64_t)rows * dim * 4, "rmsNorm out");
+  const DeviceKernels& D = active_device_kernels();
+  parallel_for(rows, dim, [&](int r0, int r1) {
+    D.rms_norm(f32(x) + (int64_t)r0 * dim, f32(out) + (int64_t)r0 * dim, f32(w), r1 - r0, dim, eps);
+  });
+  return env.Undefined();
+}
+
+// rope(x, rows, rowStride, offset, nHeads, headDim, rotaryDim, cos, sin)
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes x = typed(info, 0, "x"), cos = typed(info, 7, "cos"), sin = typed(info, 8, "sin");
+  const int rows = count(info, 1, "rows"), ld = count(info, 2, "rowStride"), off = count(info, 3, "offset"),
+            nh = count(info, 4, "nHeads"), hd = count(info, 5, "headDim"), rd = count(info, 6, "rotaryDim");
+  if (rd % 2 != 0 || rd > hd) throw range(env, "rope: rotaryDim " + std::to_string(rd) + " must be even and at most headDim " + std::to_string(hd));
+  if ((int64_t)off + (int64_t)nh * hd > ld) throw range(env, "rope: heads end past the row stride " + std::to_string(ld));
+  if (rows > 0) need(env, x, ((uint64_t)(rows - 1) * ld + off + (uint64_t)nh * hd) * 4, "rope x");
+  need(env, cos, (uint64_t)rows * rd * 4, "rope cos");
+  need(env, sin, (uint64_t)rows * rd * 4, "rope sin");
+  const DeviceKernels& D = active_device_kernels();
+  parallel_for(rows, (int64_t)nh * rd, [&](int r0, int r1) {
+    D.rope(f32(x) + (int64_t)r0 * ld, r1 - r0, ld, off, nh, hd, rd, f32(cos) + (int64_t)r0 * rd, f32(sin) + (int64_t)r0 * rd);
+  });
+  return env.Undefined();
+}
+
+// swiglu(gu, rows, inter, out): out[r] = up · gate / (1 + e^−gate), gu[r] = [gate | up]; e^x is the GEMM
+// kernels' vectorized exp (≤ 2 ulp).
+Napi::Value Swiglu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes gu = typed(info, 0, "gu"), out = typed(info, 3, "out");
+  const int rows = count(info, 1, "rows"), inter = count(info, 2, "inter");
+  need(env, gu, (uint64_t)rows * inter * 8, "swiglu gu");
+  need(env, out, (uint64_t)rows * inter * 4, "swiglu out");
+  const Kernels& K = active_kernels();
+  parallel_for(rows, inter, [&](int r0, int r1) {
+    for (int r = r0; r < r1; r++) {
+      const float* g = f32(gu) + (int64_t)r * 2 * inter;
+      const float* u = g + inter;
+      float* o = f32(out) + (int64_t)r * inter;
+      for (int i = 0; i < inter; i++) o[i] = -g[i];
+      K.exp(o, o, inter);
+      for (int i = 0; i < inter; i++) o[i] = u[i] * (g[i] / (1.f + o[i]));
+    }
+  });
+  return env.Undefined();
+}
+
+// addInPlace(x, y, n, alpha): x[0:n] += alpha · y[0:n] (alpha 1: a plain add, 1·y being exact)
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes x = typed(info, 0, "x"), y = typed(info, 1, "y");
+  const int64_t n = integer(info, 2, "n");
+  const float alpha = (float)number(info, 3, "alpha");
+  if (n < 0) throw range(env, "add: n must be non-negative");
+  need(env, x, (uint64_t)n * 4, "add x");
+  need(env, y, (uint64_t)n * 4, "add y");
+  constexpr int64_t CHUNK = 1 << 14;
+  float* a = f32(x);
+  const float* b = f32(y);
+  parallel_for((int)((n + CHUNK - 1) / CHUNK), CHUNK, [&](int c0, int c1) {
+    const int64_t i1 = std::min(n, (int64_t)c1 * CHUNK);
+    for (int64_t i = (int64_t)c0 * CHUNK; i < i1; i++) a[i] += alpha * b[i];
+  });
+  return env.Undefined();
+}
+
+// ---- embedding rows: dequantizers bit-exact with src/quant (this target has no FMA contraction) ----
+enum EmbType { EMB_F32 = 0, EMB_BF16 = 1, EMB_F16 = 2, EMB_Q4_K = 3, EMB_Q8_0 = 4 };
+
+void dequant_q8_0_row(const uint8_t* src, float* dst, int k) {
+  for (int b = 0; b < k / QK8_0; b++) {
+    const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(src) + b;
+    const float d = fp16_to_fp32_soft(blk->d);
+    for (int j = 0; j < QK8_0; j++) dst[b * QK8_0 + j] = d * (float)blk->qs[j];
+  }
+}
+
+// One Q4_K super-block as stored.
+struct BlockQ4_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];  // 6-bit scales and mins of 8 sub-blocks
+  uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(BlockQ4_K) == BLOCK_Q4_K_BYTES, "Q4_K block is 144 bytes");
+
+void dequant_q4_k_row(const uint8_t* src, float* dst, int k) {
+  for (int b = 0; b < k / QK_K; b++) {
+    const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(src) + b;
+    const float d = fp16_to_fp32_soft(blk->d), dmin = fp16_to_fp32_soft(blk->dmin);
+    const uint8_t* s = blk->scales;
+    float* y = dst + b * QK_K;
+    for (int c = 0; c < 4; c++) {
+      uint8_t sc[2], mn[2];
+      for (int h = 0; h < 2; h++) {  // get_scale_min_k4(2c + h)
+        const int j = 2 * c + h;
+        if (j < 4) { sc[h] = s[j] & 63; mn[h] = s[j + 4] & 63; }
+        else { sc[h] = (s[j + 4] & 0xf) | ((s[j - 4] >> 6) << 4); mn[h] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4); }
+      }
+      const float d1 = d * sc[0], m1 = dmin * mn[0], d2 = d * sc[1], m2 = dmin * mn[1];
+      const uint8_t* q = blk->qs + 32 * c;
+      for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xf) - m1;
+      for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+    }
+  }
+}
+
+// embedding(table, type, elemOffset, vocab, dim, ids, out)
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes table = typed(info, 0, "table"), ids = typed(info, 5, "ids"), out = typed(info, 6, "out");
+  const int type = count(info, 1, "type"), vocab = count(info, 3, "vocab"), dim = count(info, 4, "dim");
+  const int64_t off = integer(info, 2, "elemOffset");
+  if (type > EMB_Q8_0) throw range(env, "embedding: type must be 0 f32, 1 bf16, 2 f16, 3 q4_k or 4 q8_0");
+  const int n = (int)(ids.size / 4);
+  int64_t row_bytes;
+  switch (type) {
+    case EMB_F32: row_bytes = (int64_t)dim * 4; break;
+    case EMB_BF16: case EMB_F16: row_bytes = (int64_t)dim * 2; break;
+    case EMB_Q4_K:
+      if (dim % QK_K) throw range(env, "embedding: q4_k rows need a multiple of 256 values");
+      row_bytes = (int64_t)dim / QK_K * BLOCK_Q4_K_BYTES;
+      break;
+    default:
+      if (dim % QK8_0) throw range(env, "embedding: q8_0 rows need a multiple of 32 values");
+      row_bytes = (int64_t)dim / QK8_0 * BLOCK_Q8_0_BYTES;
+  }
+  const int64_t off_bytes = off * (type == EMB_F32 ? 4 : type <= EMB_F16 ? 2 : 0);
+  need(env, table, (uint64_t)off_bytes + (uint64_t)vocab * row_bytes, "embedding table");
+  need(env, out, (uint64_t)n * dim * 4, "embedding out");
+  const int32_t* id = reinterpret_cast<const int32_t*>(ids.data);
+  for (int i = 0; i < n; i++)
+    if (id[i] < 0 || id[i] >= vocab)
+      throw range(env, "embedding: token id " + std::to_string(id[i]) + " at " + std::to_string(i) + " is outside [0, " + std::to_string(vocab) + ")");
+  const DeviceKernels& D = active_device_kernels();
+  parallel_for(n, dim, [&](int i0, int i1) {
+    for (int i = i0; i < i1; i++) {
+      const uint8_t* row = table.data + off_bytes + id[i] * row_bytes;
+      float* o = f32(out) + (int64_t)i * dim;
+      switch (type) {
+        case EMB_F32: std::memcpy(o, row, (size_t)dim * 4); break;
+        case EMB_BF16: {
+          const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
+          uint32_t* u = reinterpret_cast<uint32_t*>(o);
+          for (int c = 0; c < dim; c++) u[c] = (uint32_t)h[c] << 16;
+          break;
+        }
+        case EMB_F16: D.from_f16(reinterpret_cast<const uint16_t*>(row), o, dim); break;
+        case EMB_Q4_K: dequant_q4_k_row(row, o, dim); break;
+        default: dequant_q8_0_row(row, o, dim);
+      }
+    }
+  });
+  return env.Undefined();
+}
+
+// gatherRows(x, dim, rows, out): out[i] = x[rows[i]]
+Napi::Value GatherRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes x = typed(info, 0, "x"), rows = typed(info, 2, "rows"), out = typed(info, 3, "out");
+  const int dim = count(info, 1, "dim");
+  const int n = (int)(rows.size / 4);
+  const int64_t have = dim == 0 ? 0 : (int64_t)(x.size / 4) / dim;
+  need(env, out, (uint64_t)n * dim * 4, "gatherRows out");
+  const int32_t* r = reinterpret_cast<const int32_t*>(rows.data);
+  for (int i = 0; i < n; i++)
+    if (r[i] < 0 || r[i] >= have)
+      throw range(env, "gatherRows: row " + std::to_string(r[i]) + " at " + std::to_string(i) + " is outside the buffer's " + std::to_string(have) + " rows");
+  for (int i = 0; i < n; i++) std::memmove(f32(out) + (int64_t)i * dim, f32(x) + (int64_t)r[i] * dim, (size_t)dim * 4);
+  return env.Undefined();
+}
+
+// ---- LoRA row segments ----
+struct LoraSeg {
+  int row0, rows, r;
+  const void* a; WType at;  // [r, k]
+  const void* b; WType bt;  // [n, r]
+  float scale;
+};
+
+WType wtype_of(const Napi::Env& env, int64_t t) {
+  if (t < 0 || t > 2) throw range(env, "lora: A and B must be f32, bf16 or f16 (type 0, 1 or 2)");
+  return (WType)t;
+}
+
+// loraAdd(x, m, k, out, n, segs): segs is a flat array, per segment
+// [rowStart, rows, r, A, aType, aOffset, B, bType, bOffset, scale]; out[rows] += scale · (x[rows]·Aᵀ)·Bᵀ.
+// Both products go through the row-invariant GEMM (all of K per output), so a row's delta is the same
+// whichever rows share its segment.
+constexpr int LORA_FIELDS = 10;
+std::vector<float> g_lora_ax;
+
+Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes x = typed(info, 0, "x"), out = typed(info, 3, "out");
+  const int m = count(info, 1, "m"), k = count(info, 2, "k"), n = count(info, 4, "n");
+  if (!info[5].IsArray()) throw Napi::TypeError::New(env, "lora: segments must be an array");
+  Napi::Array arr = info[5].As<Napi::Array>();
+  if (arr.Length() % LORA_FIELDS) throw range(env, "lora: segment array length is not a multiple of 10");
+  need(env, x, (uint64_t)m * k * 4, "lora x");
+  need(env, out, (uint64_t)m * n * 4, "lora out");
+  std::vector<LoraSeg> segs;
+  int64_t ax_size = 0;
+  for (uint32_t s = 0; s < arr.Length(); s += LORA_FIELDS) {
+    auto num = [&](uint32_t f) {
+      Napi::Value v = arr.Get(s + f);
+      if (!v.IsNumber()) throw Napi::TypeError::New(env, "lora: segment field " + std::to_string(f) + " must be a number");
+      return v.As<Napi::Number>().DoubleValue();
+    };
+    auto buf = [&](uint32_t f) {
+      Napi::Value v = arr.Get(s + f);
+      if (!v.IsTypedArray()) throw Napi::TypeError::New(env, "lora: A and B must be typed arrays");
+      auto t = v.As<Napi::TypedArray>();
+      return Bytes{static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), t.ByteLength()};
+    };
+    LoraSeg g;
+    g.row0 = (int)num(0); g.rows = (int)num(1); g.r = (int)num(2);
+    if (g.row0 < 0 || g.rows < 0 || (int64_t)g.row0 + g.rows > m) throw range(env, "lora: segment rows [" + std::to_string(g.row0) + ", " + std::to_string(g.row0 + g.rows) + ") outside the " + std::to_string(m) + " rows");
+    if (g.r < 1) throw range(env, "lora: rank must be positive");
+    g.at = wtype_of(env, (int64_t)num(4));
+    g.bt = wtype_of(env, (int64_t)num(7));
+    const int64_t aoff = (int64_t)num(5), boff = (int64_t)num(8);
+    const Bytes A = buf(3), B = buf(6);
+    const int ae = g.at == WType::F32 ? 4 : 2, be = g.bt == WType::F32 ? 4 : 2;
+    need(env, A, (uint64_t)(aoff + (int64_t)g.r * k) * ae, "lora A");
+    need(env, B, (uint64_t)(boff + (int64_t)n * g.r) * be, "lora B");
+    g.a = A.data + aoff * ae;
+    g.b = B.data + boff * be;
+    g.scale = (float)num(9);
+    segs.push_back(g);
+    ax_size += (int64_t)g.rows * g.r;
+  }
+  if (segs.empty() || m == 0) return env.Undefined();
+  if ((int64_t)g_lora_ax.size() < ax_size) g_lora_ax.resize(ax_size);
+  std::vector<float*> ax(segs.size());
+  for (size_t s = 0, o = 0; s < segs.size(); o += (size_t)segs[s].rows * segs[s].r, s++) ax[s] = g_lora_ax.data() + o;
+  const DeviceKernels& D = active_device_kernels();
+  // Work items: (segment, column chunk) for each of the two products.
+  constexpr int COLS = 32;
+  auto run = [&](bool second) {
+    std::vector<std::pair<int, int>> items;
+    for (size_t s = 0; s < segs.size(); s++) {
+      if (segs[s].rows == 0) continue;
+      const int cols = second ? n : segs[s].r;
+      for (int c = 0; c < cols; c += COLS) items.push_back({(int)s, c});
+    }
+    shared_pool().run((int)items.size(), [&](int t, int) {
+      const LoraSeg& g = segs[items[t].first];
+      const int c0 = items[t].second;
+      if (!second) {
+        D.gemm_rows(f32(x) + (int64_t)g.row0 * k, k, g.a, g.at, k, ax[items[t].first], g.r, g.rows, k, c0, std::min(g.r, c0 + COLS), 1.f, false);
+      } else {
+        D.gemm_rows(ax[items[t].first], g.r, g.b, g.bt, g.r, f32(out) + (int64_t)g.row0 * n, n, g.rows, g.r, c0, std::min(n, c0 + COLS), g.scale, true);
+      }
+    });
+  };
+  run(false);
+  run(true);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void register_glue(Napi::Env env, Napi::Object exports) {
+  exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm));
+  exports.Set("rope", Napi::Function::New(env, Rope));
+  exports.Set("swiglu", Napi::Function::New(env, Swiglu));
+  exports.Set("addInPlace", Napi::Function::New(env, Add));
+  exports.Set("embedding", Napi::Function::New(env, Embedding));
+  exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
+  exports.Set("loraAdd", Napi::Function::New(env, LoraAdd));
+}
+
+}  // namespace phi4mm
