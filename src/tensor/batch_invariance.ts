@@ -7,9 +7,9 @@
 // A stop-gap until the f32-family GEMM is batch invariant itself (it could slice K the same way for every M);
 // test/engine/batch_invariance checks the device's linear for every weight type, ISA and thread count.
 import type { Tensor } from './tensor.js';
+import type { AttentionParams } from './backend.js';
 import type { Buf, LoraSegment } from './device.js';
 import { HostBuf, NativeDevice } from './native_device.js';
-import type { AttentionParams } from './backend.js';
 
 /** Rows above which the f32-family GEMM slices K on every ISA (2·MR ≤ 8). */
 const F32_SLICED_MIN_ROWS = 9;
@@ -35,4 +35,27 @@ export class InvariantNativeDevice extends NativeDevice {
     super.linear(px, rows, w, py, lora); // the segments cover rows < m only
     out.data.set(py.data.subarray(0, m * n));
   }
+}
+
+/**
+ * The v1 native attention kernel tiles queries (score tiles of 6 queries, P·V tiles of 4, packed K for long
+ * blocks), so a query's result depends on how many share the call (measured: ≤ 1.5e-7 apart). Calling it one
+ * query row at a time (each row over its own causal prefix) makes every row independent of the batch; for a
+ * HostDevice over the native backend (the native device has its own paged attention).
+ */
+export function rowByRowAttention(attention: (p: AttentionParams) => Float32Array): (p: AttentionParams) => Float32Array {
+  return (p) => {
+    if (p.causalOffset === undefined || p.mask || p.bias) return attention(p); // not the decoder's shape
+    const { tq, nHeads, nKvHeads, headDim: d, causalOffset: off } = p;
+    const qRow = nHeads * d, kvRow = nKvHeads * d;
+    const out = p.out ?? new Float32Array(tq * qRow);
+    for (let i = 0; i < tq; i++) {
+      const tk = off + i + 1;
+      attention({
+        ...p, q: p.q.subarray(i * qRow, (i + 1) * qRow), k: p.k.subarray(0, tk * kvRow), v: p.v.subarray(0, tk * kvRow),
+        tq: 1, tk, causalOffset: off + i, out: out.subarray(i * qRow, (i + 1) * qRow),
+      });
+    }
+    return out;
+  };
 }
