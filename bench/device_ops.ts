@@ -57,6 +57,7 @@ const report: Record<string, string> = {};
 for (const [name, dv] of [['native', dev], ['host', hostDev]] as [string, DeviceOps][])
 for (const dtype of ['f32', 'f16'] as KvDType[]) {
   const dev = dv;
+  const up = (a: Float32Array): Buf => { const b = dev.alloc(a.length); dev.upload(a, b); return b; };
   const C = DECODE_CONTEXT, d = HEAD_DIM, w = (HEADS + 2 * KV_HEADS) * d;
   const kv = dev.allocKv({ layers: 1, numBlocks: C / 16, blockSize: 16, nKvHeads: KV_HEADS, headDim: d, dtype });
   const table = Int32Array.from({ length: C / 16 }, (_, i) => i);
