@@ -1,6 +1,6 @@
 // The native device at Phi-4-mini shapes (decode linears raw and through the device), and the paged attention of the native device against the host device's (K/V gathered to
 // f32, the v1 kernel one query row per call):
-// - decode linears: a raw 1-row native call against the device's (bf16 LoRA A padded to 9 rows);
+// - decode linears: a raw 1-row native call against the device's (bf16 LoRA A);
 // - prefill attention over T rows: the v1 kernel on contiguous K/V against the device's paged attention;
 // - one decode step's paged attention per layer at a long context: f32 vs f16 store.
 // Usage: npx tsx bench/device_ops.ts [threads]   (medians of a few runs; the machine's load shows in them)
@@ -39,7 +39,7 @@ const report: Record<string, string> = {};
   const a = new Tensor('bf16', [LORA_RANK, HIDDEN], encodeBf16(rand(LORA_RANK * HIDDEN)));
   const ya = new Float32Array(LORA_RANK), yab = dev.alloc(LORA_RANK);
   report['bf16 LoRA A decode, raw M=1'] = fmt(median(() => be.linear(x, 1, a, null, ya)));
-  report['bf16 LoRA A decode, device (padded to 9)'] = fmt(median(() => dev.linear(xb, 1, a, yab)));
+  report['bf16 LoRA A decode, device'] = fmt(median(() => dev.linear(xb, 1, a, yab)));
 }
 {
   const T = PREFILL_ROWS, d = HEAD_DIM;
