@@ -72,6 +72,7 @@ function timed(be: Backend): { be: Backend; t: { linear: number; attention: numb
     linear: (x, m, w, bias, out) => { const s = performance.now(); const y = be.linear(x, m, w, bias, out); t.linear += performance.now() - s; return y; },
     matmul: (a, b, m, k, n, tb, out) => be.matmul(a, b, m, k, n, tb, out),
     attention: (p: AttentionParams) => { const s = performance.now(); const y = be.attention(p); t.attention += performance.now() - s; return y; },
+    device: be.device, // the encoders do not use it
   };
   return { be: wrap, t };
 }

@@ -6,7 +6,7 @@
 //   f32 attention kernel on the same shapes.
 // Usage: npx tsx bench/device.ts [glue|lora|attention]   (default all; the last line is one JSON object of µs per call)
 import { NativeBackend } from '../src/tensor/native.js';
-import { HostBuf } from '../src/tensor/native_device.js';
+import { HostBuf } from '../src/tensor/host_device.js';
 import { rmsNorm } from '../src/tensor/ops.js';
 import { applyRope } from '../src/models/phi4mm/rope.js';
 import { encodeBf16, encodeF16 } from '../src/tensor/dtype.js';
@@ -42,7 +42,7 @@ function timeUs(fn: () => void): number {
 }
 
 const be = NativeBackend.create();
-const dev = be.device();
+const dev = be.device;
 const results: Record<string, number> = {};
 const report = (name: string, us: number) => {
   results[name] = us;

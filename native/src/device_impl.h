@@ -128,19 +128,17 @@ inline uint16_t f32_to_f16_soft(float x) {
 }
 
 // ---- glue ----------------------------------------------------------------------------------------------------
+// Σx² in f64 in index order, 1/sqrt(Σx²/dim + eps) in f64, fround(x·inv), then ·w in f32: the TypeScript
+// expressions' operations in their order, so bit-identical with the host device. The serial f64 sum (4 cycles a
+// value) costs ~4 µs per 3,072-value row.
 void rms_norm(const float* x, float* out, const float* w, int rows, int dim, double eps) {
-  constexpr int LANES = 8;  // f64 partial sums: vectorizable, and far below f32 resolution in error
   for (int r = 0; r < rows; r++) {
     const float* xr = x + (int64_t)r * dim;
     float* o = out + (int64_t)r * dim;
-    double acc[LANES] = {};
-    int i = 0;
-    for (; i + LANES <= dim; i += LANES)
-      for (int l = 0; l < LANES; l++) acc[l] += (double)xr[i + l] * (double)xr[i + l];
-    double ss = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < dim; i++) ss += (double)xr[i] * (double)xr[i];
+    double ss = 0;
+    for (int i = 0; i < dim; i++) ss += (double)xr[i] * (double)xr[i];
     const double inv = 1.0 / std::sqrt(ss / dim + eps);
-    for (i = 0; i < dim; i++) o[i] = w[i] * (float)((double)xr[i] * inv);
+    for (int i = 0; i < dim; i++) o[i] = w[i] * (float)((double)xr[i] * inv);
   }
 }
 
@@ -177,24 +175,27 @@ void from_f16(const uint16_t* x, float* y, int64_t n) {
 }
 
 // ---- paged attention ----------------------------------------------------------------------------------------
-// Stored K values as f32 vectors, read in place: f32 as is, f16 through F16C, q8_0 as f16(d)·q in f32 (exactly
-// what dequantize_row_q8_0 gives). c is a multiple of VL; d − c ≥ VL for full vectors.
+// Stored K/V values [c, c + VL) as f32, read in place: f32 as is, f16 through F16C, q8_0 as f16(d)·q in f32
+// (what dequantize_row_q8_0 gives). c is a multiple of VL, so a vector never straddles a q8_0 group (VL | 32).
 template <KvType T>
-inline vf kv_vec(const uint8_t* row, int c) {
+inline vf kv_vec(const uint8_t* row, int c, int groups) {
   if constexpr (T == KvType::F32) return vload(reinterpret_cast<const float*>(row) + c);
   else if constexpr (T == KvType::F16) return vload_f16(reinterpret_cast<const uint16_t*>(row) + c);
   else {
-    const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row) + c / QK8_0;
-    return vmul(vset1(fp16_to_fp32(b->d)), vload_i8(b->qs + c % QK8_0));
+    const float d = fp16_to_fp32(load_u16(row + 2 * (c / QK8_0)));
+    return vmul(vset1(d), vload_i8(reinterpret_cast<const int8_t*>(row + 2 * groups) + c));
   }
 }
-// The last n < VL values (zero-filled lanes past them); q8_0 rows never have a tail (d % 32 == 0).
+// The last n < VL values. f32/f16: zero-filled lanes past them; q8_0: a whole vector (≤ VL − 1 bytes past the
+// row, inside the pool's KV_ROW_OVERREAD), whose extra lanes meet zero query lanes or are never stored.
 template <KvType T>
-inline vf kv_tail(const uint8_t* row, int c, int n) {
+inline vf kv_tail(const uint8_t* row, int c, int n, int groups) {
   if constexpr (T == KvType::F16) {
     alignas(64) uint16_t h[VL] = {};
     std::memcpy(h, reinterpret_cast<const uint16_t*>(row) + c, n * sizeof(uint16_t));
     return vload_f16(h);
+  } else if constexpr (T == KvType::Q8_0) {
+    return kv_vec<T>(row, c, groups);
   }
   return vload_n(reinterpret_cast<const float*>(row) + c, n);
 }
@@ -202,16 +203,16 @@ inline vf kv_tail(const uint8_t* row, int c, int n) {
 // s_r = q_r · k over d for nr rows, each K vector loaded (and converted) once for all of them; each row's
 // accumulation is the same chain of FMAs whatever nr is.
 template <int nr, KvType T>
-inline void dot_rows(const float* const* q, const uint8_t* k, int d, float* out) {
+inline void dot_rows(const float* const* q, const uint8_t* k, int d, int groups, float* out) {
   vf acc[nr];
   for (int r = 0; r < nr; r++) acc[r] = vzero();
   int c = 0;
   for (; c + VL <= d; c += VL) {
-    const vf kv = kv_vec<T>(k, c);
+    const vf kv = kv_vec<T>(k, c, groups);
     for (int r = 0; r < nr; r++) acc[r] = vfma(vload(q[r] + c), kv, acc[r]);
   }
   if (c < d) {
-    const vf kv = kv_tail<T>(k, c, d - c);
+    const vf kv = kv_tail<T>(k, c, d - c, groups);
     for (int r = 0; r < nr; r++) acc[r] = vfma(vload_n(q[r] + c, d - c), kv, acc[r]);
   }
   for (int r = 0; r < nr; r++) out[r] = vhsum(acc[r]);
@@ -234,10 +235,10 @@ void scores(const KvPool& kv, const uint8_t* const* krows, int ncols, int first_
       const int nr = std::min(4, rows - rr);
       float dots[4];
       switch (nr) {
-        case 1: dot_rows<1, T>(q + rr, krows[j], kv.head_dim, dots); break;
-        case 2: dot_rows<2, T>(q + rr, krows[j], kv.head_dim, dots); break;
-        case 3: dot_rows<3, T>(q + rr, krows[j], kv.head_dim, dots); break;
-        default: dot_rows<4, T>(q + rr, krows[j], kv.head_dim, dots); break;
+        case 1: dot_rows<1, T>(q + rr, krows[j], kv.head_dim, kv.q8_groups, dots); break;
+        case 2: dot_rows<2, T>(q + rr, krows[j], kv.head_dim, kv.q8_groups, dots); break;
+        case 3: dot_rows<3, T>(q + rr, krows[j], kv.head_dim, kv.q8_groups, dots); break;
+        default: dot_rows<4, T>(q + rr, krows[j], kv.head_dim, kv.q8_groups, dots); break;
       }
       for (int t = 0; t < nr; t++) s[(int64_t)(rr + t) * lds + j] = dots[t];
     }
@@ -287,7 +288,7 @@ void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, co
     for (int t = 0; t < PVA; t++) acc[r][t] = vzero();
   alignas(64) float tmp[PVA * VL];
   for (int j = 0; j < n; j++) {
-    if (j + PREFETCH_KEYS < n) prefetch_row(vrows[j + PREFETCH_KEYS] + c0 * kv.row_bytes / kv.head_dim, w * kv.row_bytes / kv.head_dim);
+    if (j + PREFETCH_KEYS < n) prefetch_row(vrows[j + PREFETCH_KEYS], kv.row_bytes);
     vf vv[PVA];
     switch (kv.type) {
       case KvType::F32: {
@@ -305,14 +306,9 @@ void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, co
         }
         break;
       }
-      case KvType::Q8_0: {  // c0 and w are multiples of 32 here (head dims of q8_0 pools are)
-        const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(vrows[j]) + c0 / QK8_0;
-        for (int t = 0; t < nv; t++) {
-          const int e = t * VL;
-          vv[t] = vmul(vset1(fp16_to_fp32(b[e / QK8_0].d)), vload_i8(b[e / QK8_0].qs + e % QK8_0));
-        }
+      case KvType::Q8_0:  // c0 is a multiple of 32; a partial last vector reads inside KV_ROW_OVERREAD
+        for (int t = 0; t < nv; t++) vv[t] = kv_vec<KvType::Q8_0>(vrows[j], c0 + t * VL, kv.q8_groups);
         break;
-      }
     }
     for (int r = 0; r < nq; r++) {
       const vf pr = vset1(p[r][j]);

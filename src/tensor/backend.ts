@@ -2,6 +2,7 @@
 // in TypeScript (./ops.ts). Two implementations: `reference` (pure TS, the oracle in tests) and `native`
 // (the N-API addon in native/), chosen by `createBackend`.
 import type { Tensor } from './tensor.js';
+import type { DeviceOps } from './device.js';
 
 export interface AttentionParams {
   q: Float32Array; // [Tq, nHeads, headDim]
@@ -39,6 +40,8 @@ export interface Backend {
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB?: boolean, out?: Float32Array): Float32Array;
   /** Scaled dot-product attention with softmax in f32; returns [Tq, nHeads, headDim]. */
   attention(p: AttentionParams): Float32Array;
+  /** Backend v2 (src/tensor/device.ts): device buffers, glue ops, paged KV; what the language model runs on. */
+  readonly device: DeviceOps;
 }
 
 export type BackendKind = 'auto' | 'native' | 'reference';

@@ -8,6 +8,7 @@ import { checkLinearShapes, type AttentionParams, type Backend } from './backend
 import type { Tensor } from './tensor.js';
 import type { QuantDType } from './dtype.js';
 import { NativeDevice } from './native_device.js';
+import { nativeInvariantRows } from './batch_invariance.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
 
@@ -75,12 +76,14 @@ export function loadAddon(): Addon {
 export class NativeBackend implements Backend {
   readonly name = 'native' as const;
 
-  private constructor(private readonly lib: Addon) {}
+  /**
+   * Backend v2 ops in native code (src/tensor/native_device.ts): glue ops, the paged KV pool, paged attention and
+   * LoRA segments; the base linears run these GEMMs padded to batch-invariant row counts.
+   */
+  readonly device: NativeDevice;
 
-  private dev: NativeDevice | null = null;
-  /** This backend's DeviceOps (backend v2): glue ops, paged KV and LoRA segments in native code. */
-  device(): NativeDevice {
-    return (this.dev ??= new NativeDevice(this.lib, this));
+  private constructor(private readonly lib: Addon) {
+    this.device = new NativeDevice(lib, this, { invariantRows: nativeInvariantRows(() => this.isa) });
   }
 
   /** threads: worker threads (default: all cores; 1 runs on the calling thread). Env PHI4MM_ISA forces a variant. */

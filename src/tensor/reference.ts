@@ -1,12 +1,18 @@
 // The reference backend: plain TypeScript loops, simple enough to trust. It is the oracle the native
 // kernels are tested against, and the fallback when the addon cannot load.
-import { decodeBf16, decodeF16, isQuantDType } from './dtype.js';
+import { isQuantDType } from './dtype.js';
 import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
-import { rowBytesOf, type Tensor } from './tensor.js';
-import { formatOf } from '../quant/index.js';
+import type { Tensor } from './tensor.js';
+import type { DeviceOps } from './device.js';
+import { HostDevice } from './host_device.js';
+import { weightRow } from './weight_row.js';
+
+export { weightRow };
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
+  /** Backend v2 ops on host memory, every op in plain TypeScript. */
+  readonly device: DeviceOps = new HostDevice(this);
   constructor(public threads = 1) {}
 
   setThreads(n: number): void {
@@ -55,65 +61,47 @@ export class ReferenceBackend implements Backend {
   }
 
   attention(p: AttentionParams): Float32Array {
-    const { q, k, v, tq, tk, nHeads, nKvHeads, headDim: d, scale } = p;
-    if (nHeads % nKvHeads !== 0) throw new Error(`attention: ${nHeads} heads is not a multiple of ${nKvHeads} kv heads`);
-    const out = p.out ?? new Float32Array(tq * nHeads * d);
-    const group = nHeads / nKvHeads;
-    const scores = new Float64Array(tk);
-    for (let h = 0; h < nHeads; h++) {
-      const kh = Math.floor(h / group);
-      for (let i = 0; i < tq; i++) {
-        const qo = (i * nHeads + h) * d;
-        const limit = p.causalOffset === undefined ? tk : Math.min(tk, p.causalOffset + i + 1);
-        let mx = -Infinity;
-        for (let j = 0; j < limit; j++) {
-          const ko = (j * nKvHeads + kh) * d;
-          let s = 0;
-          for (let t = 0; t < d; t++) s += q[qo + t]! * k[ko + t]!;
-          s = Math.fround(s * scale);
-          if (p.mask) s += p.mask[i * tk + j]!;
-          if (p.bias) s += p.bias[(h * tq + i) * tk + j]!;
-          scores[j] = s;
-          if (s > mx) mx = s;
-        }
-        let sum = 0;
-        for (let j = 0; j < limit; j++) {
-          const e = Math.exp(scores[j]! - mx);
-          scores[j] = e;
-          sum += e;
-        }
-        const oo = (i * nHeads + h) * d;
-        for (let t = 0; t < d; t++) out[oo + t] = 0;
-        for (let j = 0; j < limit; j++) {
-          const pj = scores[j]! / sum;
-          const vo = (j * nKvHeads + kh) * d;
-          for (let t = 0; t < d; t++) out[oo + t] += pj * v[vo + t]!;
-        }
-      }
-    }
-    return out;
+    return referenceAttention(p);
   }
 }
 
-/** Row j of a [N, K] weight as f32 into `dst`. */
-export function weightRow(w: Tensor, j: number, k: number, dst: Float32Array): void {
-  switch (w.dtype) {
-    case 'f32':
-      dst.set((w.data as Float32Array).subarray(w.offset + j * k, w.offset + (j + 1) * k));
-      return;
-    case 'bf16':
-      decodeBf16((w.data as Uint16Array).subarray(w.offset + j * k, w.offset + (j + 1) * k), dst);
-      return;
-    case 'f16':
-      decodeF16((w.data as Uint16Array).subarray(w.offset + j * k, w.offset + (j + 1) * k), dst);
-      return;
-    case 'q4_k':
-    case 'q8_0': {
-      const rb = rowBytesOf(w);
-      formatOf(w.dtype).dequantizeRow((w.data as Uint8Array).subarray(j * rb, (j + 1) * rb), dst);
-      return;
+/** Scaled dot-product attention in plain loops (the oracle; see Backend.attention). */
+export function referenceAttention(p: AttentionParams): Float32Array {
+  const { q, k, v, tq, tk, nHeads, nKvHeads, headDim: d, scale } = p;
+  if (nHeads % nKvHeads !== 0) throw new Error(`attention: ${nHeads} heads is not a multiple of ${nKvHeads} kv heads`);
+  const out = p.out ?? new Float32Array(tq * nHeads * d);
+  const group = nHeads / nKvHeads;
+  const scores = new Float64Array(tk);
+  for (let h = 0; h < nHeads; h++) {
+    const kh = Math.floor(h / group);
+    for (let i = 0; i < tq; i++) {
+      const qo = (i * nHeads + h) * d;
+      const limit = p.causalOffset === undefined ? tk : Math.min(tk, p.causalOffset + i + 1);
+      let mx = -Infinity;
+      for (let j = 0; j < limit; j++) {
+        const ko = (j * nKvHeads + kh) * d;
+        let s = 0;
+        for (let t = 0; t < d; t++) s += q[qo + t]! * k[ko + t]!;
+        s = Math.fround(s * scale);
+        if (p.mask) s += p.mask[i * tk + j]!;
+        if (p.bias) s += p.bias[(h * tq + i) * tk + j]!;
+        scores[j] = s;
+        if (s > mx) mx = s;
+      }
+      let sum = 0;
+      for (let j = 0; j < limit; j++) {
+        const e = Math.exp(scores[j]! - mx);
+        scores[j] = e;
+        sum += e;
+      }
+      const oo = (i * nHeads + h) * d;
+      for (let t = 0; t < d; t++) out[oo + t] = 0;
+      for (let j = 0; j < limit; j++) {
+        const pj = scores[j]! / sum;
+        const vo = (j * nKvHeads + kh) * d;
+        for (let t = 0; t < d; t++) out[oo + t] += pj * v[vo + t]!;
+      }
     }
-    default:
-      throw new Error(`linear: unsupported weight dtype ${w.dtype}`);
   }
+  return out;
 }

@@ -130,7 +130,7 @@ export function samplingDistribution(scores: Float32Array, temperature: number, 
   const k = p.topK ?? 0;
   if (k > 0 && k < cand.length) {
     // Keep ties with the k-th value, as HF's TopKLogitsWarper (removes only scores < k-th largest).
-    const kth = Float32Array.from(cand, (i) => scores[i]!).sort()[cand.length - k]!;
+    const kth = kthLargest(Float32Array.from(cand, (i) => scores[i]!), k);
     cand = cand.filter((i) => scores[i]! >= kth);
   }
 
@@ -155,6 +155,36 @@ export function samplingDistribution(scores: Float32Array, temperature: number, 
   let total = 0;
   for (let j = 0; j < cand.length; j++) if (keep[j]) { ids.push(cand[j]!); kept.push(prob[j]!); total += prob[j]!; }
   return { ids, probs: Float64Array.from(kept, (x) => x / total) };
+}
+
+/** Below this many values a selection range is finished by sorting it. */
+const SELECT_SORT_BELOW = 32;
+
+/**
+ * The k-th largest of `v` (1 ≤ k ≤ v.length; `v` is reordered): quickselect with a median-of-three pivot, O(n)
+ * on average instead of sorting the whole vocabulary every token. Equal to sort()[n − k].
+ */
+export function kthLargest(v: Float32Array, k: number): number {
+  if (!(Number.isInteger(k) && k >= 1 && k <= v.length)) throw new RangeError(`kthLargest: k = ${k} outside [1, ${v.length}]`);
+  const target = v.length - k; // index in ascending order
+  let lo = 0, hi = v.length - 1;
+  while (hi - lo >= SELECT_SORT_BELOW) {
+    const mid = (lo + hi) >>> 1;
+    const a = v[lo]!, b = v[mid]!, c = v[hi]!;
+    const pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+    // Three-way partition: [lo, lt) < pivot, [lt, gt] = pivot, (gt, hi] > pivot (ties collapse at once).
+    let lt = lo, gt = hi, i = lo;
+    while (i <= gt) {
+      const x = v[i]!;
+      if (x < pivot) { v[i] = v[lt]!; v[lt++] = x; i++; }
+      else if (x > pivot) { v[i] = v[gt]!; v[gt--] = x; }
+      else i++;
+    }
+    if (target < lt) hi = lt - 1;
+    else if (target > gt) lo = gt + 1;
+    else return pivot;
+  }
+  return v.subarray(lo, hi + 1).sort()[target - lo]!;
 }
 
 /**

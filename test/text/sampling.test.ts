@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../src/text/rng.js';
-import { argmax, penalizedScores, sample, type SamplingParams, SamplingState, samplingDistribution, validateSamplingParams } from '../../src/text/sampling.js';
+import { argmax, kthLargest, penalizedScores, sample, type SamplingParams, SamplingState, samplingDistribution, validateSamplingParams } from '../../src/text/sampling.js';
 import { golden } from '../helpers/golden.js';
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
@@ -68,6 +68,25 @@ describe('sample', () => {
     expect(d.probs[0]! + d.probs[1]!).toBeCloseTo(1, 12);
     expect(d.probs[0]! / d.probs[1]!).toBeCloseTo(0.5 / 0.3, 6);
     expect(new Set(draws(logits, { topP: 0.6 }, 500))).toEqual(new Set([1, 2]));
+  });
+
+  it('top_k selects the k-th largest without a full sort: equal to sorting, ties with the k-th value kept (HF)', () => {
+    const rng = new Rng(9);
+    for (const [n, levels] of [[1, 1], [7, 3], [31, 5], [33, 2], [1000, 1000], [200064, 64], [5000, 1]] as const) {
+      // Few distinct levels: heavy ties around any k.
+      const v = Float32Array.from({ length: n }, () => Math.floor(rng.next() * levels) - levels / 2);
+      const sorted = v.slice().sort();
+      for (const k of new Set([1, 2, Math.ceil(n / 3), n - 1, n].filter((x) => x >= 1 && x <= n))) {
+        expect(kthLargest(v.slice(), k), `n=${n} k=${k}`).toBe(sorted[n - k]);
+      }
+    }
+    expect(() => kthLargest(new Float32Array(3), 4)).toThrow(/k = 4 outside \[1, 3\]/);
+    // The kept set through samplingDistribution: every id scoring ≥ the k-th largest (ties included).
+    const logits = Float32Array.from({ length: 200064 }, () => Math.floor(rng.next() * 50));
+    const kth = logits.slice().sort()[logits.length - 40]!;
+    const want = [...logits.keys()].filter((i) => logits[i]! >= kth);
+    expect(want.length).toBeGreaterThan(40); // ties at the k-th value
+    expect(samplingDistribution(logits, 1, { topK: 40 }).ids).toEqual(want);
   });
 
   it('top_p on a large vocabulary equals a full sort (the unsorted tail shortcut is exact)', () => {

@@ -1,199 +1,160 @@
 // Phi-4-mini, the language half of Phi-4-multimodal (transformers v4.51.3 Phi3 / Phi4Multimodal text model):
 // RMSNorm → fused qkv → partial LongRoPE → GQA causal attention → o_proj, RMSNorm → gate_up → up·silu(gate) →
 // down; final RMSNorm; LM head tied to embed_tokens. Module tree = checkpoint key tree under `model.`.
+//
+// It runs on Backend v2 (src/tensor/device.ts) over a paged KV store: `forwardBatch` takes a ragged batch of
+// sequences (each with its own positions, block table, LongRoPE regime and LoRA adapter) and makes a fixed
+// handful of device calls per layer. Model code never reads buffer contents; host arrays appear only for the
+// inputs (ids, media rows, rotary tables) and the logits.
 import type { Backend } from '../../tensor/backend.js';
+import type { Buf, DeviceOps, KvDType, KvSpec, KvStore, SeqRows } from '../../tensor/device.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { embedding, rmsNorm } from '../../tensor/ops.js';
+import { embedding } from '../../tensor/ops.js';
 import type { WeightSource } from '../../nn/weights.js';
+import { DeviceRMSNorm, RoPE, SwiGLU, type AdapterRun, type LoraLinear } from '../../nn/device_layers.js';
 import type { TextConfig } from './config.js';
-import { LongRope, applyRope } from './rope.js';
-import { LoraLinear, loraAdapterFor, type Adapter, type InputMode, type LoraConfigs } from './lora.js';
-import { Scratch } from './decoder_scratch.js';
+import { LongRope } from './rope.js';
+import { phi4LoraLinear, type LoraConfigs } from './lora.js';
+import { DeviceScratch } from './decoder_scratch.js';
+import { planBatch, type BatchSeq } from './decoder_batch.js';
+import { KVCache, forwardWithCache, type DecoderForwardOptions, type DecoderOutput } from './kv_cache.js';
 
-/** Up to this many rows a forward reuses the decoder's scratch (decode); longer prefills get their own. */
-const DECODE_SCRATCH_MAX_ROWS = 16;
-/** First allocation of a cache without an explicit capacity, in tokens (then it doubles as needed). */
-const DEFAULT_CACHE_TOKENS = 256;
-
-/** Keys and values of every layer, preallocated: [capacity, nKv, headDim] per layer, grown by doubling. */
-export class KVCache {
-  /** Tokens cached (the position of the next token). */
-  length = 0;
-  /** Whether the last forward used the LongRoPE long factors (the cached keys then are rotated with them). */
-  long = false;
-  private cap = 0;
-  readonly k: Float32Array[] = [];
-  readonly v: Float32Array[] = [];
-
-  constructor(readonly layers: number, readonly rowSize: number, capacity = DEFAULT_CACHE_TOKENS) {
-    this.reserve(capacity);
-  }
-
-  get capacity(): number {
-    return this.cap;
-  }
-
-  reserve(total: number): void {
-    if (total <= this.cap) return;
-    const cap = Math.max(total, this.cap * 2);
-    for (let l = 0; l < this.layers; l++) {
-      const k = new Float32Array(cap * this.rowSize), v = new Float32Array(cap * this.rowSize);
-      if (this.k[l]) { k.set(this.k[l]!.subarray(0, this.length * this.rowSize)); v.set(this.v[l]!.subarray(0, this.length * this.rowSize)); }
-      this.k[l] = k;
-      this.v[l] = v;
-    }
-    this.cap = cap;
-  }
-
-  /** Forget the cached tokens (keeps the memory). */
-  reset(): void {
-    this.length = 0;
-    this.long = false;
-  }
-}
+export type { BatchSeq } from './decoder_batch.js';
+export { KVCache, type DecoderForwardOptions, type DecoderOutput } from './kv_cache.js';
 
 /** Per-forward context shared by the layers. */
-interface Step {
-  be: Backend;
+export interface Step {
+  dev: DeviceOps;
+  kv: KvStore;
   t: number; // rows in this forward
-  cache: KVCache;
-  rope: { cos: Float32Array; sin: Float32Array }; // [T, rotaryDim]
-  adapter: Adapter | null;
-  s: Scratch;
+  seqs: readonly SeqRows[];
+  runs: readonly AdapterRun[];
+  cos: Buf; // [T, rotaryDim]
+  sin: Buf;
+  s: DeviceScratch;
 }
 
 export class Phi3Attention {
   readonly qkv_proj: LoraLinear;
   readonly o_proj: LoraLinear;
+  readonly rotary: RoPE;
   private readonly H: number;
   private readonly KV: number;
 
-  constructor(ws: WeightSource, prefix: string, cfg: TextConfig, readonly headDim: number, readonly rotaryDim: number, loras: LoraConfigs) {
+  constructor(ws: WeightSource, prefix: string, cfg: TextConfig, readonly headDim: number, rotaryDim: number, loras: LoraConfigs) {
     this.H = cfg.num_attention_heads;
     this.KV = cfg.num_key_value_heads;
-    this.qkv_proj = new LoraLinear(ws, `${prefix}.qkv_proj`, cfg.hidden_size, (this.H + 2 * this.KV) * headDim, loras);
-    this.o_proj = new LoraLinear(ws, `${prefix}.o_proj`, this.H * headDim, cfg.hidden_size, loras);
+    this.qkv_proj = phi4LoraLinear(ws, `${prefix}.qkv_proj`, cfg.hidden_size, (this.H + 2 * this.KV) * headDim, loras);
+    this.o_proj = phi4LoraLinear(ws, `${prefix}.o_proj`, this.H * headDim, cfg.hidden_size, loras);
+    this.rotary = new RoPE(headDim, rotaryDim);
   }
 
-  /** x [T, hidden] at positions cache.length.. → out [T, hidden]; writes this layer's k/v into the cache. */
-  forward(x: Float32Array, layer: number, p: Step, out: Float32Array): Float32Array {
-    const { be, t, cache, s } = p, H = this.H, KV = this.KV, d = this.headDim;
-    const w = (H + 2 * KV) * d, qRow = H * d, kvRow = KV * d;
-    const qkv = this.qkv_proj.forward(be, x, t, p.adapter, s.get('qkv', t * w), s); // [T, q: H·d | k: KV·d | v: KV·d]
-    const q = s.get('q', t * qRow); // [T, H, d]
-    const kc = cache.k[layer]!, vc = cache.v[layer]!, base = cache.length * kvRow; // [T, KV, d] rows appended
-    for (let i = 0; i < t; i++) {
-      q.set(qkv.subarray(i * w, i * w + qRow), i * qRow);
-      kc.set(qkv.subarray(i * w + qRow, i * w + qRow + kvRow), base + i * kvRow);
-      vc.set(qkv.subarray(i * w + qRow + kvRow, (i + 1) * w), base + i * kvRow);
-    }
-    applyRope(q, t, H, d, p.rope.cos, p.rope.sin, this.rotaryDim);
-    applyRope(kc.subarray(base, base + t * kvRow), t, KV, d, p.rope.cos, p.rope.sin, this.rotaryDim);
-    const tk = cache.length + t;
-    const att = be.attention({
-      q, k: kc.subarray(0, tk * kvRow), v: vc.subarray(0, tk * kvRow), tq: t, tk,
-      nHeads: H, nKvHeads: KV, headDim: d, scale: 1 / Math.sqrt(d), causalOffset: cache.length, out: s.get('att', t * qRow),
-    });
-    return this.o_proj.forward(be, att, t, p.adapter, out, s);
+  /** x [T, hidden] → out [T, hidden]; writes this layer's K/V of the new rows into the store first. */
+  forward(x: Buf, layer: number, p: Step, out: Buf): void {
+    const { dev, t, s } = p, H = this.H, KV = this.KV, d = this.headDim;
+    const w = (H + 2 * KV) * d;
+    const qkv = s.get('qkv', t * w); // [T, q: H·d | k: KV·d | v: KV·d]
+    this.qkv_proj.forward(dev, x, t, qkv, p.runs);
+    this.rotary.forward(dev, qkv, t, w, 0, H, p.cos, p.sin);
+    this.rotary.forward(dev, qkv, t, w, H * d, KV, p.cos, p.sin);
+    dev.kvWrite(p.kv, layer, qkv, w, H * d, (H + KV) * d, p.seqs);
+    const att = s.get('att', t * H * d); // [T, H, d]
+    dev.pagedAttention(qkv, w, 0, p.kv, layer, p.seqs, H, 1 / Math.sqrt(d), att);
+    this.o_proj.forward(dev, att, t, out, p.runs);
   }
 }
 
 export class Phi3MLP {
   readonly gate_up_proj: LoraLinear;
   readonly down_proj: LoraLinear;
+  readonly act: SwiGLU;
 
   constructor(ws: WeightSource, prefix: string, readonly cfg: TextConfig, loras: LoraConfigs) {
-    this.gate_up_proj = new LoraLinear(ws, `${prefix}.gate_up_proj`, cfg.hidden_size, 2 * cfg.intermediate_size, loras);
-    this.down_proj = new LoraLinear(ws, `${prefix}.down_proj`, cfg.intermediate_size, cfg.hidden_size, loras);
+    this.gate_up_proj = phi4LoraLinear(ws, `${prefix}.gate_up_proj`, cfg.hidden_size, 2 * cfg.intermediate_size, loras);
+    this.down_proj = phi4LoraLinear(ws, `${prefix}.down_proj`, cfg.intermediate_size, cfg.hidden_size, loras);
+    this.act = new SwiGLU(cfg.intermediate_size);
   }
 
   /** x [T, hidden] → out [T, hidden]. */
-  forward(x: Float32Array, p: Step, out: Float32Array): Float32Array {
-    const { be, t, s } = p, I = this.cfg.intermediate_size;
-    const gu = this.gate_up_proj.forward(be, x, t, p.adapter, s.get('gate_up', t * 2 * I), s); // [T, 2I]: gate, up = chunk(2)
+  forward(x: Buf, p: Step, out: Buf): void {
+    const { dev, t, s } = p, I = this.cfg.intermediate_size;
+    const gu = s.get('gate_up', t * 2 * I); // [T, 2I]: gate, up = chunk(2)
+    this.gate_up_proj.forward(dev, x, t, gu, p.runs);
     const h = s.get('mlp_act', t * I); // [T, I]
-    for (let i = 0; i < t; i++) {
-      for (let j = 0; j < I; j++) {
-        const g = gu[i * 2 * I + j]!, u = gu[i * 2 * I + I + j]!;
-        h[i * I + j] = u * (g / (1 + Math.exp(-g)));
-      }
-    }
-    return this.down_proj.forward(be, h, t, p.adapter, out, s);
+    this.act.forward(dev, gu, t, h);
+    this.down_proj.forward(dev, h, t, out, p.runs);
   }
 }
 
 export class Phi3DecoderLayer {
-  readonly input_layernorm: Float32Array; // [hidden]
-  readonly post_attention_layernorm: Float32Array; // [hidden]
+  readonly input_layernorm: DeviceRMSNorm;
+  readonly post_attention_layernorm: DeviceRMSNorm;
   readonly self_attn: Phi3Attention;
   readonly mlp: Phi3MLP;
 
   constructor(ws: WeightSource, prefix: string, readonly cfg: TextConfig, headDim: number, rotaryDim: number, loras: LoraConfigs) {
-    this.input_layernorm = ws.take(`${prefix}.input_layernorm.weight`, [cfg.hidden_size], 'f32').f32();
-    this.post_attention_layernorm = ws.take(`${prefix}.post_attention_layernorm.weight`, [cfg.hidden_size], 'f32').f32();
+    this.input_layernorm = new DeviceRMSNorm(ws, `${prefix}.input_layernorm`, cfg.hidden_size, cfg.rms_norm_eps);
+    this.post_attention_layernorm = new DeviceRMSNorm(ws, `${prefix}.post_attention_layernorm`, cfg.hidden_size, cfg.rms_norm_eps);
     this.self_attn = new Phi3Attention(ws, `${prefix}.self_attn`, cfg, headDim, rotaryDim, loras);
     this.mlp = new Phi3MLP(ws, `${prefix}.mlp`, cfg, loras);
   }
 
   /** x [T, hidden]: the residual stream, updated in place. */
-  forward(x: Float32Array, layer: number, p: Step): void {
-    const { t, s } = p, hd = this.cfg.hidden_size, eps = this.cfg.rms_norm_eps;
-    const a = this.self_attn.forward(rmsNorm(x, t, hd, this.input_layernorm, eps, s.get('norm', t * hd)), layer, p, s.get('branch', t * hd));
-    for (let i = 0; i < x.length; i++) x[i]! += a[i]!;
-    const m = this.mlp.forward(rmsNorm(x, t, hd, this.post_attention_layernorm, eps, s.get('norm', t * hd)), p, s.get('branch', t * hd));
-    for (let i = 0; i < x.length; i++) x[i]! += m[i]!;
+  forward(x: Buf, layer: number, p: Step): void {
+    const { dev, t, s } = p, n = t * this.cfg.hidden_size;
+    const norm = s.get('norm', n), branch = s.get('branch', n);
+    this.input_layernorm.forward(dev, x, t, norm);
+    this.self_attn.forward(norm, layer, p, branch);
+    dev.add(x, branch, n);
+    this.post_attention_layernorm.forward(dev, x, t, norm);
+    this.mlp.forward(norm, p, branch);
+    dev.add(x, branch, n);
   }
 }
 
-export interface DecoderForwardOptions {
-  /** Input mode → LoRA adapter (language: none; vision, vision_speech: vision; speech: speech). Default 'language'. */
-  mode?: InputMode;
-  /** [T, hidden]: replaces the token embedding lookup (the multimodal merge passes this). */
-  inputsEmbeds?: Float32Array;
-  /** Continue from (and extend) this cache; without one the forward starts at position 0 with a fresh cache. */
-  cache?: KVCache;
-  /** Which positions get logits (default 'last'); the 200064-wide LM head is the expensive part. */
-  logits?: 'last' | 'all' | 'none';
-  /** For logits 'last': write them here ([vocab], reused by decode loops) instead of a new array. */
+/** What a forward hands back besides the requested logits (the research API's hidden states). */
+export interface ForwardHooks {
+  /** Receives [T, hidden] after the embedding (index 0) and after each layer but the last (1..L-1). */
+  hidden?: (index: number, x: Buf, t: number) => void;
+  /** Receives the final-norm output of every row [T, hidden] (then logits of `allLogits` come from it). */
+  normed?: (x: Buf, t: number) => void;
+  /** LM head over every row instead of the sequences' last rows: [T, vocab] into this. */
+  allLogits?: boolean;
+  /** For the per-sequence logits: written here instead of a new array. */
   logitsOut?: Float32Array;
-  outputHiddenStates?: boolean;
-}
-
-export interface DecoderOutput {
-  /** [vocab] ('last'), [T, vocab] ('all') or empty ('none'). */
-  logits: Float32Array;
-  /** Final-norm output [T, hidden]. */
-  lastHiddenState: Float32Array;
-  /** HF convention, num_hidden_layers + 1 entries [T, hidden]: [0] = embeddings, [i] = output of layer i-1, last = final norm output. */
-  hiddenStates?: Float32Array[];
 }
 
 /** `model.` of the checkpoint: embed_tokens, layers, norm; `lm_head.weight` only when embeddings are untied. */
 export class Phi4MiniDecoder {
   readonly embed_tokens: Tensor; // [vocab, hidden]
   readonly layers: Phi3DecoderLayer[];
-  readonly norm: Float32Array; // [hidden]
+  readonly norm: DeviceRMSNorm;
   readonly lm_head: Tensor; // [vocab, hidden]
   readonly rope: LongRope;
   readonly headDim: number;
-  private readonly scratch = new Scratch();
+  private readonly scratch = new WeakMap<DeviceOps, DeviceScratch>();
 
   constructor(ws: WeightSource, readonly cfg: TextConfig, loras: LoraConfigs) {
     this.headDim = cfg.hidden_size / cfg.num_attention_heads;
     this.rope = new LongRope(cfg);
     this.embed_tokens = ws.take('model.embed_tokens.weight', [cfg.vocab_size, cfg.hidden_size]);
     this.layers = Array.from({ length: cfg.num_hidden_layers }, (_, i) => new Phi3DecoderLayer(ws, `model.layers.${i}`, cfg, this.headDim, this.rope.rotaryDim, loras));
-    this.norm = ws.take('model.norm.weight', [cfg.hidden_size], 'f32').f32();
+    this.norm = new DeviceRMSNorm(ws, 'model.norm', cfg.hidden_size, cfg.rms_norm_eps);
     // Tied (Phi-4-mini): the checkpoint has no lm_head.weight, as expected; untied: it must be there.
     this.lm_head = cfg.tie_word_embeddings ? this.embed_tokens : ws.take('lm_head.weight', [cfg.vocab_size, cfg.hidden_size]);
   }
 
-  /** An empty cache with room for `capacity` tokens (it grows past that). */
-  newCache(capacity?: number): KVCache {
-    return new KVCache(this.cfg.num_hidden_layers, this.cfg.num_key_value_heads * this.headDim, capacity);
+  /** The KV pool layout of this model: numBlocks blocks of blockSize tokens, every layer, K and V. */
+  kvSpec(numBlocks: number, blockSize: number, dtype: KvDType): KvSpec {
+    return { layers: this.cfg.num_hidden_layers, numBlocks, blockSize, nKvHeads: this.cfg.num_key_value_heads, headDim: this.headDim, dtype };
   }
 
-  /** Token embeddings [T, hidden]. */
+  /** An empty research-API cache with room for `capacity` tokens (it grows past that). */
+  newCache(capacity?: number, dtype: KvDType = 'f32'): KVCache {
+    return new KVCache(this.cfg.num_hidden_layers, this.cfg.num_key_value_heads * this.headDim, capacity, dtype);
+  }
+
+  /** Token embeddings [T, hidden] on the host (the multimodal merge replaces media rows in them). */
   embed(ids: ArrayLike<number>): Float32Array {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
@@ -203,41 +164,65 @@ export class Phi4MiniDecoder {
   }
 
   /**
-   * Run `inputIds` (or `inputsEmbeds`) at positions cache.length.. and extend the cache. The LongRoPE factors
-   * follow the reference's rule for this forward: long iff cache.length + T > original_max_position_embeddings.
-   * (With a cache filled under the short factors that is what HF's forward does too; generateTokens drops the
-   * cache at the switch, like HF's generate().)
+   * One forward of a ragged batch: each sequence's new rows at positions start.., its K/V written into `kv`
+   * through its block table. Returns the last-row logits of the sequences with `logits: true`, in order:
+   * [n, vocab]. Every row's result depends only on its own sequence (batch invariance), so batching changes
+   * no result.
    */
-  forward(be: Backend, inputIds: ArrayLike<number>, opts: DecoderForwardOptions = {}): DecoderOutput {
-    const t = inputIds.length, hd = this.cfg.hidden_size;
-    if (t === 0) throw new Error('forward: no tokens');
-    const cache = opts.cache ?? this.newCache(t);
-    if (cache.rowSize !== this.cfg.num_key_value_heads * this.headDim || cache.layers !== this.layers.length) throw new Error('forward: the cache was made for another model (use decoder.newCache())');
-    const s = t <= DECODE_SCRATCH_MAX_ROWS ? this.scratch : new Scratch();
-    const x = s.get('x', t * hd); // [T, hidden] residual stream
-    if (opts.inputsEmbeds) {
-      if (opts.inputsEmbeds.length !== t * hd) throw new Error(`forward: inputsEmbeds has ${opts.inputsEmbeds.length} values, expected ${t} tokens x ${hd}`);
-      x.set(opts.inputsEmbeds);
-    } else {
-      x.set(this.embed(inputIds));
+  forwardBatch(be: Backend, kv: KvStore, seqs: readonly BatchSeq[], hooks: ForwardHooks = {}): Float32Array {
+    const sp = kv.spec, cfg = this.cfg, hd = cfg.hidden_size, V = cfg.vocab_size;
+    if (sp.layers !== this.layers.length || sp.nKvHeads !== cfg.num_key_value_heads || sp.headDim !== this.headDim) {
+      throw new Error(`forwardBatch: the KV store (${sp.layers} layers x ${sp.nKvHeads} kv heads x ${sp.headDim}) was made for another model; use decoder.kvSpec()`);
     }
-    cache.reserve(cache.length + t);
-    cache.long = this.rope.useLong(cache.length + t);
-    const rd = this.rope.rotaryDim;
-    const rope = this.rope.tables(cache.length, t, cache.long, { cos: s.get('cos', t * rd), sin: s.get('sin', t * rd) });
-    const step: Step = { be, t, cache, rope, adapter: loraAdapterFor(opts.mode ?? 'language'), s };
-    const hiddenStates: Float32Array[] | undefined = opts.outputHiddenStates ? [x.slice()] : undefined;
+    const plan = planBatch(cfg, this.rope, sp, (a) => this.layers[0]?.self_attn.qkv_proj.adapters.has(a) ?? true, seqs);
+    const dev = be.device, t = plan.t, rd = this.rope.rotaryDim;
+    const s = this.scratchFor(dev);
+    const x = s.get('x', t * hd); // [T, hidden] residual stream
+    dev.embedding(this.embed_tokens, plan.ids, x);
+    for (const [row, e] of plan.embeds) dev.upload(e, x, row * hd);
+    const cos = s.get('cos', t * rd), sin = s.get('sin', t * rd);
+    dev.upload(plan.cos, cos);
+    dev.upload(plan.sin, sin);
+    const step: Step = { dev, kv, t, seqs: plan.seqs, runs: plan.runs, cos, sin, s };
+    hooks.hidden?.(0, x, t);
     this.layers.forEach((layer, l) => {
       layer.forward(x, l, step);
-      if (hiddenStates && l < this.layers.length - 1) hiddenStates.push(x.slice());
+      if (l < this.layers.length - 1) hooks.hidden?.(l + 1, x, t);
     });
-    cache.length += t;
-    const last = rmsNorm(x, t, hd, this.norm, this.cfg.rms_norm_eps); // [T, hidden], returned: not scratch
-    hiddenStates?.push(last);
-    const mode = opts.logits ?? 'last';
-    const logits = mode === 'none' ? new Float32Array(0)
-      : mode === 'all' ? be.linear(last, t, this.lm_head)
-      : be.linear(last.subarray((t - 1) * hd), 1, this.lm_head, null, opts.logitsOut);
-    return { logits, lastHiddenState: last, ...(hiddenStates ? { hiddenStates } : {}) };
+    if (hooks.normed || hooks.allLogits) {
+      const normed = s.get('final', t * hd);
+      this.norm.forward(dev, x, t, normed);
+      hooks.normed?.(normed, t);
+      if (hooks.allLogits) return this.head(dev, s, normed, t, hooks.logitsOut);
+    }
+    const n = plan.logitRows.length;
+    if (n === 0) return new Float32Array(0);
+    const last = s.get('last', n * hd); // [n, hidden]
+    dev.gatherRows(x, hd, plan.logitRows, last);
+    this.norm.forward(dev, last, n, last);
+    if (hooks.logitsOut && hooks.logitsOut.length < n * V) throw new Error(`forwardBatch: logitsOut has ${hooks.logitsOut.length} values, expected ${n} x ${V}`);
+    return this.head(dev, s, last, n, hooks.logitsOut);
+  }
+
+  /**
+   * Run `inputIds` (or `inputsEmbeds`) at positions cache.length.. and extend the cache (research API: hidden
+   * states, logits of every position). The LongRoPE factors follow the reference's rule for this forward: long
+   * iff cache.length + T > original_max_position_embeddings. (With a cache filled under the short factors that
+   * is what HF's forward does too; generateTokens drops the cache at the switch, like HF's generate().)
+   */
+  forward(be: Backend, inputIds: ArrayLike<number>, opts: DecoderForwardOptions = {}): DecoderOutput {
+    return forwardWithCache(this, be, inputIds, opts);
+  }
+
+  private head(dev: DeviceOps, s: DeviceScratch, x: Buf, n: number, out?: Float32Array): Float32Array {
+    const V = this.cfg.vocab_size, logits = s.get('logits', n * V);
+    dev.linear(x, n, this.lm_head, logits);
+    return dev.download(logits, 0, n * V, out);
+  }
+
+  private scratchFor(dev: DeviceOps): DeviceScratch {
+    let s = this.scratch.get(dev);
+    if (!s) this.scratch.set(dev, (s = new DeviceScratch(dev)));
+    return s;
   }
 }

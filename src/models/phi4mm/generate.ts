@@ -3,6 +3,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Backend } from '../../tensor/backend.js';
 import type { Phi4MiniDecoder } from './decoder.js';
 import type { InputMode } from './lora.js';
+import type { KvDType } from '../../tensor/device.js';
 
 /**
  * KV cache room reserved up front beyond the prompt, in tokens (it doubles past that): a large maxNewTokens must
@@ -25,6 +26,8 @@ export interface GenerateTokensOptions {
   signal?: AbortSignal;
   /** Called once the prompt has been run (time to first token = prefill). */
   onPrefill?: (promptTokens: number) => void;
+  /** KV storage (default f32, the golden-exact choice; the engine's pool uses f16). */
+  kvDtype?: KvDType;
 }
 
 /**
@@ -43,7 +46,7 @@ export async function* generateTokens(be: Backend, lm: Phi4MiniDecoder, promptId
   if (n >= cfg.max_position_embeddings) throw new Error(`generate: the prompt has ${n} tokens; the model takes at most ${cfg.max_position_embeddings - 1} before generating`);
   const stop = new Set(o.stopIds ?? []);
   const budget = Math.min(o.maxNewTokens, cfg.max_position_embeddings - n);
-  const cache = lm.newCache(n + Math.min(budget, CACHE_HEADROOM_TOKENS));
+  const cache = lm.newCache(n + Math.min(budget, CACHE_HEADROOM_TOKENS), o.kvDtype);
   const logits = new Float32Array(cfg.vocab_size); // reused every step
   const base = { mode: o.mode, cache, logitsOut: logits };
   const generated: number[] = [];
