@@ -87,6 +87,8 @@ struct DeviceKernels {
   void (*rms_norm)(const float* x, float* out, const float* w, int rows, int dim, double eps);
   // In place on the first rd dims of nh heads (at column off of rows of `ld`), per-row tables cos/sin [rows, rd].
   void (*rope)(float* x, int rows, int64_t ld, int off, int nh, int hd, int rd, const float* cos, const float* sin);
+  // out [rows, inter] = up · (gate / (1 + e^−gate)) in f64, rounded once; gu [rows, 2·inter] = [gate | up].
+  void (*swiglu)(const float* gu, float* out, int rows, int inter);
   // f32 → f16 bits, round to nearest even; f16 bits → f32.
   void (*to_f16)(const float* x, uint16_t* y, int64_t n);
   void (*from_f16)(const uint16_t* x, float* y, int64_t n);

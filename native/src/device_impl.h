@@ -142,6 +142,96 @@ void rms_norm(const float* x, float* out, const float* w, int rows, int dim, dou
   }
 }
 
+// ---- swiglu in f64 ----------------------------------------------------------------------------------------------
+// out = up · (g / (1 + e^−g)) in f64, rounded once to f32: the TypeScript expression's arithmetic. e^x in f64 to
+// ≤ ~1 ulp (Cody-Waite reduction with FMA, degree-13 Taylor polynomial, 2^n in two halves), so the f32 result
+// equals the host device's (V8's exp is < 1 ulp too) except where an f32 rounding boundary falls between the two
+// f64 values (~2^-28 of values: then 1 f32 ulp). Inputs below −40 give e = 0 (1 + e^−40 rounds to 1 anyway).
+constexpr double EXPD_LO = -40.0, EXPD_HI = 709.782712893384;
+constexpr double LOG2E_D = 1.4426950408889634, LN2_HI_D = 6.93147180369123816490e-01, LN2_LO_D = 1.90821492927058770002e-10;
+constexpr double INV_FACT[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+                                 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800};
+#if defined(__AVX512F__)
+inline __m512d vexp_pd(__m512d x) {
+  const __mmask8 big = _mm512_cmp_pd_mask(x, _mm512_set1_pd(EXPD_HI), _CMP_GT_OQ);
+  const __mmask8 small = _mm512_cmp_pd_mask(x, _mm512_set1_pd(EXPD_LO), _CMP_LT_OQ);
+  x = _mm512_min_pd(_mm512_max_pd(x, _mm512_set1_pd(EXPD_LO)), _mm512_set1_pd(EXPD_HI));
+  const __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(LOG2E_D)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_HI_D), x);
+  r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_LO_D), r);
+  __m512d p = _mm512_set1_pd(INV_FACT[13]);
+  for (int k = 12; k >= 0; k--) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(INV_FACT[k]));
+  const __m512i ni = _mm512_cvtpd_epi64(n), n1 = _mm512_srai_epi64(ni, 1), n2 = _mm512_sub_epi64(ni, n1);
+  const __m512i bias = _mm512_set1_epi64(1023);
+  const __m512d s1 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(n1, bias), 52));
+  const __m512d s2 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(n2, bias), 52));
+  __m512d y = _mm512_mul_pd(_mm512_mul_pd(p, s1), s2);
+  y = _mm512_mask_blend_pd(big, y, _mm512_set1_pd(INFINITY));
+  return _mm512_mask_blend_pd(small, y, _mm512_setzero_pd());
+}
+void swiglu_rows(const float* gu, float* out, int rows, int inter) {
+  for (int r = 0; r < rows; r++) {
+    const float* g = gu + (int64_t)r * 2 * inter;
+    const float* u = g + inter;
+    float* o = out + (int64_t)r * inter;
+    int i = 0;
+    for (; i + 8 <= inter; i += 8) {
+      const __m512d a = _mm512_cvtps_pd(_mm256_loadu_ps(g + i)), up = _mm512_cvtps_pd(_mm256_loadu_ps(u + i));
+      const __m512d e = vexp_pd(_mm512_sub_pd(_mm512_setzero_pd(), a));
+      _mm256_storeu_ps(o + i, _mm512_cvtpd_ps(_mm512_mul_pd(up, _mm512_div_pd(a, _mm512_add_pd(_mm512_set1_pd(1.0), e)))));
+    }
+    for (; i < inter; i++) { const double a = g[i]; o[i] = (float)((double)u[i] * (a / (1.0 + std::exp(-a)))); }
+  }
+}
+#elif defined(__AVX2__)
+inline __m256d vexp_pd(__m256d x) {
+  const __m256d big = _mm256_cmp_pd(x, _mm256_set1_pd(EXPD_HI), _CMP_GT_OQ);
+  const __m256d small = _mm256_cmp_pd(x, _mm256_set1_pd(EXPD_LO), _CMP_LT_OQ);
+  x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(EXPD_LO)), _mm256_set1_pd(EXPD_HI));
+  const __m256d n = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(LOG2E_D)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_HI_D), x);
+  r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_LO_D), r);
+  __m256d p = _mm256_set1_pd(INV_FACT[13]);
+  for (int k = 12; k >= 0; k--) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(INV_FACT[k]));
+  // n (an integer, |n| ≤ 1024) → int64 lanes through the 1.5·2^52 magic number (AVX2 has no cvtpd_epi64).
+  const __m256d magic = _mm256_set1_pd(6755399441055744.0);
+  const __m256i ni = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(n, magic)), _mm256_castpd_si256(magic));
+  // Halves n1 = ⌊n/2⌋, n2 = n − n1 (n ≥ −58 after the clamp, so a logical shift of n + 64 does it).
+  const __m256i n1 = _mm256_sub_epi64(_mm256_srli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(64)), 1), _mm256_set1_epi64x(32));
+  const __m256i n2 = _mm256_sub_epi64(ni, n1);
+  const __m256i bias = _mm256_set1_epi64x(1023);
+  const __m256d s1 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n1, bias), 52));
+  const __m256d s2 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n2, bias), 52));
+  __m256d y = _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
+  y = _mm256_blendv_pd(y, _mm256_set1_pd(INFINITY), big);
+  return _mm256_blendv_pd(y, _mm256_setzero_pd(), small);
+}
+void swiglu_rows(const float* gu, float* out, int rows, int inter) {
+  for (int r = 0; r < rows; r++) {
+    const float* g = gu + (int64_t)r * 2 * inter;
+    const float* u = g + inter;
+    float* o = out + (int64_t)r * inter;
+    int i = 0;
+    for (; i + 4 <= inter; i += 4) {
+      const __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(g + i)), up = _mm256_cvtps_pd(_mm_loadu_ps(u + i));
+      const __m256d e = vexp_pd(_mm256_sub_pd(_mm256_setzero_pd(), a));
+      _mm_storeu_ps(o + i, _mm256_cvtpd_ps(_mm256_mul_pd(up, _mm256_div_pd(a, _mm256_add_pd(_mm256_set1_pd(1.0), e)))));
+    }
+    for (; i < inter; i++) { const double a = g[i]; o[i] = (float)((double)u[i] * (a / (1.0 + std::exp(-a)))); }
+  }
+}
+#else
+void swiglu_rows(const float* gu, float* out, int rows, int inter) {
+  for (int r = 0; r < rows; r++) {
+    const float* g = gu + (int64_t)r * 2 * inter;
+    for (int i = 0; i < inter; i++) {
+      const double a = g[i];
+      out[(int64_t)r * inter + i] = (float)((double)g[inter + i] * (a / (1.0 + std::exp(-a))));
+    }
+  }
+}
+#endif
+
 // The products of two f32 are exact in f64, so x1·c − x2·s rounds once in f64 and once to f32: the same two
 // roundings as the TypeScript expression on Float32Arrays, hence bit-identical.
 void rope(float* x, int rows, int64_t ld, int off, int nh, int hd, int rd, const float* cos, const float* sin) {
@@ -478,7 +568,7 @@ extern const DeviceKernels device_kernels = {
 #else
     "scalar",
 #endif
-    rms_norm, rope, to_f16, from_f16, paged_attention, gemm_rows,
+    rms_norm, rope, swiglu_rows, to_f16, from_f16, paged_attention, gemm_rows,
 };
 
 }  // namespace PHI_NS

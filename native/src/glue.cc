@@ -54,29 +54,16 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// swiglu(gu, rows, inter, out): out[r] = up · (gate / (1 + e^−gate)) in f64, rounded once to f32, gu[r] =
-// [gate | up]: the TypeScript expression's arithmetic, so the results are the host device's bit for bit (both
-// exps are within 1 ulp of e^x in f64; a difference would have to straddle an f32 rounding boundary). The scalar
-// exp (~10 ns a value) makes this the costliest glue op: 8,192 values per row and layer (see bench/device.ts).
+// swiglu(gu, rows, inter, out): out[r] = up · (gate / (1 + e^−gate)) in f64, rounded once (device.h).
 Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Bytes gu = typed(info, 0, "gu"), out = typed(info, 3, "out");
   const int rows = count(info, 1, "rows"), inter = count(info, 2, "inter");
   need(env, gu, (uint64_t)rows * inter * 8, "swiglu gu");
   need(env, out, (uint64_t)rows * inter * 4, "swiglu out");
-  constexpr int CHUNK = 1024;  // values per task: rows split too, so batch-1 decode uses both threads
-  const int per_row = (inter + CHUNK - 1) / CHUNK;
-  parallel_for(rows * per_row, (int64_t)CHUNK * 40, [&](int t0, int t1) {
-    for (int t = t0; t < t1; t++) {
-      const int r = t / per_row, i0 = (t % per_row) * CHUNK, i1 = std::min(inter, i0 + CHUNK);
-      const float* g = f32(gu) + (int64_t)r * 2 * inter;
-      const float* u = g + inter;
-      float* o = f32(out) + (int64_t)r * inter;
-      for (int i = i0; i < i1; i++) {
-        const double a = g[i];
-        o[i] = (float)((double)u[i] * (a / (1.0 + std::exp(-a))));
-      }
-    }
+  const DeviceKernels& D = active_device_kernels();
+  parallel_for(rows, (int64_t)inter * 8, [&](int r0, int r1) {
+    D.swiglu(f32(gu) + (int64_t)r0 * 2 * inter, f32(out) + (int64_t)r0 * inter, r1 - r0, inter);
   });
   return env.Undefined();
 }

@@ -72,19 +72,27 @@ describe.skipIf(NO_NATIVE)('native device glue ops', () => {
         expect(() => dev.rope(xb, rows, stride, 240, nh, hd, rd, buf(cos), buf(sin))).toThrow(/5 heads of 40 \(rotary 24\) at column 240 do not fit rows of 260/);
       });
 
-      it.skipIf(!has)(`${tag}: swiglu bit-identical with the host device (f64 silu, one rounding)`, () => {
+      it.skipIf(!has)(`${tag}: swiglu equals the host device's f64 formula (a dense sweep: ≤ 1 ulp, ≥ 99.999% exact)`, () => {
         setup();
         const r = rng(13);
-        for (const [rows, inter] of [[3, 1001], [1, 8192], [9, 5]] as const) {
+        // Both evaluate up·(g/(1 + e^−g)) in f64 and round once to f32. The native f64 exp is within ~1 ulp of
+        // e^x, as V8's is, so the f32 results can differ only where an f32 rounding boundary falls between the
+        // two f64 values (~2^-28 of values), and then by 1 ulp.
+        for (const [rows, inter] of [[3, 1001], [1, 8192], [9, 5], [2, 100_003]] as const) {
           const gu = r(rows * 2 * inter, -12, 12);
-          gu[0] = -100; gu[1] = 95; gu[2] = 0;  // exp overflow to Inf (silu → −0), underflow, zero
+          if (inter > 10_000) for (let i = 0; i < inter; i++) gu[i] = -715 + (775 * i) / inter;  // e^−g: overflow … underflow
+          gu[0] = -100; gu[1] = 95; gu[2] = 0; gu[3] = -0; gu[4] = 709.7; gu[5] = -709.7; gu[6] = -720; gu[7] = 40.5;
           const ref = want(rows * inter, (o) => oracle.swiglu(buf(gu), rows, inter, o));
           const out = dev.alloc(rows * inter);
           dev.swiglu(buf(gu), rows, inter, out);
-          // Both evaluate up·(g/(1 + e^−g)) in f64 and round once; glibc's and V8's exp are both within 1 ulp in
-          // f64, so the f32 results could differ only where an f32 rounding boundary falls between them
-          // (~2^-29 per value): exact equality is the expected outcome on these ~10^4 values.
-          expect(out.data, `${tag} swiglu ${rows}x${inter}`).toEqual(ref);
+          let differ = 0;
+          for (let i = 0; i < ref.length; i++) {
+            if (Object.is(out.data[i], ref[i])) continue;
+            differ++;
+            const ulp = ref[i] === 0 ? 2 ** -149 : 2 ** (Math.floor(Math.log2(Math.abs(ref[i]!))) - 23);
+            expect(Math.abs(out.data[i]! - ref[i]!), `${tag} swiglu [${i}] gate ${gu[(Math.floor(i / inter)) * 2 * inter + (i % inter)]}`).toBeLessThanOrEqual(ulp);
+          }
+          expect(differ / ref.length, `${tag} swiglu ${rows}x${inter}: ${differ} values differ`).toBeLessThanOrEqual(1e-5);
         }
       });
 
