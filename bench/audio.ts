@@ -65,15 +65,10 @@ function randomWeights(cfg: AudioConfig): Record<string, { shape: number[]; data
 /** Wraps a backend to add up the time spent in GEMMs and attention. */
 function timed(be: Backend): { be: Backend; t: { linear: number; attention: number } } {
   const t = { linear: 0, attention: 0 };
-  const wrap: Backend = {
-    name: be.name,
-    get threads() { return be.threads; },
-    setThreads: (n) => be.setThreads(n),
-    linear: (x, m, w, bias, out) => { const s = performance.now(); const y = be.linear(x, m, w, bias, out); t.linear += performance.now() - s; return y; },
-    matmul: (a, b, m, k, n, tb, out) => be.matmul(a, b, m, k, n, tb, out),
-    attention: (p: AttentionParams) => { const s = performance.now(); const y = be.attention(p); t.attention += performance.now() - s; return y; },
-    device: be.device, // the encoders do not use it
-  };
+  // Every other op (and any the backend grows) is inherited unchanged.
+  const wrap = Object.create(be) as Backend;
+  wrap.linear = (x, m, w, bias, out) => { const s = performance.now(); const y = be.linear(x, m, w, bias, out); t.linear += performance.now() - s; return y; };
+  wrap.attention = (p: AttentionParams) => { const s = performance.now(); const y = be.attention(p); t.attention += performance.now() - s; return y; };
   return { be: wrap, t };
 }
 

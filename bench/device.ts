@@ -8,7 +8,6 @@
 import { NativeBackend } from '../src/tensor/native.js';
 import { HostBuf } from '../src/tensor/host_device.js';
 import { rmsNorm } from '../src/tensor/ops.js';
-import { applyRope } from '../src/models/phi4mm/rope.js';
 import { encodeBf16, encodeF16 } from '../src/tensor/dtype.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import type { KvDType, SeqRows } from '../src/tensor/device.js';
@@ -135,3 +134,23 @@ for (const threads of [1, 2]) {
   }
 }
 console.log(JSON.stringify(results));
+
+// The TypeScript loop the model used before the device ops (the baseline this bench compares against).
+/**
+ * x·cos + rotate_half(x)·sin on the first rotaryDim dims of every head, in place; the rest passes through.
+ * x [T, nHeads, headDim]; cos/sin [T, rotaryDim]; rotate_half pairs dims (i, i + rotaryDim/2).
+ */
+export function applyRope(x: Float32Array, t: number, nHeads: number, headDim: number, cos: Float32Array, sin: Float32Array, rotaryDim: number): void {
+  const half = rotaryDim / 2;
+  for (let i = 0; i < t; i++) {
+    const c = i * rotaryDim;
+    for (let h = 0; h < nHeads; h++) {
+      const o = (i * nHeads + h) * headDim;
+      for (let k = 0; k < half; k++) {
+        const x1 = x[o + k]!, x2 = x[o + k + half]!;
+        x[o + k] = x1 * cos[c + k]! - x2 * sin[c + k]!;
+        x[o + k + half] = x2 * cos[c + k + half]! + x1 * sin[c + k + half]!;
+      }
+    }
+  }
+}

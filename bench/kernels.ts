@@ -1,7 +1,10 @@
 // Kernel throughput of the native backend: Q4_K and Q8_0 GEMV (decode: M = 1) in effective GB/s of weights
 // streamed from DRAM, fp32 GEMM (prefill-like) in GFLOPS, and attention (a SigLIP layer, an LM decode step)
 // in ms per call, at 1 and 2 threads.
+// Quantized GEMM (prefill, batched decode: M ≥ 2) in GOPS (2·M·N·K per call, activation quantization included),
+// with an M sweep that shows where the tile GEMM takes over from the row kernels.
 // Usage: npm run bench:kernels   (the last line of output is one JSON object with all figures)
+//        BENCH_ONLY=qgemm,gemv,f32,attn selects sections.
 import { NativeBackend } from '../src/tensor/native.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { f32ToF16 } from '../src/tensor/dtype.js';
@@ -10,6 +13,10 @@ import { BLOCK_Q4_K_BYTES, BLOCK_Q8_0_BYTES, QK8_0, QK_K } from '../src/quant/in
 const GEMV_K = 3072;
 const GEMV_N = 8192;
 const GEMM = { m: 64, k: 3072, n: 3072 };
+const QGEMM = { m: 512, k: 3072, n: 3072 };
+const QGEMM_SWEEP_M = [1, 2, 4, 8, 16, 32, 64];
+const ONLY = process.env.BENCH_ONLY?.split(',');
+const want = (s: string) => !ONLY || ONLY.includes(s);
 /** Distinct weight copies cycled per run add up to at least this, so no cache level can hold them. */
 const STREAM_BYTES = 300e6;
 const RUNS = 7; // median of these
@@ -46,13 +53,20 @@ function median(xs: number[]): number {
   return s[s.length >> 1]!;
 }
 
+/**
+ * Median seconds per call. BENCH_CLOCK=cpu times process CPU seconds instead of wall time: on a loaded
+ * machine that is the steadier figure for 1-thread runs (for 2 threads it sums both threads).
+ */
+const CPU_CLOCK = process.env.BENCH_CLOCK === 'cpu';
 function timeRuns(fn: () => void): number {
   fn(); // warm-up (page faults, pool start)
   const ts: number[] = [];
   for (let r = 0; r < RUNS; r++) {
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     fn();
-    ts.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    const c = process.cpuUsage(c0);
+    ts.push(CPU_CLOCK ? (c.user + c.system) / 1e6 : Number(process.hrtime.bigint() - t0) / 1e9);
   }
   return median(ts);
 }
@@ -61,11 +75,13 @@ const backend = NativeBackend.create();
 const results: Record<string, number | string> = { isa: backend.isa };
 const rows: string[][] = [];
 
-for (const dtype of ['q4_k', 'q8_0'] as const) {
+for (const dtype of want('gemv') ? (['q4_k', 'q8_0'] as const) : []) {
   const one = randomQuantWeight(dtype, GEMV_N, GEMV_K, 1);
   const bytesPer = one.data.byteLength;
   const copies = Math.ceil(STREAM_BYTES / bytesPer);
   const ws = [one, ...Array.from({ length: copies - 1 }, (_, i) => randomQuantWeight(dtype, GEMV_N, GEMV_K, i + 2))];
+  // As the model loader does: weights on transparent huge pages (BENCH_THP=0 keeps 4 KiB pages).
+  if (process.env.BENCH_THP !== '0') for (const w of ws) backend.adviseHugePages(w.data as Uint8Array);
   const x = Float32Array.from({ length: GEMV_K }, (_, i) => Math.sin(i));
   const y = new Float32Array(GEMV_N);
   for (const t of THREADS) {
@@ -77,7 +93,28 @@ for (const dtype of ['q4_k', 'q8_0'] as const) {
   }
 }
 
-{
+for (const dtype of want('qgemm') ? (['q4_k', 'q8_0'] as const) : []) {
+  const { m, k, n } = QGEMM;
+  const w = randomQuantWeight(dtype, n, k, 99);
+  const x = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i) * 0.5);
+  const y = new Float32Array(m * n);
+  for (const t of THREADS) {
+    backend.setThreads(t);
+    const s = timeRuns(() => backend.linear(x, m, w, null, y));
+    const gops = (2 * m * n * k) / s / 1e9;
+    results[`${dtype}_gemm_gops_t${t}`] = +gops.toFixed(1);
+    rows.push([`${dtype} GEMM M=${m} K=${k} N=${n}`, `${t}`, `${gops.toFixed(1)} GOPS`, `${(s * 1e3).toFixed(2)} ms/call`]);
+  }
+  backend.setThreads(1);
+  for (const ms of dtype === 'q4_k' ? QGEMM_SWEEP_M : []) {
+    const s = timeRuns(() => backend.linear(x.subarray(0, ms * k), ms, w, null, y));
+    const gops = (2 * ms * n * k) / s / 1e9;
+    results[`${dtype}_gemm_gops_m${ms}_t1`] = +gops.toFixed(1);
+    rows.push([`${dtype} GEMM M=${ms} K=${k} N=${n} (L2-resident weights)`, '1', `${gops.toFixed(1)} GOPS`, `${(s * 1e3).toFixed(3)} ms/call`]);
+  }
+}
+
+if (want('f32')) {
   const { m, k, n } = GEMM;
   const x = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i) * 0.5);
   const w = Tensor.f32(Float32Array.from({ length: n * k }, (_, i) => Math.cos(i) * 0.5), [n, k]);
@@ -97,7 +134,7 @@ const ATTENTION = [
   { key: 'attn_siglip', label: 'attention T=1024 H=16 D=72', tq: 1024, tk: 1024, h: 16, hkv: 16, d: 72, causalOffset: undefined as number | undefined },
   { key: 'attn_decode', label: 'attention decode Tk=2048 H=24 KV=8 D=128', tq: 1, tk: 2048, h: 24, hkv: 8, d: 128, causalOffset: 2047 },
 ];
-for (const c of ATTENTION) {
+for (const c of want('attn') ? ATTENTION : []) {
   const q = Float32Array.from({ length: c.tq * c.h * c.d }, (_, i) => Math.sin(i) * 0.5);
   const k = Float32Array.from({ length: c.tk * c.hkv * c.d }, (_, i) => Math.cos(i) * 0.5);
   const v = Float32Array.from({ length: c.tk * c.hkv * c.d }, (_, i) => Math.sin(0.7 * i));

@@ -69,10 +69,16 @@ namespace generic { extern const Kernels kernels; }
 namespace avx2 { extern const Kernels kernels; }
 namespace avx512 { extern const Kernels kernels; }
 
+// The plain reference of q4k_q8k (fmt 0) / q80_q80 (fmt 1) over all of g: every fast path is bit-identical
+// to it (exact int32 block dots, the same float combination in block order; see qgemm_impl.h).
+void qgemm_ref(int fmt, const QGemmArgs& g);
+
 // Activation quantizers, bit-exact ports of ggml's quantize_row_q8_K_ref / quantize_row_q8_0_ref (and of
 // src/quant), so the integer dot products can be checked exactly against the TypeScript oracle.
 void quantize_row_q8_K(const float* x, uint8_t* dst, int k);
 void quantize_row_q8_0(const float* x, uint8_t* dst, int k);
+// quantize_row_q8_K vectorized, byte-identical (quantize_fast.cc); needs AVX-512F.
+void quantize_row_q8_K_avx512(const float* x, uint8_t* dst, int k);
 
 // Weight quantizers (ISQ): bit-exact ports of ggml's quantize_row_q4_K_ref / quantize_row_q8_0_ref, as
 // src/quant. One row of k weights (a multiple of the block size) → k / blockSize blocks at dst.
@@ -82,6 +88,8 @@ struct QuantStatus {
 };
 QuantStatus quantize_weights_q4_K(const float* x, uint8_t* dst, int k);
 QuantStatus quantize_weights_q8_0(const float* x, uint8_t* dst, int k);
+// quantize_weights_q4_K, 16 sub-blocks per AVX-512 register, byte-identical (quantize_fast.cc); needs AVX-512F.
+QuantStatus quantize_weights_q4_K_avx512(const float* x, uint8_t* dst, int k);
 
 // IEEE half → float, exact (used by the generic build and for block scales).
 static inline float fp16_to_fp32_soft(uint16_t h) {

@@ -1,2 +1,3 @@
 export * from './weights.js';
 export * from './layers.js';
+export * from './device_layers.js';

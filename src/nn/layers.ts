@@ -1,8 +1,10 @@
-// Layer library: thin modules over a Backend (GEMM/attention) and the small TS ops. Each layer is built
-// from a WeightSource with its checkpoint prefix, so the module tree mirrors the checkpoint key tree.
+// Layer library over host arrays (the encoders): thin modules over a Backend (GEMM/attention) and the small TS
+// ops, each writing into an `out` buffer when one is given. Each layer is built from a WeightSource with its
+// checkpoint prefix, so the module tree mirrors the checkpoint key tree. The language model's layers (device
+// buffers, LoRA, SwiGLU, RoPE) are in ./device_layers.ts.
 import type { Backend } from '../tensor/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { layerNorm, rmsNorm, embedding } from '../tensor/ops.js';
+import { embedding } from '../tensor/ops.js';
 import type { StorageDType, WeightSource } from './weights.js';
 
 export class Linear {
@@ -12,9 +14,9 @@ export class Linear {
     this.weight = ws.take(`${prefix}.weight`, [outFeatures, inFeatures], opts.as);
     this.bias = opts.bias ? ws.take(`${prefix}.bias`, [outFeatures], 'f32').f32() : null;
   }
-  /** x [m, in] → [m, out] */
-  forward(be: Backend, x: Float32Array, m: number): Float32Array {
-    return be.linear(x, m, this.weight, this.bias);
+  /** x [m, in] → [m, out] (into `out` when given). */
+  forward(be: Backend, x: Float32Array, m: number, out?: Float32Array): Float32Array {
+    return be.linear(x, m, this.weight, this.bias, out);
   }
 }
 
@@ -25,19 +27,9 @@ export class LayerNorm {
     this.weight = ws.take(`${prefix}.weight`, [dim], 'f32').f32();
     this.bias = opts.bias === false ? null : ws.take(`${prefix}.bias`, [dim], 'f32').f32();
   }
-  /** x [rows, dim] → [rows, dim] */
-  forward(x: Float32Array, rows: number): Float32Array {
-    return layerNorm(x, rows, this.dim, this.weight, this.bias, this.eps);
-  }
-}
-
-export class RMSNorm {
-  readonly weight: Float32Array;
-  constructor(ws: WeightSource, prefix: string, readonly dim: number, readonly eps: number) {
-    this.weight = ws.take(`${prefix}.weight`, [dim], 'f32').f32();
-  }
-  forward(x: Float32Array, rows: number): Float32Array {
-    return rmsNorm(x, rows, this.dim, this.weight, this.eps);
+  /** x [rows, dim] → [rows, dim] (into `out` when given; may alias x). */
+  forward(be: Backend, x: Float32Array, rows: number, out?: Float32Array): Float32Array {
+    return be.layerNorm(x, rows, this.dim, this.weight, this.bias, this.eps, out);
   }
 }
 
@@ -46,8 +38,8 @@ export class Embedding {
   constructor(ws: WeightSource, prefix: string, readonly vocab: number, readonly dim: number, opts: { as?: StorageDType } = {}) {
     this.weight = ws.take(`${prefix}.weight`, [vocab, dim], opts.as);
   }
-  /** ids [T] → [T, dim] */
-  forward(ids: ArrayLike<number>): Float32Array {
-    return embedding(this.weight, ids);
+  /** ids [T] → [T, dim] (into `out` when given). */
+  forward(ids: ArrayLike<number>, out?: Float32Array): Float32Array {
+    return embedding(this.weight, ids, out);
   }
 }

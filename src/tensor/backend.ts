@@ -40,6 +40,14 @@ export interface Backend {
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB?: boolean, out?: Float32Array): Float32Array;
   /** Scaled dot-product attention with softmax in f32; returns [Tq, nHeads, headDim]. */
   attention(p: AttentionParams): Float32Array;
+  /** gelu_pytorch_tanh element-wise, x [n] → out [n] (out may be x). The encoders' activation. */
+  geluTanh(x: Float32Array, out?: Float32Array): Float32Array;
+  /** The audio subsampling conv, see ops.conv3x3s2: x [h, w, cin] → [⌈h/2⌉, ⌈w/2⌉, c]. */
+  conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array;
+  /** x = max(x, 0) in place; returns x. */
+  relu(x: Float32Array): Float32Array;
+  /** Per-row LayerNorm of x [rows, dim] (out may be x): (x − mean) / sqrt(var + eps) · w (+ b). */
+  layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out?: Float32Array): Float32Array;
   /** Backend v2 (src/tensor/device.ts): device buffers, glue ops, paged KV; what the language model runs on. */
   readonly device: DeviceOps;
 }

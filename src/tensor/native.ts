@@ -8,7 +8,6 @@ import { checkLinearShapes, type AttentionParams, type Backend } from './backend
 import type { Tensor } from './tensor.js';
 import type { QuantDType } from './dtype.js';
 import { NativeDevice } from './native_device.js';
-import { nativeInvariantRows } from './batch_invariance.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
 
@@ -25,12 +24,19 @@ const ADDON_FILE = 'native/build/Release/phi4mm_native.node';
 export interface NativeAddon {
   linearF(x: Float32Array, m: number, w: Float32Array | Uint16Array, wtype: number, wOffset: number, ldw: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
   linearQ(x: Float32Array, m: number, w: Uint8Array, format: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
+  linearBf16(x: Float32Array, m: number, w: Uint16Array, wOffset: number, ldw: number, n: number, k: number, bias: Float32Array | null, out: Float32Array): void;
+  hasBf16Compute(): boolean;
+  geluTanh(x: Float32Array, out: Float32Array): void;
+  conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out: Float32Array): void;
+  relu(x: Float32Array): void;
+  layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out: Float32Array): void;
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean, out: Float32Array): void;
   attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, tq: number, tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, causalOffset: number, mask: Float32Array | null, bias: Float32Array | null): void;
   quantizeQ8K(x: Float32Array, out: Uint8Array): void;
   quantizeQ80(x: Float32Array, out: Uint8Array): void;
   quantizeRows(format: number, src: Float32Array, rows: number, k: number, out: Uint8Array): void;
   bf16ToF32(src: Uint16Array, out: Float32Array): void;
+  adviseHugePages(buf: ArrayBufferView): number;
   expF32(x: Float32Array, out: Float32Array): void;
   setThreads(n: number): void;
   threads(): number;
@@ -77,13 +83,14 @@ export class NativeBackend implements Backend {
   readonly name = 'native' as const;
 
   /**
-   * Backend v2 ops in native code (src/tensor/native_device.ts): glue ops, the paged KV pool, paged attention and
-   * LoRA segments; the base linears run these GEMMs padded to batch-invariant row counts.
+   * This backend's DeviceOps (backend v2): glue ops, paged KV, paged attention and LoRA segments in native code.
+   * Batch invariant: the GEMMs' accumulation order does not depend on the row count, and paged attention computes
+   * each query row over its own prefix in a fixed order.
    */
   readonly device: NativeDevice;
 
   private constructor(private readonly lib: Addon) {
-    this.device = new NativeDevice(lib, this, { invariantRows: nativeInvariantRows(() => this.isa) });
+    this.device = new NativeDevice(lib, this);
   }
 
   /** threads: worker threads (default: all cores; 1 runs on the calling thread). Env PHI4MM_ISA forces a variant. */
@@ -103,6 +110,14 @@ export class NativeBackend implements Backend {
   setThreads(n: number): void {
     if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be a positive integer, got ${n}`);
     this.lib.setThreads(n);
+  }
+
+  /**
+   * Backs a weight buffer's 2 MiB-aligned interior with transparent huge pages (fewer TLB misses while
+   * weights stream from DRAM); returns the bytes advised. The contents are unchanged.
+   */
+  adviseHugePages(data: ArrayBufferView): number {
+    return this.lib.adviseHugePages(data);
   }
 
   /** The kernel variant in use. */
@@ -141,6 +156,52 @@ export class NativeBackend implements Backend {
       default:
         throw new Error(`linear: unsupported weight dtype ${w.dtype} (expected f32, bf16, f16, q4_k or q8_0)`);
     }
+  }
+
+  conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array {
+    const ho = Math.floor((h - 1) / 2) + 1, wo = Math.floor((w - 1) / 2) + 1;
+    const y = out ?? new Float32Array(ho * wo * c);
+    this.lib.conv3x3s2(x, h, w, c, cin, weight, bias, relu, y);
+    return y;
+  }
+
+  relu(x: Float32Array): Float32Array {
+    this.lib.relu(x);
+    return x;
+  }
+
+  geluTanh(x: Float32Array, out?: Float32Array): Float32Array {
+    const y = out ?? new Float32Array(x.length);
+    if (y.length < x.length) throw new Error(`geluTanh: out has ${y.length} values, expected ${x.length}`);
+    this.lib.geluTanh(x, y);
+    return y;
+  }
+
+  layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out?: Float32Array): Float32Array {
+    if (x.length < rows * dim || w.length !== dim || (b && b.length !== dim)) throw new Error(`layerNorm: expected x [${rows}, ${dim}] and weight/bias [${dim}], got ${x.length}, ${w.length}, ${b?.length ?? 'none'}`);
+    const y = out ?? new Float32Array(rows * dim);
+    this.lib.layerNorm(x, rows, dim, w, b, eps, y);
+    return y;
+  }
+
+  /** Whether this CPU runs {@link linearBf16} (AVX512-BF16). */
+  get hasBf16Compute(): boolean {
+    return this.lib.hasBf16Compute();
+  }
+
+  /**
+   * y = bf16(x) · Wᵀ (+ bias) for bf16 weights: the activations rounded to bf16 (nearest even), products exact
+   * in f32, sums in f32 (vdpbf16ps). Twice the f32 kernel's multiply-adds per instruction; see precision.ts.
+   */
+  linearBf16(x: Float32Array, m: number, w: Tensor, bias?: Float32Array | null, out?: Float32Array): Float32Array {
+    const { n, k } = checkLinearShapes(x, m, w, bias);
+    if (w.dtype !== 'bf16') throw new Error(`linearBf16: weight must be bf16, got ${w.dtype}`);
+    const y = out ?? new Float32Array(m * n);
+    if (y.length < m * n) throw new Error(`linear: out has ${y.length} values, expected ${m}x${n}`);
+    const wc = w.strides[1] === 1 || k <= 1 ? w : w.contiguous();
+    const ldw = n <= 1 ? k : wc.strides[0]!;
+    this.lib.linearBf16(x, m, wc.data as Uint16Array, wc.offset, ldw, n, k, bias ?? null, y);
+    return y;
   }
 
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB = false, out?: Float32Array): Float32Array {

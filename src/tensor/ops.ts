@@ -3,7 +3,7 @@
 // for the elementwise ones.
 import { isQuantDType } from './dtype.js';
 import type { Tensor } from './tensor.js';
-import { weightRow } from './reference.js';
+import { weightRow } from './weight_row.js';
 
 /** RMSNorm over the last dim as HF computes it: w · (x · rsqrt(mean(x²) + eps)), in f32. x: [rows, dim]. */
 export function rmsNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, eps: number, out: Float32Array = new Float32Array(rows * dim)): Float32Array {
@@ -50,11 +50,6 @@ export function silu(x: Float32Array, out: Float32Array = new Float32Array(x.len
   return out;
 }
 
-export function relu(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {
-  for (let i = 0; i < x.length; i++) out[i] = x[i]! > 0 ? x[i]! : 0;
-  return out;
-}
-
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 /** GELU, tanh approximation (torch `gelu(approximate='tanh')`, HF `gelu_pytorch_tanh`). */
 export function geluTanh(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {
@@ -86,23 +81,11 @@ export function add(a: Float32Array, b: Float32Array, out: Float32Array = new Fl
   return out;
 }
 
-/** a += s · b */
-export function addScaledInPlace(a: Float32Array, b: Float32Array, s: number): Float32Array {
-  if (a.length !== b.length) throw new Error(`addScaled: lengths ${a.length} and ${b.length} differ`);
-  for (let i = 0; i < a.length; i++) a[i]! += s * b[i]!;
-  return a;
-}
-
-export function mul(a: Float32Array, b: Float32Array, out: Float32Array = new Float32Array(a.length)): Float32Array {
-  if (a.length !== b.length) throw new Error(`mul: lengths ${a.length} and ${b.length} differ`);
-  for (let i = 0; i < a.length; i++) out[i] = a[i]! * b[i]!;
-  return out;
-}
-
 /** Rows `ids` of a [V, D] table of any dtype (f32, bf16, f16, q4_k, q8_0) → [ids.length, D] f32. */
-export function embedding(table: Tensor, ids: ArrayLike<number>): Float32Array {
+export function embedding(table: Tensor, ids: ArrayLike<number>, out?: Float32Array): Float32Array {
   const [vocab, d] = table.shape as [number, number];
-  const out = new Float32Array(ids.length * d);
+  out ??= new Float32Array(ids.length * d);
+  if (out.length < ids.length * d) throw new Error(`embedding: out has ${out.length} values, expected ${ids.length} x ${d}`);
   const t = isQuantDType(table.dtype) ? table : table.contiguous();
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
@@ -176,6 +159,34 @@ export function conv1d(x: Float32Array, c: number, t: number, w: Float32Array, o
   return { out, t: to };
 }
 
+/**
+ * 3×3 / stride 2 / padding 1 conv on a channel-last image x [h, w, cin] (cin = c: depthwise; cin = 1: one input
+ * channel broadcast to c outputs), weight tap-major [9, c], bias [c] → [h', w', c]: bias + Σ taps in (ky, kx)
+ * order (then max(·, 0) when relu). The NeMo subsampling convs of the audio encoder.
+ */
+export function conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array {
+  if (cin !== 1 && cin !== c) throw new Error(`conv3x3s2: cin must be 1 or c (${c}), got ${cin}`);
+  const ho = Math.floor((h - 1) / 2) + 1, wo = Math.floor((w - 1) / 2) + 1;
+  const y = out ?? new Float32Array(ho * wo * c);
+  for (let r = 0; r < ho; r++)
+    for (let q = 0; q < wo; q++) {
+      const dst = (r * wo + q) * c;
+      y.set(bias, dst);
+      for (let ky = 0; ky < 3; ky++) {
+        const iy = 2 * r - 1 + ky;
+        if (iy < 0 || iy >= h) continue;
+        for (let kx = 0; kx < 3; kx++) {
+          const ix = 2 * q - 1 + kx;
+          if (ix < 0 || ix >= w) continue;
+          const src = (iy * w + ix) * cin, wt = (ky * 3 + kx) * c;
+          for (let ch = 0; ch < c; ch++) y[dst + ch] += x[src + (cin === 1 ? 0 : ch)]! * weight[wt + ch]!;
+        }
+      }
+      if (relu) for (let ch = 0; ch < c; ch++) if (!(y[dst + ch]! > 0)) y[dst + ch] = 0;
+    }
+  return y;
+}
+
 /** AvgPool2d(kernel k, stride k) on x [C, H, W] → [C, H/k, W/k] (floor). */
 export function avgPool2d(x: Float32Array, c: number, h: number, w: number, k = 2): { out: Float32Array; h: number; w: number } {
   const ho = Math.floor(h / k), wo = Math.floor(w / k);
@@ -191,19 +202,3 @@ export function avgPool2d(x: Float32Array, c: number, h: number, w: number, k = 
   return { out, h: ho, w: wo };
 }
 
-/** Concatenate row-major [rows_i, dim] blocks along rows. */
-export function concatRows(parts: Float32Array[]): Float32Array {
-  const out: Float32Array = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-/** Transpose a row-major [rows, cols] matrix. */
-export function transpose2d(x: Float32Array, rows: number, cols: number, out: Float32Array = new Float32Array(rows * cols)): Float32Array {
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = x[r * cols + c]!;
-  return out;
-}

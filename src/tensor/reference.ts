@@ -8,6 +8,7 @@ import { HostDevice } from './host_device.js';
 import { weightRow } from './weight_row.js';
 
 export { weightRow };
+import { conv3x3s2, geluTanh, layerNorm } from './ops.js';
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
@@ -18,6 +19,23 @@ export class ReferenceBackend implements Backend {
   setThreads(n: number): void {
     if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be a positive integer, got ${n}`);
     this.threads = n; // single-threaded by design; kept so callers can treat backends alike
+  }
+
+  conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array {
+    return conv3x3s2(x, h, w, c, cin, weight, bias, relu, out);
+  }
+
+  relu(x: Float32Array): Float32Array {
+    for (let i = 0; i < x.length; i++) if (!(x[i]! > 0)) x[i] = 0;
+    return x;
+  }
+
+  geluTanh(x: Float32Array, out?: Float32Array): Float32Array {
+    return geluTanh(x, out ?? new Float32Array(x.length));
+  }
+
+  layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out?: Float32Array): Float32Array {
+    return layerNorm(x, rows, dim, w, b, eps, out ?? new Float32Array(rows * dim));
   }
 
   linear(x: Float32Array, m: number, w: Tensor, bias?: Float32Array | null, out?: Float32Array): Float32Array {

@@ -1,6 +1,7 @@
 // Backend v2 on host memory (src/tensor/host_device.ts): every op against a plain per-row loop on odd shapes,
 // and paged attention (f32, f16, q8_0 storage) against the v1 attention on contiguous K/V. Run on the reference
-// backend's device and on the native backend's (GEMMs native, the rest shared).
+// backend's device and on a HostDevice over the native backend (GEMMs native, the rest shared). The native
+// backend's own device (native glue and paged attention) is tested in test/native/device*.test.ts.
 import { describe, expect, it } from 'vitest';
 import { ReferenceBackend, referenceAttention } from '../../src/tensor/reference.js';
 import { NativeBackend } from '../../src/tensor/native.js';
@@ -11,6 +12,7 @@ import { encodeBf16, f32ToF16, f16ToF32 } from '../../src/tensor/dtype.js';
 import { quantizeMatrix, quantizeRowQ8_0, dequantizeRowQ8_0 } from '../../src/quant/index.js';
 import { weightRow } from '../../src/tensor/weight_row.js';
 import { kvRowBytes } from '../../src/tensor/host_kv.js';
+import { HostDevice } from '../../src/tensor/host_device.js';
 import { rng, NO_NATIVE } from '../native/util.js';
 
 const backends: Backend[] = [new ReferenceBackend()];
@@ -38,7 +40,7 @@ function weight(dtype: 'f32' | 'bf16' | 'q8_0' | 'q4_k', n: number, k: number): 
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => { let d = 0; for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!)); return d; };
 
 for (const be of backends) {
-  const dev = be.device;
+  const dev = be.name === 'reference' ? be.device : new HostDevice(be);
   const up = (a: Float32Array): Buf => { const b = dev.alloc(a.length); dev.upload(a, b); return b; };
   const down = (b: Buf, n?: number) => dev.download(b, 0, n);
 

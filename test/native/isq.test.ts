@@ -50,24 +50,29 @@ describe.skipIf(NO_NATIVE)('native ISQ (weight quantizers)', () => {
   const nb = backend;
   afterAll(() => nb.setThreads(2));
 
-  for (const dtype of ['q4_k', 'q8_0'] as const) {
-    it(`${dtype}: byte-identical to src/quant on varied signals, 1 and 2 threads`, () => {
-      for (const k of [256, 768]) {
-        for (const { name, rows, x } of matrices(k)) {
-          const expected = quantizeMatrix(x, rows, k, dtype);
-          for (const t of [1, 2]) {
-            nb.setThreads(t);
-            const got = nb.quantizeRows(dtype, x, rows, k);
-            // Compare as a whole, then locate the first mismatch for a readable failure.
-            if (!Buffer.from(got).equals(Buffer.from(expected))) {
-              const i = got.findIndex((v, j) => v !== expected[j]);
-              throw new Error(`${dtype} ${name} k=${k} threads=${t}: byte ${i} differs (got ${got[i]}, expected ${expected[i]})`);
+  afterAll(() => nb.setIsa(nb.availableIsas()[0]!));
+  // Q4_K under the avx512 ISA runs the vectorized quantizer (native/src/quantize_fast.cc), under the others
+  // the scalar port; both must give src/quant's bytes. k = 3072 is a real row length (Phi-4-mini's hidden).
+  for (const isa of ['avx512', 'scalar'] as const)
+    for (const dtype of ['q4_k', 'q8_0'] as const) {
+      it.skipIf(!nb.availableIsas().includes(isa))(`${isa} ${dtype}: byte-identical to src/quant on varied signals, 1 and 2 threads`, () => {
+        nb.setIsa(isa);
+        for (const k of dtype === 'q4_k' ? [256, 768, 3072] : [256, 768]) {
+          for (const { name, rows, x } of matrices(k)) {
+            const expected = quantizeMatrix(x, rows, k, dtype);
+            for (const t of [1, 2]) {
+              nb.setThreads(t);
+              const got = nb.quantizeRows(dtype, x, rows, k);
+              // Compare as a whole, then locate the first mismatch for a readable failure.
+              if (!Buffer.from(got).equals(Buffer.from(expected))) {
+                const i = got.findIndex((v, j) => v !== expected[j]);
+                throw new Error(`${isa} ${dtype} ${name} k=${k} threads=${t}: byte ${i} differs (got ${got[i]}, expected ${expected[i]})`);
+              }
             }
           }
         }
-      }
-    });
-  }
+      });
+    }
 
   it('q8_0 rows shorter than a Q4_K block, and empty matrices', () => {
     const x = rng(5)(3 * 96, -1, 1);

@@ -62,7 +62,7 @@ export class MeanVarianceNorm {
  * `out` Linear. Images are held channel-last [T, F, C] so the convs with C inputs are GEMMs.
  */
 export class NemoConvSubsampling {
-  readonly conv0: Tensor; // [C, 9]: the first conv as a linear over 3×3 patches
+  readonly conv0: Float32Array; // [9, C] tap-major: one input channel broadcast to C outputs
   readonly conv0Bias: Float32Array;
   readonly stages: Array<{ dwWeight: Float32Array /* [9, C] tap-major */; dwBias: Float32Array; pw: Tensor /* [C, C] */; pwBias: Float32Array }> = [];
   readonly out: Linear;
@@ -72,7 +72,7 @@ export class NemoConvSubsampling {
     const c = (this.channels = cfg.nemo_conv_channels), kk = SUBSAMPLING_KERNEL ** 2;
     const steps = Math.log2(cfg.time_reduction);
     if (!Number.isInteger(steps) || steps < 1) throw new Error(`audio config: time_reduction must be a power of two >= 2, got ${cfg.time_reduction}`);
-    this.conv0 = ws.take(`${prefix}.conv.0.weight`, [c, 1, SUBSAMPLING_KERNEL, SUBSAMPLING_KERNEL], 'f32').reshape([c, kk]);
+    this.conv0 = tapMajor(ws.take(`${prefix}.conv.0.weight`, [c, 1, SUBSAMPLING_KERNEL, SUBSAMPLING_KERNEL], 'f32').f32(), c, kk);
     this.conv0Bias = ws.take(`${prefix}.conv.0.bias`, [c], 'f32').f32();
     // nn.Sequential indices: 0 conv, 1 act, then (dw, pw, act) per further step.
     for (let s = 0; s < steps - 1; s++) {
@@ -98,14 +98,13 @@ export class NemoConvSubsampling {
     for (let b = 0; b < n; b++) {
       let img = x.subarray(b * tIn * fIn, (b + 1) * tIn * fIn);
       let h = tIn, w = fIn;
-      // First conv (1 input channel): im2col [h'·w', 9] · conv0ᵀ → [h', w', C].
-      const patches = im2col3x3s2(img, h, w);
+      // First conv (1 input channel broadcast to C) + ReLU → [h', w', C].
+      img = be.conv3x3s2(img, h, w, c, 1, this.conv0, this.conv0Bias, true);
       h = convOut(h); w = convOut(w);
-      img = reluInPlace(be.linear(patches, h * w, this.conv0, this.conv0Bias));
       for (const st of this.stages) {
-        const dw = depthwise3x3s2(img, h, w, c, st.dwWeight, st.dwBias);
+        const dw = be.conv3x3s2(img, h, w, c, c, st.dwWeight, st.dwBias, false);
         h = convOut(h); w = convOut(w);
-        img = reluInPlace(be.linear(dw, h * w, st.pw, st.pwBias));
+        img = be.relu(be.linear(dw, h * w, st.pw, st.pwBias));
       }
       // [t', F', C] → [t', C·F'] (torch: transpose(1, 2).reshape(b, t, -1) of [C, t', F']).
       const f = new Float32Array(h * c * w);
@@ -295,50 +294,4 @@ function checkConfig(cfg: AudioConfig): void {
   if (cfg.ext_pw_out_channel !== cfg.hidden_size || cfg.depthwise_seperable_out_channel !== cfg.hidden_size)
     throw bad(`ext_pw_out_channel (${cfg.ext_pw_out_channel}) and depthwise_seperable_out_channel (${cfg.depthwise_seperable_out_channel}) must equal hidden_size (${cfg.hidden_size})`);
   streamingMask(1, cfg.chunk_size, cfg.left_chunk);
-}
-
-/** Patches of a 1-channel [h, w] image for a 3×3 / stride 2 / padding 1 conv → [h'·w', 9] (zeros outside). */
-function im2col3x3s2(x: Float32Array, h: number, w: number): Float32Array {
-  const ho = convOut(h), wo = convOut(w), k = SUBSAMPLING_KERNEL;
-  const out = new Float32Array(ho * wo * k * k);
-  for (let y = 0; y < ho; y++)
-    for (let q = 0; q < wo; q++) {
-      const o = (y * wo + q) * k * k;
-      for (let ky = 0; ky < k; ky++) {
-        const iy = 2 * y - 1 + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (let kx = 0; kx < k; kx++) {
-          const ix = 2 * q - 1 + kx;
-          if (ix >= 0 && ix < w) out[o + ky * k + kx] = x[iy * w + ix]!;
-        }
-      }
-    }
-  return out;
-}
-
-/** Depthwise 3×3 / stride 2 / padding 1 conv on channel-last [h, w, C]; weight tap-major [9, C] → [h', w', C]. */
-function depthwise3x3s2(x: Float32Array, h: number, w: number, c: number, weight: Float32Array, bias: Float32Array): Float32Array {
-  const ho = convOut(h), wo = convOut(w), k = SUBSAMPLING_KERNEL;
-  const out = new Float32Array(ho * wo * c);
-  for (let y = 0; y < ho; y++)
-    for (let q = 0; q < wo; q++) {
-      const dst = (y * wo + q) * c;
-      out.set(bias, dst);
-      for (let ky = 0; ky < k; ky++) {
-        const iy = 2 * y - 1 + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (let kx = 0; kx < k; kx++) {
-          const ix = 2 * q - 1 + kx;
-          if (ix < 0 || ix >= w) continue;
-          const src = (iy * w + ix) * c, wt = (ky * k + kx) * c;
-          for (let ch = 0; ch < c; ch++) out[dst + ch] += x[src + ch]! * weight[wt + ch]!;
-        }
-      }
-    }
-  return out;
-}
-
-function reluInPlace(x: Float32Array): Float32Array {
-  for (let i = 0; i < x.length; i++) if (x[i]! < 0) x[i] = 0;
-  return x;
 }

@@ -40,7 +40,7 @@ export class FeedForward {
   /** x [rows, C] → [rows, C] */
   forward(be: Backend, x: Float32Array, rows: number): Float32Array {
     const i = this.net2.inFeatures;
-    const upGate = this.net0.forward(be, this.layerNorm.forward(x, rows), rows); // [rows, 2I] = [up | gate]
+    const upGate = this.net0.forward(be, this.layerNorm.forward(be, x, rows), rows); // [rows, 2I] = [up | gate]
     const h = new Float32Array(rows * i);
     for (let r = 0; r < rows; r++) {
       const o = r * 2 * i;
@@ -169,7 +169,7 @@ export class ConvModule {
   /** x [n·t, C] → [n·t, C] */
   forward(be: Backend, x: Float32Array, n: number, t: number): Float32Array {
     const rows = n * t;
-    const h = this.glu.forward(be, this.layerNorm.forward(x, rows), rows);
+    const h = this.glu.forward(be, this.layerNorm.forward(be, x, rows), rows);
     const d = this.dwSepConv1d.forward(be, h, n, t);
     return this.extPwConv1d.forward(be, silu(d, d), rows);
   }
@@ -195,10 +195,10 @@ export class ConformerBlock {
   forward(be: Backend, x: Float32Array, n: number, t: number, masks: Float32Array[], bias: Float32Array): Float32Array {
     const rows = n * t;
     const h = addScaled(x, this.feedForwardIn.forward(be, x, rows), 0.5);
-    addScaled(h, this.selfAttn.forward(be, this.layerNormAtt.forward(h, rows), n, t, masks, bias), 1, h);
+    addScaled(h, this.selfAttn.forward(be, this.layerNormAtt.forward(be, h, rows), n, t, masks, bias), 1, h);
     addScaled(h, this.conv.forward(be, h, n, t), 1, h);
     addScaled(h, this.feedForwardOut.forward(be, h, rows), 0.5, h);
-    return this.layerNorm.forward(h, rows);
+    return this.layerNorm.forward(be, h, rows);
   }
 }
 

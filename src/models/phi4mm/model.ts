@@ -2,6 +2,7 @@
 // `model.embed_tokens_extend.{image_embed,audio_embed}`), the per-request routing (LoRA adapter and audio
 // projection by input mode) and generation with the LongRoPE cache rebuild.
 import type { Backend } from '../../tensor/backend.js';
+import { withComputePrecision, type ComputePrecision } from '../../tensor/precision.js';
 import { StrictWeights, type LoadReport, type StoragePolicy, type WeightSource } from '../../nn/weights.js';
 import type { Phi4MMConfig } from './config.js';
 import { openCheckpoint } from './checkpoint.js';
@@ -28,6 +29,11 @@ export class Phi4MMForCausalLM {
   readonly lm: Phi4MiniDecoder;
   readonly image_embed: Phi4MMImageEmbedding;
   readonly audio_embed: Phi4MMAudioEmbedding;
+  /**
+   * The image and audio encoders' linears over bf16 weights: 'f32' (exact products with f32 activations, as the
+   * golden fixtures) or 'bf16' (activations rounded to bf16, vdpbf16ps; see tensor/precision.ts).
+   */
+  encoderPrecision: ComputePrecision = 'f32';
 
   constructor(ws: WeightSource, readonly config: Phi4MMConfig) {
     const hidden = config.text.hidden_size;
@@ -53,12 +59,13 @@ export class Phi4MMForCausalLM {
     const nImg = images?.numImgTokens.length ?? 0, nAud = audio?.frames.length ?? 0;
     const mode = inputModeOf(nImg, nAud);
     const embeds = this.lm.embed(ids);
+    const enc = withComputePrecision(be, this.encoderPrecision);
     let t0 = performance.now();
-    const img = images && nImg ? this.image_embed.encode(be, images.pixelValues, images.attentionMask, images.imageSizes, images.numImgTokens) : [];
+    const img = images && nImg ? this.image_embed.encode(enc, images.pixelValues, images.attentionMask, images.imageSizes, images.numImgTokens) : [];
     const visionMs = performance.now() - t0;
     t0 = performance.now();
     // All clips of one prompt in one call: the reference builds the batch mask from them together.
-    const aud = audio && nAud ? this.audio_embed.encode(be, audio.features, audio.frames, audioProjectionFor(mode)) : [];
+    const aud = audio && nAud ? this.audio_embed.encode(enc, audio.features, audio.frames, audioProjectionFor(mode)) : [];
     const audioMs = performance.now() - t0;
     mergeMediaEmbeddings(embeds, ids, this.config.text.hidden_size, img, aud);
     return { ids, embeds, mode, visionMs, audioMs };

@@ -5,7 +5,7 @@
 // weights are ignored (never loaded) to save memory.
 import type { Backend } from '../../tensor/backend.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { add, geluTanh } from '../../tensor/ops.js';
+import { add } from '../../tensor/ops.js';
 import { Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import type { WeightSource } from '../../nn/weights.js';
 
@@ -146,7 +146,7 @@ export class SiglipMLP {
   /** x [T, C] → [T, C], gelu_pytorch_tanh in between. */
   forward(be: Backend, x: Float32Array, t: number): Float32Array {
     const h = this.fc1.forward(be, x, t);
-    return this.fc2.forward(be, geluTanh(h, h), t);
+    return this.fc2.forward(be, be.geluTanh(h, h), t);
   }
 }
 
@@ -165,8 +165,8 @@ export class SiglipEncoderLayer {
 
   /** Pre-LN block, x [T, C] → [T, C] (a new buffer). */
   forward(be: Backend, x: Float32Array, t: number, mask?: Float32Array): Float32Array {
-    const h = add(x, this.self_attn.forward(be, this.layer_norm1.forward(x, t), t, mask));
-    return add(h, this.mlp.forward(be, this.layer_norm2.forward(h, t), t), h);
+    const h = add(x, this.self_attn.forward(be, this.layer_norm1.forward(be, x, t), t, mask));
+    return add(h, this.mlp.forward(be, this.layer_norm2.forward(be, h, t), t), h);
   }
 }
 

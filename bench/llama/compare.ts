@@ -1,0 +1,95 @@
+// phi4mm against llama.cpp on the same weights: writes (or reuses) a GGUF of the checkpoint's LM in phi4mm's
+// q4k format (make_gguf.ts), measures the DRAM read ceiling (bench/stream), then runs prefill (pp) and decode
+// (tg) of both, interleaved round by round at each thread count, and prints the ratios and decode as a share
+// of the ceiling. llama.cpp is not part of this repository: build llama-bench yourself (see README) and pass
+// --llama-bench PATH, or have it on PATH.
+//
+//   npx tsx bench/llama/compare.ts --model /work/ckpt/phi4mm-q4k [--gguf /tmp/phi4mm-q4k.gguf]
+//        [--llama-bench PATH] [--threads 1,2] [--rounds 2] [--pp 512] [--tg 128]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Phi4MM } from '../../src/api/phi4mm.js';
+import { makeGguf } from './make_gguf.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' }, gguf: { type: 'string', default: join(tmpdir(), 'phi4mm-q4k.gguf') }, 'llama-bench': { type: 'string' },
+    threads: { type: 'string', default: '1,2' }, rounds: { type: 'string', default: '2' }, pp: { type: 'string', default: '512' }, tg: { type: 'string', default: '128' },
+  },
+});
+if (!values.model) throw new Error('--model DIR (a pre-quantized q4k folder, or a bf16 one) is required');
+const threads = values.threads!.split(',').map(Number), rounds = Number(values.rounds), pp = Number(values.pp), tg = Number(values.tg);
+const llamaBench = values['llama-bench'] ?? (process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'llama-bench')).find(existsSync);
+if (!llamaBench || !existsSync(llamaBench)) throw new Error('llama-bench not found: pass --llama-bench PATH or put it on PATH (README: "Comparing with llama.cpp")');
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+// 1. The GGUF.
+if (!existsSync(values.gguf!)) makeGguf(values.model, values.gguf!);
+
+// 2. DRAM read ceiling (THP pages, as the weights are placed).
+const here = dirname(fileURLToPath(import.meta.url));
+const exe = join(mkdtempSync(join(tmpdir(), 'stream-')), 'stream_read');
+execFileSync('cc', ['-O2', '-mavx2', '-pthread', join(here, '..', 'stream', 'stream_read.c'), '-o', exe]);
+const stream: Record<string, number> = {};
+for (const line of execFileSync(exe, ['1024', String(Math.max(...threads)), '5'], { encoding: 'utf8' }).trim().split('\n')) {
+  const r = JSON.parse(line) as { pages: string; threads: number; gbs: number };
+  stream[`${r.pages}_t${r.threads}`] = r.gbs;
+}
+console.log(JSON.stringify({ stream_read_gbs: stream }));
+
+// 3. phi4mm, loaded once; the same measurement as bench/run.ts.
+const m = await Phi4MM.fromPretrained(values.model, { isq: 'q4k', backend: 'native', threads: Math.max(...threads) });
+const be = m.backend, lm = m.model.lm;
+const ids = (n: number, seed: number) => Int32Array.from({ length: n }, (_, i) => 1000 + ((i * 7919 + seed * 104729) % 150000));
+function ours(t: number, r: number): { pp: number; tg: number } {
+  be.setThreads(t);
+  let s = performance.now();
+  m.model.forward(be, ids(pp, r));
+  const ppS = (performance.now() - s) / 1000;
+  const cache = lm.newCache();
+  m.model.forward(be, [1000], { cache });
+  s = performance.now();
+  for (let i = 0; i < tg; i++) m.model.forward(be, [1000 + i], { cache });
+  return { pp: pp / ppS, tg: tg / ((performance.now() - s) / 1000) };
+}
+function llama(t: number): { pp: number; tg: number } {
+  const run = (p: number, n: number) => {
+    const r = spawnSync(llamaBench!, ['-m', values.gguf!, '-p', String(p), '-n', String(n), '-t', String(t), '-r', '1', '-o', 'json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    if (r.status !== 0) throw new Error(`llama-bench failed (${r.status}): ${r.stderr.slice(-2000)}`);
+    return (JSON.parse(r.stdout) as Array<{ avg_ts: number }>)[0]!.avg_ts;
+  };
+  return { pp: run(pp, 0), tg: run(0, tg) };
+}
+
+/** Bytes a decode step streams: every quantized LM matrix once, the tied Q8_0 head included. */
+function decodeBytes(model: Phi4MM): number {
+  let b = 0;
+  for (const [d, n] of Object.entries(model.loadReport.bytes)) if (d === 'q4_k' || d === 'q8_0') b += n;
+  return b;
+}
+
+ours(threads[0]!, 99); // warm-up: page faults, pool start
+const res: Record<string, { ours: { pp: number[]; tg: number[] }; llama: { pp: number[]; tg: number[] } }> = {};
+for (let r = 0; r < rounds; r++)
+  for (const t of threads) {
+    const k = `t${t}`;
+    res[k] ??= { ours: { pp: [], tg: [] }, llama: { pp: [], tg: [] } };
+    const o = ours(t, r), l = llama(t);
+    res[k].ours.pp.push(o.pp); res[k].ours.tg.push(o.tg); res[k].llama.pp.push(l.pp); res[k].llama.tg.push(l.tg);
+    console.log(JSON.stringify({ round: r, threads: t, phi4mm: o, llama: l }));
+  }
+
+const bytes = decodeBytes(m);
+console.log(`\nphi4mm vs llama.cpp (same GGUF weights), median of ${rounds} interleaved rounds; decode streams ${(bytes / 1e9).toFixed(2)} GB/token`);
+console.log('| threads | pp' + pp + ' phi4mm | pp' + pp + ' llama.cpp | ratio | tg' + tg + ' phi4mm | tg' + tg + ' llama.cpp | ratio | DRAM read (THP) | phi4mm decode % of it | llama.cpp % |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
+for (const t of threads) {
+  const x = res[`t${t}`]!, ceil = stream[`thp_t${t}`]!;
+  const op = median(x.ours.pp), lp = median(x.llama.pp), ot = median(x.ours.tg), lt = median(x.llama.tg);
+  const pct = (tps: number) => ((tps * bytes) / 1e9 / ceil * 100).toFixed(0) + '%';
+  console.log(`| ${t} | ${op.toFixed(1)} | ${lp.toFixed(1)} | ${(op / lp).toFixed(2)} | ${ot.toFixed(2)} | ${lt.toFixed(2)} | ${(ot / lt).toFixed(2)} | ${ceil.toFixed(1)} GB/s | ${pct(ot)} | ${pct(lt)} |`);
+}

@@ -1,0 +1,88 @@
+// DRAM read bandwidth: every thread sums its share of one large buffer with 64-byte vector loads (no stores,
+// so the figure is the read ceiling a weight-streaming GEMV can reach). Two page modes: 4 KiB pages
+// (MADV_NOHUGEPAGE) and transparent huge pages (2 MiB-aligned, MADV_HUGEPAGE), at 1..T threads.
+// Build: cc -O2 -mavx2 -pthread stream_read.c -o stream_read      Usage: stream_read [MiB=1024] [threads=2] [reps=5]
+// Prints one JSON line per (pages, threads): {"pages":"4k","threads":1,"gbs":..} (best of reps).
+#define _GNU_SOURCE
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define HUGE_PAGE (2u << 20)
+
+typedef struct { const uint8_t* p; size_t n; pthread_barrier_t* bar; double sink; } Job;
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double read_sum(const uint8_t* p, size_t n) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i + 128 <= n; i += 128) {
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i*)(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i*)(p + i + 32)));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i*)(p + i + 64)));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i*)(p + i + 96)));
+  }
+  __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  int64_t o[4];
+  _mm256_storeu_si256((__m256i*)o, s);
+  return (double)(o[0] + o[1] + o[2] + o[3]);
+}
+
+static void* worker(void* arg) {
+  Job* j = (Job*)arg;
+  pthread_barrier_wait(j->bar);
+  j->sink = read_sum(j->p, j->n);
+  pthread_barrier_wait(j->bar);
+  return NULL;
+}
+
+static double run(const uint8_t* buf, size_t bytes, int threads) {
+  pthread_t th[64];
+  Job jobs[64];
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, NULL, threads + 1);
+  const size_t per = bytes / threads / 128 * 128;
+  for (int t = 0; t < threads; t++) {
+    jobs[t] = (Job){buf + t * per, per, &bar, 0};
+    pthread_create(&th[t], NULL, worker, &jobs[t]);
+  }
+  pthread_barrier_wait(&bar);
+  const double t0 = now();
+  pthread_barrier_wait(&bar);
+  const double s = now() - t0;
+  for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
+  pthread_barrier_destroy(&bar);
+  return per * threads / s / 1e9;
+}
+
+int main(int argc, char** argv) {
+  const size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 1024;
+  const int max_threads = argc > 2 ? atoi(argv[2]) : 2;
+  const int reps = argc > 3 ? atoi(argv[3]) : 5;
+  const size_t bytes = mib << 20;
+  for (int huge = 0; huge <= 1; huge++) {
+    uint8_t* buf = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) { perror("mmap"); return 1; }
+    uint8_t* p = (uint8_t*)(((uintptr_t)buf + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    madvise(p, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    for (size_t i = 0; i < bytes; i += 4096) p[i] = (uint8_t)i;  // fault every page in
+    memset(p, 1, bytes);
+    for (int t = 1; t <= max_threads; t++) {
+      double best = 0;
+      for (int r = 0; r < reps; r++) { const double g = run(p, bytes, t); if (g > best) best = g; }
+      printf("{\"pages\":\"%s\",\"threads\":%d,\"gbs\":%.2f}\n", huge ? "thp" : "4k", t, best);
+      fflush(stdout);
+    }
+    munmap(buf, bytes + HUGE_PAGE);
+  }
+  return 0;
+}

@@ -1,0 +1,24 @@
+// Element-wise and row ops of the encoders (SigLIP, conformer) that were TypeScript loops: GELU (tanh form),
+// LayerNorm and adds. Each works on a range so the caller can split it over the pool.
+#pragma once
+#include <cstdint>
+
+namespace phi4mm {
+namespace encoder_ops {
+
+using ExpFn = void (*)(const float* x, float* y, int n);
+
+// y[i] = x[i] · sigmoid(2·√(2/π)·(x[i] + 0.044715·x[i]³)) = gelu_pytorch_tanh(x[i]), for i in [i0, i1).
+// `exp` is the kernels' vectorized e^x (≤ 1 ulp).
+void gelu_tanh(const float* x, float* y, int64_t i0, int64_t i1, ExpFn exp);
+// 3×3 / stride 2 / padding 1 conv on a channel-last image x [h, w, cin] (cin = c: depthwise; cin = 1: the one
+// input channel broadcast to c outputs), weight tap-major [9, c], bias [c] → output rows [y0, y1) of
+// out [h', w', c], each value bias + Σ taps in (ky, kx) order, then max(·, 0) when relu.
+void conv3x3s2(const float* x, int h, int w, int c, int cin, const float* weight, const float* bias, bool relu, float* out, int y0, int y1);
+// x[i] = max(x[i], 0) for i in [i0, i1).
+void relu(float* x, int64_t i0, int64_t i1);
+// Rows [r0, r1) of x [rows, dim]: (x − mean) / sqrt(var + eps) · w (+ b), mean and variance in double.
+void layer_norm(const float* x, float* y, int dim, const float* w, const float* b, float eps, int r0, int r1);
+
+}  // namespace encoder_ops
+}  // namespace phi4mm
