@@ -8,7 +8,6 @@ import { checkLinearShapes, type AttentionParams, type Backend } from './backend
 import type { Tensor } from './tensor.js';
 import type { QuantDType } from './dtype.js';
 import { NativeDevice } from './native_device.js';
-import type { DeviceOps } from './device.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
 
@@ -83,16 +82,15 @@ export function loadAddon(): Addon {
 export class NativeBackend implements Backend {
   readonly name = 'native' as const;
 
-  private constructor(private readonly lib: Addon) {}
-
-  private dev: NativeDevice | null = null;
   /**
-   * This backend's DeviceOps (backend v2): glue ops, paged KV and LoRA segments in native code. Batch invariant:
-   * the GEMMs' accumulation order does not depend on the row count, and paged attention computes each query row
-   * over its own prefix in a fixed order.
+   * This backend's DeviceOps (backend v2): glue ops, paged KV, paged attention and LoRA segments in native code.
+   * Batch invariant: the GEMMs' accumulation order does not depend on the row count, and paged attention computes
+   * each query row over its own prefix in a fixed order.
    */
-  get device(): DeviceOps {
-    return (this.dev ??= new NativeDevice(this.lib, this));
+  readonly device: NativeDevice;
+
+  private constructor(private readonly lib: Addon) {
+    this.device = new NativeDevice(lib, this);
   }
 
   /** threads: worker threads (default: all cores; 1 runs on the calling thread). Env PHI4MM_ISA forces a variant. */
