@@ -5,6 +5,7 @@
 import { DEAD, LazyDfa } from './dfa.js';
 import type { Grammar } from './grammar.js';
 import { GrammarError } from './nfa.js';
+import { PlainChains } from './plain.js';
 import type { TokenTrie } from './trie.js';
 
 interface MaskEntry {
@@ -14,9 +15,9 @@ interface MaskEntry {
 }
 
 /** Cached mask ids per grammar runtime before the cache is dropped (4 bytes each). */
-const MASK_CACHE_IDS = 16_000_000;
+const MASK_CACHE_IDS = 4_000_000;
 /** Grammar runtimes kept per trie (least recently used dropped). */
-const RUNTIMES_PER_TRIE = 64;
+const RUNTIMES_PER_TRIE = 16;
 
 export class GrammarRuntime {
   readonly dfa: LazyDfa;
@@ -24,6 +25,8 @@ export class GrammarRuntime {
   readonly specialIds: Int32Array;
   private readonly masks = new Map<number, MaskEntry>();
   private cachedIds = 0;
+  private scratch: Int32Array | undefined;
+  private readonly chains: PlainChains | undefined;
 
   constructor(readonly grammar: Grammar, readonly trie: TokenTrie) {
     this.dfa = new LazyDfa(grammar.nfa);
@@ -32,12 +35,13 @@ export class GrammarRuntime {
       if (id === undefined) throw new GrammarError(`${grammar.label}: the tokenizer has no added token ${content}`);
       return id;
     });
+    if (trie.plain) this.chains = new PlainChains(this.dfa, trie.plain.maxChars);
   }
 
   mask(state: number): MaskEntry {
     const hit = this.masks.get(state);
     if (hit) return hit;
-    const allowed = this.walk(state);
+    const allowed = this.allowedIds(state);
     const n = this.trie.vocabSize;
     let entry: MaskEntry;
     if (allowed.length <= n / 2) entry = { mode: 'allow', ids: allowed };
@@ -56,12 +60,26 @@ export class GrammarRuntime {
     return entry;
   }
 
-  /** Ids of the non-EOS tokens allowed from `state`: one preorder scan of the trie, skipping rejected subtrees. */
-  walk(state: number): Int32Array {
-    const { trie, dfa } = this;
-    const out: number[] = [];
+  /** Ids of the non-EOS tokens allowed from `state`; where plain characters step uniformly, via plain.ts. */
+  allowedIds(state: number): Int32Array {
+    const plain = this.trie.plain;
+    const run = plain && this.chains ? this.chains.run(state) : 0;
+    if (!plain || run === 0) return this.walk(state);
+    const nPlain = plain.upTo[Math.min(run, plain.maxChars)]!;
+    const rest = this.walk(state, plain.rest);
+    const out = new Int32Array(nPlain + rest.length);
+    out.set(plain.ids.subarray(0, nPlain));
+    out.set(rest, nPlain);
+    return out;
+  }
+
+  /** Ids of the non-EOS tokens of `trie` allowed from `state`: one preorder scan, skipping rejected subtrees. */
+  walk(state: number, trie = this.trie): Int32Array {
+    const { dfa } = this;
+    const out = this.scratch ??= new Int32Array(this.trie.vocabSize + this.specialIds.length);
+    let count = 0;
     const n = trie.numNodes;
-    const byte = trie.nodeByte, depth = trie.nodeDepth, end = trie.nodeEnd, token = trie.nodeToken;
+    const byte = trie.nodeByte, depth = trie.nodeDepth, end = trie.nodeEnd, token = trie.nodeToken, hasDup = trie.nodeHasDup;
     const states = new Int32Array(trie.maxDepth + 1);
     states[0] = state;
     dfa.ensure(state);
@@ -69,24 +87,23 @@ export class GrammarRuntime {
     let i = 0;
     while (i < n) {
       const d = depth[i]!;
-      const idx = states[d]! * 256 + byte[i]!;
-      let t = trans[idx]!;
+      const from = states[d]!;
+      let t = trans[(from << 8) | byte[i]!]!;
       if (t === -2) {
-        t = dfa.next(states[d]!, byte[i]!);
+        t = dfa.next(from, byte[i]!);
         trans = dfa.trans;
       }
       if (t === DEAD) { i = end[i]!; continue; }
       states[d + 1] = t;
       const tok = token[i]!;
       if (tok >= 0) {
-        out.push(tok);
-        const dups = trie.dupTokens.get(i);
-        if (dups) out.push(...dups);
+        out[count++] = tok;
+        if (hasDup[i] === 1) for (const dup of trie.dupTokens.get(i)!) out[count++] = dup;
       }
       i++;
     }
-    for (let k = 0; k < this.specialIds.length; k++) if (dfa.nextSpecial(state, k) !== DEAD) out.push(this.specialIds[k]!);
-    return Int32Array.from(out);
+    for (let k = 0; k < this.specialIds.length; k++) if (dfa.nextSpecial(state, k) !== DEAD) out[count++] = this.specialIds[k]!;
+    return out.slice(0, count);
   }
 }
 
@@ -153,6 +170,17 @@ export class GrammarConstraint {
     }
     if (logits.length > n) logits.fill(-Infinity, n);
     for (let k = 0; k < eos.length; k++) if (eos[k]! < logits.length) logits[eos[k]!] = canEnd ? eosVals[k]! : -Infinity;
+  }
+
+  /**
+   * The allowed set without touching logits: `allow` mode lists the allowed ids, `deny` mode the disallowed ones
+   * (ids >= trie.vocabSize are always disallowed); EOS ids are never listed, `eos` says whether they are allowed.
+   * Lets a sampler work on the allowed ids only when they are few. Do not modify `ids` (it is the shared cache).
+   */
+  allowed(): { mode: 'allow' | 'deny'; ids: Int32Array; eos: boolean } {
+    if (this.ended) return { mode: 'allow', ids: new Int32Array(0), eos: false };
+    const e = this.rt.mask(this.state);
+    return { mode: e.mode, ids: e.ids, eos: this.canEnd() };
   }
 
   /** Whether `id` may come next. */

@@ -6,7 +6,7 @@ import { GrammarError, type NfaSpec, SPECIAL_BASE } from './nfa.js';
 export const DEAD = -1;
 const UNKNOWN = -2;
 /** Cap on DFA states per grammar; past it the grammar is refused rather than exhausting memory. */
-const MAX_DFA_STATES = 200_000;
+const MAX_DFA_STATES = 50_000; // ~1 KiB of transitions each
 
 export class LazyDfa {
   /** [state * 256 + byte] → next state, DEAD, or UNKNOWN (not expanded yet). */
@@ -115,25 +115,36 @@ export class LazyDfa {
 
   private expand(s: number): void {
     const set = this.sets[s]!;
-    const buckets: (number[] | undefined)[] = new Array(256 + this.numSpecials);
+    const nsym = 256 + this.numSpecials;
+    // Symbols where some edge range starts or ends split [0, nsym) into intervals with one target set each.
+    const cuts = new Uint8Array(nsym + 1);
+    cuts[0] = 1;
+    const los: number[] = [], his: number[] = [], tos: number[] = [];
     for (const q of set) {
       for (let i = this.edgeStart[q]!; i < this.edgeStart[q + 1]!; i++) {
-        const lo = this.edgeData[3 * i]!, hi = this.edgeData[3 * i + 1]!, to = this.edgeData[3 * i + 2]!;
-        for (let sym = lo; sym <= hi; sym++) (buckets[sym] ??= []).push(to);
+        const lo = this.edgeData[3 * i]!, hi = this.edgeData[3 * i + 1]!;
+        los.push(lo); his.push(hi); tos.push(this.edgeData[3 * i + 2]!);
+        cuts[lo] = 1;
+        cuts[hi + 1] = 1;
       }
     }
-    // Bytes with identical target sets share one closure computation.
     const memo = new Map<string, number>();
-    const targets = new Int32Array(256 + this.numSpecials);
+    const targets = new Int32Array(nsym).fill(DEAD);
     let live = 0;
-    for (let sym = 0; sym < buckets.length; sym++) {
-      const bucket = buckets[sym];
-      if (!bucket) { targets[sym] = DEAD; continue; }
-      const k = bucket.join(',');
-      let t = memo.get(k);
-      if (t === undefined) { t = this.intern(this.closure(bucket)); memo.set(k, t); }
-      targets[sym] = t;
-      if (t !== DEAD) live = 1;
+    for (let a = 0; a < nsym;) {
+      let b = a + 1;
+      while (b < nsym && !cuts[b]) b++;
+      const bucket: number[] = [];
+      for (let e = 0; e < los.length; e++) if (los[e]! <= a && a <= his[e]!) bucket.push(tos[e]!);
+      if (bucket.length) {
+        // Intervals with identical target sets share one closure computation.
+        const k = bucket.join(',');
+        let t = memo.get(k);
+        if (t === undefined) { t = this.intern(this.closure(bucket)); memo.set(k, t); }
+        targets.fill(t, a, b);
+        if (t !== DEAD) live = 1;
+      }
+      a = b;
     }
     // intern() may have grown the tables: write after all interning.
     this.trans.set(targets.subarray(0, 256), s * 256);

@@ -21,10 +21,18 @@
 //   // stop when id is EOS (c.finished), or when c.isComplete() (only EOS may follow: the caller may end the
 //   // sequence right away, finish_reason "stop"). c.canEnd(): the output so far is complete JSON.
 //   // c.allows(id): cheap check for a sample-first fast path (sample unmasked, mask only on a miss).
+//   // c.allowed(): the cached allowed set ({mode: 'allow'|'deny', ids, eos}) without touching logits.
+//   // Errors: GrammarError from compile* (→ 400); from mask()/accept() only for an id the mask did not allow
+//   // or an automaton past its state cap (end that sequence with an error).
+//   // tool_choice "none": no grammar; ban trie.addedId(TOOL_CALL_OPEN) through logit bias if wanted.
+//   // Decode the output keeping <|tool_call|> / <|/tool_call|> (they are not "special", so skipSpecialTokens keeps
+//   // them) and feed it to ToolCallStreamParser / parseToolCalls.
 //
 // The mask for a DFA state is computed once (one trie walk, a few ms cold) and cached per grammar key; grammars
-// with the same key share the cache across sequences and requests. Output is compact-or-indented JSON (optional
-// newline + up to 16 spaces between tokens), with bounded number digits; see schema.ts for the schema subset.
+// with the same key share the cache across sequences and requests. Inside strings, where nearly every token is
+// allowed, the set is decided by character count (plain.ts) plus a walk of the ~11.6k other tokens. Output is
+// compact-or-indented JSON (optional newline + up to 16 spaces between tokens; `{maxIndent: 0}` for compact only),
+// with bounded number digits; see schema.ts for the schema subset.
 // With tool_choice the output is `<|tool_call|>[{"name": …, "arguments": {…}}]<|/tool_call|>`, which
 // parseToolCalls / ToolCallStreamParser in src/text/tool_calls.ts turn into OpenAI tool_calls.
 export { GrammarConstraint, GrammarRuntime, grammarRuntime } from './constraint.js';

@@ -4,6 +4,7 @@
 // the work. Added tokens (chat markers, <|tool_call|>, EOS) are not in the byte trie: they are matched by id,
 // as special symbols of the grammar, and EOS only where the grammar accepts.
 import type { Phi4Tokenizer } from '../text/tokenizer.js';
+import { plainChars } from './plain.js';
 import { MODEL_VOCAB_SIZE } from '../text/special_tokens.js';
 
 export interface TrieTokenSource {
@@ -14,6 +15,19 @@ export interface TrieTokenSource {
   /** Added tokens by content (never matched as bytes). */
   added: Iterable<{ id: number; content: string }>;
   eosIds: readonly number[];
+  /** Build the plain-token index (default true; false for the index's own sub-trie). */
+  plainIndex?: boolean;
+}
+
+/** Plain string-content tokens by character count, and the trie of all other ordinary tokens (see plain.ts). */
+export interface PlainIndex {
+  /** Plain token ids sorted by character count. */
+  ids: Int32Array;
+  /** ids[0 .. upTo[c]) hold at most c characters (c = 0..maxChars). */
+  upTo: Int32Array;
+  maxChars: number;
+  /** Every ordinary token that is not plain. */
+  rest: TokenTrie;
 }
 
 export class TokenTrie {
@@ -22,12 +36,16 @@ export class TokenTrie {
   readonly nodeDepth: Uint16Array;
   readonly nodeEnd: Int32Array;
   readonly nodeToken: Int32Array;
-  /** Further ids whose bytes equal an earlier token's (node index → ids). */
+  /** Further ids whose bytes equal an earlier token's (node index → ids); nodeHasDup flags those nodes. */
   readonly dupTokens = new Map<number, number[]>();
+  readonly nodeHasDup: Uint8Array;
   readonly maxDepth: number;
   readonly eosIds: Int32Array;
+  readonly plain: PlainIndex | undefined;
   private readonly addedByContent = new Map<string, number>();
-  private readonly bytesById = new Map<number, Uint8Array>();
+  /** Bytes of ordinary token `id`: tokenData[tokenStart[id] .. tokenStart[id + 1]). */
+  private readonly tokenData: Uint8Array;
+  private readonly tokenStart: Int32Array;
   private readonly addedIds = new Set<number>();
 
   constructor(src: TrieTokenSource) {
@@ -38,10 +56,20 @@ export class TokenTrie {
       this.addedIds.add(a.id);
     }
     const list: { id: number; bytes: string }[] = [];
+    const lengths = new Int32Array(this.vocabSize);
+    let total = 0;
     for (const t of src.tokens) {
-      if (t.bytes.length === 0 || this.addedIds.has(t.id) || t.id >= this.vocabSize) continue;
+      if (t.bytes.length === 0 || this.addedIds.has(t.id) || t.id >= this.vocabSize || lengths[t.id]) continue;
       list.push(t);
-      this.bytesById.set(t.id, new Uint8Array(Buffer.from(t.bytes, 'latin1')));
+      lengths[t.id] = t.bytes.length;
+      total += t.bytes.length;
+    }
+    this.tokenStart = new Int32Array(this.vocabSize + 1);
+    for (let id = 0; id < this.vocabSize; id++) this.tokenStart[id + 1] = this.tokenStart[id]! + lengths[id]!;
+    this.tokenData = new Uint8Array(total);
+    for (const t of list) {
+      const at = this.tokenStart[t.id]!;
+      for (let k = 0; k < t.bytes.length; k++) this.tokenData[at + k] = t.bytes.charCodeAt(k);
     }
     list.sort((a, b) => (a.bytes < b.bytes ? -1 : a.bytes > b.bytes ? 1 : a.id - b.id));
     const bytes: number[] = [], depth: number[] = [], token: number[] = [];
@@ -79,6 +107,9 @@ export class TokenTrie {
     }
     for (const i of open) this.nodeEnd[i] = n;
     this.maxDepth = maxDepth;
+    this.nodeHasDup = new Uint8Array(n);
+    for (const i of this.dupTokens.keys()) this.nodeHasDup[i] = 1;
+    this.plain = src.plainIndex === false ? undefined : buildPlainIndex(list, src.vocabSize);
   }
 
   get numNodes(): number {
@@ -87,7 +118,9 @@ export class TokenTrie {
 
   /** Bytes of an ordinary token; undefined for added tokens and ids without a token. */
   tokenBytes(id: number): Uint8Array | undefined {
-    return this.bytesById.get(id);
+    if (!(id >= 0 && id < this.vocabSize)) return undefined;
+    const a = this.tokenStart[id]!, b = this.tokenStart[id + 1]!;
+    return a === b ? undefined : this.tokenData.subarray(a, b);
   }
 
   /** Id of the added token with this content. */
@@ -98,6 +131,30 @@ export class TokenTrie {
   isAdded(id: number): boolean {
     return this.addedIds.has(id);
   }
+}
+
+function buildPlainIndex(list: { id: number; bytes: string }[], vocabSize: number): PlainIndex {
+  const plain: { id: number; chars: number }[] = [];
+  const rest: { id: number; bytes: string }[] = [];
+  for (const t of list) {
+    const chars = plainChars(t.bytes);
+    if (chars > 0) plain.push({ id: t.id, chars });
+    else rest.push(t);
+  }
+  plain.sort((a, b) => a.chars - b.chars || a.id - b.id);
+  const maxChars = plain.length ? plain[plain.length - 1]!.chars : 0;
+  const upTo = new Int32Array(maxChars + 1);
+  let k = 0;
+  for (let c = 0; c <= maxChars; c++) {
+    while (k < plain.length && plain[k]!.chars <= c) k++;
+    upTo[c] = k;
+  }
+  return {
+    ids: Int32Array.from(plain, (p) => p.id),
+    upTo,
+    maxChars,
+    rest: new TokenTrie({ vocabSize, tokens: rest, added: [], eosIds: [], plainIndex: false }),
+  };
 }
 
 const trieCache = new WeakMap<Phi4Tokenizer, Map<number, TokenTrie>>();
