@@ -9,19 +9,26 @@ import { handleResponses } from './responses.js';
 
 export type { RouteContext, OpenAIRouteOptions } from './common.js';
 
-const POST_ROUTES: Record<string, (ctx: RouteContext, req: IncomingMessage, res: ServerResponse) => Promise<void>> = {
-  '/v1/chat/completions': handleChat,
-  '/v1/completions': handleCompletions,
-  '/v1/audio/transcriptions': handleTranscriptions,
-  '/v1/audio/translations': handleTranslations,
-  '/v1/responses': handleResponses,
-};
+type Handler = (ctx: RouteContext, req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
-export const ROUTE_LIST = [...Object.keys(POST_ROUTES).map((p) => `POST ${p}`), 'GET /v1/models/{id}', 'GET /metrics'].join(', ');
+// Looked up at call time, not built at load: these modules import server.ts, which imports this one.
+function postRoute(path: string): Handler | undefined {
+  switch (path) {
+    case '/v1/chat/completions': return handleChat;
+    case '/v1/completions': return handleCompletions;
+    case '/v1/audio/transcriptions': return handleTranscriptions;
+    case '/v1/audio/translations': return handleTranslations;
+    case '/v1/responses': return handleResponses;
+    default: return undefined;
+  }
+}
+
+export const ROUTE_LIST = ['/v1/chat/completions', '/v1/completions', '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/responses']
+  .map((p) => `POST ${p}`).concat(['GET /v1/models/{id}', 'GET /metrics']).join(', ');
 
 /** Handles the request if it is one of these routes (true), else leaves it to the caller (false). */
 export async function handleRoute(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
-  const post = POST_ROUTES[path];
+  const post = postRoute(path);
   if (post) {
     if (req.method !== 'POST') throw new HttpError(405, 'invalid_request_error', `use POST for ${path}`);
     await post(ctx, req, res);
