@@ -73,6 +73,8 @@ type ServerEngine = ChatEngine & { shutdown?: () => Promise<void> | void };
 
 export interface LoadingState { stage: string; progress: number }
 
+const KEEP_ALIVE_MS = 30_000;
+
 export class ChatServer {
   readonly server: Server;
   readonly admission: Admission;
@@ -90,6 +92,9 @@ export class ChatServer {
     this.limits = resolveLimits(opts);
     this.admission = opts.admission ?? new QueueAdmission({ ...(opts.maxQueue !== undefined ? { maxQueue: opts.maxQueue } : {}), ...(opts.maxWaitingBytes !== undefined ? { maxWaitingBytes: opts.maxWaitingBytes } : {}) });
     this.server = createServer((req, res) => void this.dispatch(req, res));
+    // Longer than clients' keep-alive reuse window, so a reused idle socket is not closed under a new request
+    // (ECONNRESET at the client); shutdown closes idle sockets itself.
+    this.server.keepAliveTimeout = KEEP_ALIVE_MS;
     this.addRoute({ method: 'GET', path: '/health', auth: false, handler: (c) => this.health(c) });
     this.addRoute({ method: 'GET', path: '/v1/models', handler: (c) => sendJson(c.res, 200, { object: 'list', data: this.modelNames().map((id) => ({ id, object: 'model', created: 0, owned_by: 'phi4mm' })) }) });
     this.addRoute(chatCompletionsRoute());

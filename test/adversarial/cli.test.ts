@@ -70,3 +70,13 @@ describe('CLI options', () => {
     expect(u.text).toMatch(/phi4mm serve --help/);
   });
 });
+
+describe('load line', () => {
+  it('names the real quantization of a pre-quantized folder (loaded with isq none)', async () => {
+    const { describeLoad } = await import('../../src/cli/main.js');
+    const fake = (isq: string, bytes: Record<string, number>) => ({ loadReport: { isq, bytes }, describe: () => 'native backend' }) as unknown as Parameters<typeof describeLoad>[1];
+    expect(describeLoad('dir', fake('none', { q4_k: 1, q8_0: 1, bf16: 1 }))).toMatch(/ISQ: pre-quantized q4_k \+ q8_0$/);
+    expect(describeLoad('dir', fake('q8_0', { q8_0: 1 }))).toMatch(/ISQ: q8_0 \(quantized at load\)$/);
+    expect(describeLoad('dir', fake('none', { bf16: 1 }))).toMatch(/ISQ: none$/);
+  });
+});

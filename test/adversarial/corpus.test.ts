@@ -148,8 +148,8 @@ describe('adversarial corpus', () => {
     expect(refused.status).toBe(429);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('queue_full');
-    expect(performance.now() - t0).toBeLessThan(5000);
     await reader.cancel();
+    expect(performance.now() - t0).toBeLessThan(15_000); // decided from the headers, between two decode steps
     expect((await queued)?.status).toBe(200);
     // A queued client that disconnects: its log line says 499, and nothing is logged as a server error.
     const r2 = await post(openUrl, text('Go on and on', { max_tokens: 2000, stream: true }));
@@ -222,6 +222,8 @@ describe('adversarial corpus', () => {
       }
     }
     console.log(`fuzz: ${bases.length * PER_FORMAT} mutations, statuses ${JSON.stringify(tally)}`);
+    expect(tally['429'] ?? 0).toBe(0); // every mutation was really processed
+    expect(tally['200'] ?? 0).toBeGreaterThan(0);
     expect((await fetch(`${openUrl}/health`)).status).toBe(200);
   });
 });
