@@ -5,6 +5,7 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { chatRequestSchema, type ChatRequest, type ContentPartIn } from './schema.js';
 import type { ChatEngine, ChatMessage, ContentPart, SamplingOptions, Usage } from '../api/types.js';
 import { loadMediaBytes, MediaError, type MediaFetchOptions } from '../io/media.js';
+import { serveWebUi } from './webui.js';
 
 export interface ServerOptions {
   port?: number;
@@ -96,6 +97,7 @@ export class ChatServer {
     try {
       if (this.closing) throw new HttpError(503, 'server_error', 'the server is shutting down');
       if (path === '/health' && req.method === 'GET') return json(res, 200, { status: 'ok', model: this.engine.modelId, queued: this.queue.waiting });
+      if (serveWebUi(req, res, path)) return; // the chat page, open without the API key (src/server/webui.ts)
       this.checkAuth(req);
       if (path === '/v1/models' && req.method === 'GET') {
         return json(res, 200, { object: 'list', data: [{ id: this.engine.modelId, object: 'model', created: 0, owned_by: 'phi4mm' }] });
