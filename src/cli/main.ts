@@ -97,7 +97,7 @@ async function serve(argv: string[]): Promise<void> {
     log: (l) => process.stderr.write(`${l}\n`),
   });
   const { url } = await server.listen();
-  process.stderr.write(`serving ${model.modelId} on ${url}/v1 (POST /v1/chat/completions, GET /v1/models, GET /health)\n`);
+  process.stderr.write(`serving ${model.modelId} on ${url}/v1 (POST /v1/chat/completions, GET /v1/models, GET /health); chat page: ${url}/\n`);
   const stop = async (sig: string) => {
     process.stderr.write(`\n${sig}: shutting down\n`);
     await server.close();

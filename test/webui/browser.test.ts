@@ -3,9 +3,9 @@
 // expectations come from the processors (image plan, audio frame count), not from constants.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Phi4MM } from '../../src/api/phi4mm.js';
 import { ChatServer } from '../../src/server/server.js';
@@ -16,6 +16,11 @@ import { computeNumImageTokens } from '../../src/models/phi4mm/image_processor.j
 import { audioTokenCount } from '../../src/models/phi4mm/audio_processor.js';
 import { tinyCheckpoint } from '../helpers/tiny_checkpoint.js';
 import { ROOT } from '../helpers/golden.js';
+
+// Callbacks passed to page.evaluate run in Chromium; this file is type-checked without the DOM lib (which would
+// leak into the whole project), so the page's globals are declared here, untyped.
+/* eslint-disable @typescript-eslint/no-explicit-any */
+declare const document: any, window: any, localStorage: any, MutationObserver: any, DataTransfer: any, ClipboardEvent: any, DragEvent: any, File: any;
 
 const CHROMIUM = process.env['PHI4MM_CHROMIUM'] ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -44,6 +49,14 @@ function recordingEngine(m: Phi4MM): ChatEngine {
   };
 }
 
+function webBuildStale(): boolean {
+  const src = join(ROOT, 'web/src'), out = join(ROOT, 'dist/web');
+  return readdirSync(src).some((f) => {
+    const js = join(out, f.replace(/\.ts$/, '.js'));
+    return !existsSync(js) || statSync(js).mtimeMs < statSync(join(src, f)).mtimeMs;
+  });
+}
+
 async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
@@ -67,7 +80,7 @@ async function sendAndWait(p: Page, text: string): Promise<{ state: string; prom
   await p.press('#input', 'Enter');
   const reply = p.locator('.turn.assistant').nth(n);
   await reply.and(p.locator('[data-state]')).waitFor({ timeout: 60_000 });
-  return reply.evaluate((e: HTMLElement) => ({
+  return reply.evaluate((e: any) => ({
     state: e.dataset['state']!, prompt: Number(e.dataset['promptTokens'] ?? NaN), completion: Number(e.dataset['completionTokens'] ?? NaN),
     text: e.querySelector('.md')!.textContent ?? '', stats: e.querySelector('.stats')!.textContent ?? '',
   }));
@@ -80,8 +93,8 @@ beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`the web UI test needs Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (.ci/run does), or set PHI4MM_CHROMIUM`);
   }
-  // The page's scripts as the package builds them (prepare), so the test never runs a stale build.
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'web/tsconfig.json')], { stdio: 'inherit' });
+  // The page's scripts as the package builds them (prepare); rebuilt here when web/src changed since.
+  if (webBuildStale()) execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'web/tsconfig.json')], { stdio: 'inherit' });
   const dir = tinyCheckpoint();
   model = await Phi4MM.fromPretrained(dir);
   dynamicHd = (JSON.parse(readFileSync(join(dir, 'preprocessor_config.json'), 'utf8')) as { dynamic_hd?: number }).dynamic_hd;
@@ -303,6 +316,7 @@ describe('web UI in Chromium', () => {
     const shot = await page.screenshot();
     const target = process.env['PHI4MM_UPDATE_SCREENSHOT'] ? join(ROOT, 'docs/webui.png') : join(profile, 'webui.png');
     expect(shot.subarray(1, 4).toString()).toBe('PNG');
+    mkdirSync(dirname(target), { recursive: true });
     writeFileSync(target, shot);
 
     await page.setViewportSize({ width: 390, height: 844 });
