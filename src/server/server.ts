@@ -1,279 +1,285 @@
-// OpenAI-compatible HTTP server over one loaded model. One generation runs at a time; later requests wait
-// in a bounded FIFO queue (429 beyond it). A client that disconnects aborts its generation, freeing the model.
+// OpenAI-compatible HTTP server over one loaded model. Routes live in a table (`addRoute`); each request gets a
+// RequestContext with an id, an abort signal (client gone or shutdown) and stats for its log line. Admission
+// (429 + Retry-After) is decided from the headers before any body is read; see admission.ts.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import { chatRequestSchema, type ChatRequest, type ContentPartIn } from './schema.js';
-import type { ChatEngine, ChatMessage, ContentPart, SamplingOptions, Usage } from '../api/types.js';
-import { loadMediaBytes, MediaError, type MediaFetchOptions } from '../io/media.js';
-import { serveWebUi } from './webui.js';
+import type { ChatEngine } from '../api/types.js';
+import { HttpError, mediaType, sendJson, toEnvelope } from './http.js';
+import { QueueAdmission, type Admission } from './admission.js';
+import { resolveLimits, type RequestLimits } from './limits.js';
+import { chatCompletionsRoute } from './chat.js';
+import { webUiRoutes } from './webui.js';
 
-export interface ServerOptions {
+export { HttpError, toEnvelope } from './http.js';
+
+export interface ServerOptions extends Partial<RequestLimits> {
   port?: number;
   host?: string;
-  /** Bearer token clients must send; none = open. */
+  /** Bearer token clients must send; none = open. An empty string is refused. */
   apiKey?: string;
   /** Directory local media paths / file:// URLs must lie in; none = local paths refused. */
   allowLocalMedia?: string;
   /** Let media URLs resolve to loopback/private addresses (off by default: SSRF protection). */
   allowPrivateMedia?: boolean;
-  /** Largest request body in bytes (default 64 MiB: base64 audio is big). */
-  maxBodyBytes?: number;
-  /** Largest decoded media item in bytes (default 32 MiB). */
-  maxMediaBytes?: number;
   mediaTimeoutMs?: number;
   maxRedirects?: number;
   /** Requests allowed to wait while one runs (default 16). */
   maxQueue?: number;
+  /** Bytes of bodies held by waiting requests (default 256 MiB). */
+  maxWaitingBytes?: number;
+  /** Model names clients may ask for; the first is reported. Default: ['phi4mm', hub id when the model came from the hub]. */
+  servedModelNames?: string[];
+  /** Origins allowed by CORS ('*' for any); none = no CORS headers. */
+  corsOrigins?: string[];
+  /** Accepted Host header values (host or host:port); none = any. */
+  allowedHosts?: string[];
+  /** How long a shutdown waits for running requests before closing their connections (default 10 000 ms). */
+  shutdownGraceMs?: number;
+  /** Per-request log line format (default 'text'). */
+  logFormat?: 'text' | 'json';
   log?: (line: string) => void;
+  /** Replaces the built-in single-runner queue (the engine scheduler provides one). */
+  admission?: Admission;
 }
 
-export class HttpError extends Error {
-  constructor(readonly status: number, readonly type: string, message: string, readonly param: string | null = null, readonly code: string | null = null) {
-    super(message);
-  }
+/** What a route handler gets. */
+export interface RequestContext {
+  readonly id: string;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  /** Captures of a RegExp route path. */
+  readonly params: string[];
+  /** Aborted when the client goes away or the server shuts down (see `shuttingDown`). */
+  readonly signal: AbortSignal;
+  readonly server: ChatServer;
+  /** Filled by handlers for the request log line. */
+  readonly stats: { model?: string; promptTokens?: number; completionTokens?: number; ttftMs?: number };
 }
 
-/** A FIFO lock with a bounded number of waiters. */
-class ModelQueue {
-  private busy = false;
-  private readonly waiters: Array<{ go: () => void; fail: (e: Error) => void }> = [];
-  constructor(private readonly maxWaiting: number) {}
-  get waiting(): number { return this.waiters.length; }
-  async acquire(signal: AbortSignal): Promise<() => void> {
-    if (this.busy) {
-      if (this.waiters.length >= this.maxWaiting) throw new HttpError(429, 'rate_limit_error', `the model is busy and ${this.waiters.length} requests are already waiting; retry later`, null, 'queue_full');
-      await new Promise<void>((go, fail) => {
-        const w = { go, fail };
-        this.waiters.push(w);
-        signal.addEventListener('abort', () => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) { this.waiters.splice(i, 1); fail(new Error('client went away while queued')); }
-        }, { once: true });
-      });
-    }
-    this.busy = true;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiters.shift();
-      if (next) next.go(); else this.busy = false;
-    };
-  }
+export interface Route {
+  method: string;
+  /** Exact path, or a RegExp over the path (captures → ctx.params). */
+  path: string | RegExp;
+  handler: (ctx: RequestContext) => Promise<void> | void;
+  /** Requires the API key when one is set (default true). */
+  auth?: boolean;
+  /** Accepted request media types for methods with a body (default ['application/json']). */
+  contentTypes?: string[];
 }
+
+/** Engines may offer a shutdown hook (the engine scheduler stops its worker). */
+type ServerEngine = ChatEngine & { shutdown?: () => Promise<void> | void };
+
+export interface LoadingState { stage: string; progress: number }
 
 export class ChatServer {
   readonly server: Server;
-  private readonly queue: ModelQueue;
-  private readonly inflight = new Set<AbortController>();
+  readonly admission: Admission;
+  readonly limits: RequestLimits;
+  private readonly routes: Route[] = [];
+  private readonly active = new Map<string, AbortController>();
+  private engineRef: ServerEngine | null;
+  private loading: LoadingState = { stage: 'load', progress: 0 };
   private closing = false;
+  private closed: Promise<void> | null = null;
 
-  constructor(private readonly engine: ChatEngine, private readonly opts: ServerOptions = {}) {
-    this.queue = new ModelQueue(opts.maxQueue ?? 16);
-    this.server = createServer((req, res) => void this.route(req, res));
+  constructor(engine: ChatEngine | null, readonly opts: ServerOptions = {}) {
+    if (opts.apiKey !== undefined && opts.apiKey.trim() === '') throw new Error('apiKey is empty; give a non-empty key or leave it unset');
+    this.engineRef = engine;
+    this.limits = resolveLimits(opts);
+    this.admission = opts.admission ?? new QueueAdmission({ ...(opts.maxQueue !== undefined ? { maxQueue: opts.maxQueue } : {}), ...(opts.maxWaitingBytes !== undefined ? { maxWaitingBytes: opts.maxWaitingBytes } : {}) });
+    this.server = createServer((req, res) => void this.dispatch(req, res));
+    this.addRoute({ method: 'GET', path: '/health', auth: false, handler: (c) => this.health(c) });
+    this.addRoute({ method: 'GET', path: '/v1/models', handler: (c) => sendJson(c.res, 200, { object: 'list', data: this.modelNames().map((id) => ({ id, object: 'model', created: 0, owned_by: 'phi4mm' })) }) });
+    this.addRoute(chatCompletionsRoute());
+    for (const r of webUiRoutes()) this.addRoute(r); // the chat page at / (src/server/webui.ts)
   }
+
+  /** Add a route (later routes with the same method and path are not reached). HEAD is served by GET routes. */
+  addRoute(r: Route): this {
+    this.routes.push(r);
+    return this;
+  }
+
+  /** The model, or 503 while it loads. */
+  get engine(): ServerEngine {
+    if (!this.engineRef) throw new HttpError(503, 'server_error', `the model is still loading (${Math.round(this.loading.progress * 100)} %); retry shortly`, null, 'model_loading', { 'retry-after': '5' });
+    return this.engineRef;
+  }
+
+  /** Bind first, load later: `/health` reports progress until the engine arrives. */
+  setLoading(s: LoadingState): void { this.loading = s; }
+  setEngine(e: ChatEngine): void { this.engineRef = e; }
+
+  /** Names clients may put in `model`; the first is the one reported. */
+  modelNames(): string[] {
+    if (this.opts.servedModelNames?.length) return this.opts.servedModelNames;
+    const id = this.engineRef?.modelId;
+    return id && !id.startsWith('/') && !id.startsWith('.') && id.includes('/') ? ['phi4mm', id] : ['phi4mm'];
+  }
+
+  /** 404 in OpenAI's model_not_found shape unless `model` is served here; returns the name to report. */
+  checkModel(model: string): string {
+    if (this.modelNames().includes(model)) return model;
+    throw new HttpError(404, 'invalid_request_error', `The model \`${model}\` does not exist; this server serves ${this.modelNames().map((n) => `\`${n}\``).join(', ')}`, 'model', 'model_not_found');
+  }
+
+  get shuttingDown(): boolean { return this.closing; }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {
     const host = this.opts.host ?? '127.0.0.1';
     await new Promise<void>((ok, fail) => {
       this.server.once('error', fail);
-      this.server.listen(this.opts.port ?? 1234, host, () => ok());
+      this.server.listen(this.opts.port ?? 1234, host, () => { this.server.off('error', fail); ok(); });
     });
     const a = this.server.address();
     const port = typeof a === 'object' && a ? a.port : (this.opts.port ?? 1234);
     return { host, port, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` };
   }
 
-  /** Stop accepting, abort running generations, and close. */
-  async close(): Promise<void> {
+  /**
+   * Stop admitting (new requests and queued ones get 503), end running requests (streams with a final chunk and
+   * [DONE], others with a 503 envelope), then close. Connections still open after `graceMs` are cut.
+   */
+  close(graceMs = this.opts.shutdownGraceMs ?? 10_000): Promise<void> {
+    if (this.closed) return this.closed;
     this.closing = true;
-    for (const c of this.inflight) c.abort();
-    await new Promise<void>((ok) => this.server.close(() => ok()));
-    this.server.closeAllConnections?.();
+    this.admission.shutdown();
+    for (const c of this.active.values()) c.abort(new HttpError(503, 'server_error', 'the server is shutting down', null, 'shutting_down'));
+    this.closed = (async () => {
+      const stopped = new Promise<void>((ok) => this.server.close(() => ok()));
+      this.server.closeIdleConnections?.();
+      const timer = setTimeout(() => this.server.closeAllConnections?.(), graceMs);
+      const idle = setInterval(() => this.server.closeIdleConnections?.(), 50);
+      try {
+        await stopped;
+      } finally {
+        clearTimeout(timer);
+        clearInterval(idle);
+      }
+      await this.engineRef?.shutdown?.();
+    })();
+    return this.closed;
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+  private health(c: RequestContext): void {
+    if (!this.engineRef) return sendJson(c.res, 503, { status: 'loading', stage: this.loading.stage, progress: this.loading.progress });
+    sendJson(c.res, this.closing ? 503 : 200, { status: this.closing ? 'shutting_down' : 'ok', model: this.modelNames()[0], queued: this.admission.waiting, running: this.admission.running });
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t0 = performance.now();
+    const incoming = req.headers['x-request-id'];
+    const id = typeof incoming === 'string' && /^[\w.:-]{1,128}$/.test(incoming) ? incoming : `req-${randomUUID()}`;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const ctrl = new AbortController();
+    const ctx: RequestContext = { id, req, res, path: url.pathname, query: url.searchParams, params: [], signal: ctrl.signal, server: this, stats: {} };
+    res.setHeader('x-request-id', id);
+    // A client that goes away (socket closed before we finished) cancels its request.
+    res.on('close', () => {
+      this.active.delete(id + t0);
+      if (!res.writableFinished) ctrl.abort(new HttpError(499, 'invalid_request_error', 'client closed the request', null, 'client_closed'));
+      this.logRequest(ctx, t0);
+    });
+    this.active.set(id + t0, ctrl);
     try {
-      if (this.closing) throw new HttpError(503, 'server_error', 'the server is shutting down');
-      if (path === '/health' && req.method === 'GET') return json(res, 200, { status: 'ok', model: this.engine.modelId, queued: this.queue.waiting });
-      if (serveWebUi(req, res, path)) return; // the chat page, open without the API key (src/server/webui.ts)
-      this.checkAuth(req);
-      if (path === '/v1/models' && req.method === 'GET') {
-        return json(res, 200, { object: 'list', data: [{ id: this.engine.modelId, object: 'model', created: 0, owned_by: 'phi4mm' }] });
+      this.checkHost(req);
+      this.cors(req, res);
+      if (this.closing) throw new HttpError(503, 'server_error', 'the server is shutting down', null, 'shutting_down');
+      const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+      const onPath = this.routes.filter((r) => (typeof r.path === 'string' ? r.path === ctx.path : r.path.test(ctx.path)));
+      if (req.method === 'OPTIONS' && onPath.length) return this.preflight(req, res, onPath);
+      const route = onPath.find((r) => r.method === method);
+      if (!route) {
+        if (onPath.length) throw new HttpError(405, 'invalid_request_error', `use ${[...new Set(onPath.map((r) => r.method))].join(' or ')} for ${ctx.path}`, null, 'method_not_allowed', { allow: allowed(onPath) });
+        throw new HttpError(404, 'invalid_request_error', `no route ${req.method} ${ctx.path}; available: ${this.routes.map((r) => `${r.method} ${typeof r.path === 'string' ? r.path : r.path.source}`).join(', ')}`, null, 'not_found');
       }
-      if (path === '/v1/chat/completions') {
-        if (req.method !== 'POST') throw new HttpError(405, 'invalid_request_error', `use POST for ${path}`);
-        return await this.chat(req, res);
+      if (typeof route.path !== 'string') (ctx.params as string[]).push(...(route.path.exec(ctx.path)!.slice(1)));
+      if (route.auth !== false) this.checkAuth(req);
+      if (req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH') {
+        const want = route.contentTypes ?? ['application/json'];
+        const got = mediaType(req);
+        if (!want.includes(got)) throw new HttpError(415, 'invalid_request_error', `Content-Type must be ${want.join(' or ')} (got ${got ? `"${got}"` : 'none'})`, null, 'unsupported_media_type');
       }
-      throw new HttpError(404, 'invalid_request_error', `no route ${req.method} ${path}; available: GET /health, GET /v1/models, POST /v1/chat/completions`);
+      await route.handler(ctx);
     } catch (e) {
-      this.fail(res, e);
+      this.fail(ctx, e);
     }
   }
 
   private checkAuth(req: IncomingMessage): void {
     const key = this.opts.apiKey;
     if (!key) return;
-    const got = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    const got = /^bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim() ?? '';
     const a = Buffer.from(got), b = Buffer.from(key);
     if (a.length !== b.length || !timingSafeEqual(a, b)) throw new HttpError(401, 'authentication_error', 'missing or wrong API key (send "Authorization: Bearer <key>")', null, 'invalid_api_key');
   }
 
-  private async chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJson(req, this.opts.maxBodyBytes ?? 64 * 1024 * 1024);
-    const parsed = chatRequestSchema.safeParse(body);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      const param = issue.path.join('.') || null;
-      throw new HttpError(400, 'invalid_request_error', `${param ? `${param}: ` : ''}${issue.message}`, param, 'invalid_value');
-    }
-    const r = parsed.data;
-    const ctrl = new AbortController();
-    // A client that goes away (socket closed before we finished) cancels its request.
-    res.on('close', () => { if (!res.writableFinished) ctrl.abort(); });
-    const messages = await this.resolveMessages(r, ctrl.signal);
-    const release = await this.queue.acquire(ctrl.signal);
-    this.inflight.add(ctrl);
-    try {
-      const sampling = toSampling(r, ctrl.signal);
-      if (r.stream) await this.streamResponse(r, messages, sampling, res, ctrl);
-      else await this.plainResponse(messages, sampling, res);
-    } finally {
-      this.inflight.delete(ctrl);
-      release();
+  private checkHost(req: IncomingMessage): void {
+    const hosts = this.opts.allowedHosts;
+    if (!hosts?.length) return;
+    const h = (req.headers.host ?? '').toLowerCase();
+    const bare = h.replace(/:\d+$/, '');
+    if (!hosts.some((a) => a.toLowerCase() === h || a.toLowerCase() === bare)) {
+      throw new HttpError(421, 'invalid_request_error', `Host "${h}" is not served here (server option allowedHosts)`, null, 'host_not_allowed');
     }
   }
 
-  private async plainResponse(messages: ChatMessage[], sampling: SamplingOptions, res: ServerResponse): Promise<void> {
-    let text = '', finish = 'stop', usage: Usage | null = null;
-    for await (const ev of this.engine.streamEvents(messages, sampling)) {
-      if (ev.type === 'delta') text += ev.text;
-      else { finish = ev.finishReason; usage = ev.usage; }
-    }
-    if (finish === 'cancelled') return; // nobody is listening any more
-    json(res, 200, {
-      id: `chatcmpl-${randomUUID()}`, object: 'chat.completion', created: Math.floor(Date.now() / 1000), model: this.engine.modelId,
-      choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: finish, logprobs: null }],
-      usage,
-    });
+  private corsOrigin(req: IncomingMessage): string | null {
+    const origins = this.opts.corsOrigins, origin = req.headers.origin;
+    if (!origins?.length || !origin) return null;
+    return origins.includes('*') ? '*' : origins.includes(origin) ? origin : null;
   }
 
-  private async streamResponse(r: ChatRequest, messages: ChatMessage[], sampling: SamplingOptions, res: ServerResponse, ctrl: AbortController): Promise<void> {
-    const id = `chatcmpl-${randomUUID()}`, created = Math.floor(Date.now() / 1000), model = this.engine.modelId;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    const send = (o: unknown) => { if (!ctrl.signal.aborted) res.write(`data: ${JSON.stringify(o)}\n\n`); };
-    const chunk = (delta: object, finish: string | null) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] });
-    send(chunk({ role: 'assistant', content: '' }, null));
-    try {
-      for await (const ev of this.engine.streamEvents(messages, sampling)) {
-        if (ev.type === 'delta') { if (ev.text) send(chunk({ content: ev.text }, null)); continue; }
-        if (ev.finishReason === 'cancelled') break;
-        send(chunk({}, ev.finishReason));
-        if (r.stream_options?.include_usage) send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: ev.usage });
-      }
-    } catch (e) {
-      // Headers are gone: report the failure in-stream, in the error envelope.
-      send({ error: toEnvelope(e).error });
-    }
-    if (!ctrl.signal.aborted) res.end('data: [DONE]\n\n');
+  private cors(req: IncomingMessage, res: ServerResponse): void {
+    const o = this.corsOrigin(req);
+    if (!o) return;
+    res.setHeader('access-control-allow-origin', o);
+    res.setHeader('access-control-expose-headers', 'x-request-id, retry-after');
+    if (o !== '*') res.setHeader('vary', 'Origin');
   }
 
-  private async resolveMessages(r: ChatRequest, signal: AbortSignal): Promise<ChatMessage[]> {
-    const mediaOpts: MediaFetchOptions = {
-      timeoutMs: this.opts.mediaTimeoutMs ?? 20_000,
-      maxBytes: this.opts.maxMediaBytes ?? 32 * 1024 * 1024,
-      maxRedirects: this.opts.maxRedirects ?? 3,
-      allowPrivateNetwork: this.opts.allowPrivateMedia ?? false,
-      allowLocalFiles: this.opts.allowLocalMedia ?? false,
-      signal,
-    };
-    const out: ChatMessage[] = [];
-    for (const [i, m] of r.messages.entries()) {
-      const role = m.role === 'developer' ? 'system' : m.role;
-      if (m.content === null) { out.push({ role, content: '' }); continue; }
-      if (typeof m.content === 'string') { out.push({ role, content: m.content }); continue; }
-      const parts: ContentPart[] = [];
-      for (const [j, p] of m.content.entries()) parts.push(await this.resolvePart(p, `messages.${i}.content.${j}`, mediaOpts));
-      out.push({ role, content: parts });
+  private preflight(req: IncomingMessage, res: ServerResponse, onPath: Route[]): void {
+    const headers: Record<string, string> = { allow: allowed(onPath), 'content-length': '0' };
+    if (this.corsOrigin(req)) {
+      headers['access-control-allow-methods'] = allowed(onPath);
+      headers['access-control-allow-headers'] = String(req.headers['access-control-request-headers'] ?? 'authorization, content-type');
+      headers['access-control-max-age'] = '600';
     }
-    return out;
+    res.writeHead(204, headers);
+    res.end();
   }
 
-  private async resolvePart(p: ContentPartIn, param: string, opts: MediaFetchOptions): Promise<ContentPart> {
-    const fetchBytes = async (src: string, kind: 'image' | 'audio') => {
-      try {
-        return await loadMediaBytes(src, kind, opts);
-      } catch (e) {
-        if (e instanceof MediaError) throw new HttpError(e.code === 'too_large' ? 413 : 400, 'invalid_request_error', `${param}: ${e.message}`, param, e.code);
-        throw e;
-      }
-    };
-    switch (p.type) {
-      case 'text': return { type: 'text', text: p.text };
-      case 'image_url': return { type: 'image', image: await fetchBytes(typeof p.image_url === 'string' ? p.image_url : p.image_url.url, 'image') };
-      case 'audio_url': return { type: 'audio', audio: await fetchBytes(typeof p.audio_url === 'string' ? p.audio_url : p.audio_url.url, 'audio') };
-      case 'input_audio': {
-        if (!/^[A-Za-z0-9+/=\s_-]+$/.test(p.input_audio.data)) throw new HttpError(400, 'invalid_request_error', `${param}.input_audio.data: not base64`, `${param}.input_audio.data`, 'bad_base64');
-        return { type: 'audio', audio: new Uint8Array(Buffer.from(p.input_audio.data, 'base64')) };
-      }
-    }
-  }
-
-  private fail(res: ServerResponse, e: unknown): void {
+  private fail(ctx: RequestContext, e: unknown): void {
     const env = toEnvelope(e);
-    if (env.status >= 500) this.opts.log?.(`error: ${(e as Error).stack ?? String(e)}`);
-    if (res.headersSent) { res.end(); return; }
-    json(res, env.status, { error: env.error });
+    if (env.status >= 500 && env.status !== 503) this.opts.log?.(`error ${ctx.id}: ${(e as Error).stack ?? String(e)}`);
+    if (env.status === 499 || ctx.res.destroyed) { if (!ctx.res.writableEnded) ctx.res.destroy(); return; }
+    if (ctx.res.headersSent) { ctx.res.end(); return; }
+    sendJson(ctx.res, env.status, { error: env.error }, env.headers);
+  }
+
+  private logRequest(ctx: RequestContext, t0: number): void {
+    const log = this.opts.log;
+    if (!log) return;
+    const status = ctx.res.writableFinished ? ctx.res.statusCode : 499;
+    const s = ctx.stats;
+    const rec = {
+      time: new Date().toISOString(), id: ctx.id, method: ctx.req.method, path: ctx.path, status,
+      ms: Math.round(performance.now() - t0), ...(s.model ? { model: s.model } : {}),
+      ...(s.promptTokens !== undefined ? { prompt_tokens: s.promptTokens } : {}), ...(s.completionTokens !== undefined ? { completion_tokens: s.completionTokens } : {}),
+      ...(s.ttftMs !== undefined ? { ttft_ms: Math.round(s.ttftMs) } : {}),
+    };
+    if (this.opts.logFormat === 'json') return log(JSON.stringify(rec));
+    const tok = s.promptTokens !== undefined ? ` tokens=${s.promptTokens}+${s.completionTokens ?? 0}` : '';
+    log(`${rec.time} ${rec.method} ${rec.path} ${status}${tok}${s.ttftMs !== undefined ? ` ttft=${rec.ttft_ms}ms` : ''} total=${rec.ms}ms id=${ctx.id}`);
   }
 }
 
-function toSampling(r: ChatRequest, signal: AbortSignal): SamplingOptions {
-  const s: SamplingOptions = { signal };
-  const maxTokens = r.max_completion_tokens ?? r.max_tokens;
-  if (maxTokens != null) s.maxTokens = maxTokens;
-  if (r.temperature != null) s.temperature = r.temperature;
-  if (r.top_p != null) s.topP = r.top_p;
-  if (r.top_k != null) s.topK = r.top_k;
-  if (r.min_p != null) s.minP = r.min_p;
-  if (r.frequency_penalty != null) s.frequencyPenalty = r.frequency_penalty;
-  if (r.presence_penalty != null) s.presencePenalty = r.presence_penalty;
-  if (r.repetition_penalty != null) s.repetitionPenalty = r.repetition_penalty;
-  if (r.stop != null) s.stop = r.stop;
-  if (r.seed != null) s.seed = r.seed;
-  return s;
-}
-
-export function toEnvelope(e: unknown): { status: number; error: { message: string; type: string; param: string | null; code: string | null } } {
-  if (e instanceof HttpError) return { status: e.status, error: { message: e.message, type: e.type, param: e.param, code: e.code } };
-  if (e instanceof MediaError) return { status: 400, error: { message: e.message, type: 'invalid_request_error', param: null, code: e.code } };
-  const err = e as Error & { code?: string };
-  // Errors raised while validating user input inside the engine (bad image, too many tokens...) are 400s.
-  if (err && (err.name === 'ValidationError' || err.name === 'MediaError' || err.name === 'PromptError')) {
-    return { status: 400, error: { message: err.message, type: 'invalid_request_error', param: null, code: err.code ?? null } };
-  }
-  return { status: 500, error: { message: `internal error: ${err?.message ?? String(e)}`, type: 'server_error', param: null, code: null } };
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  const s = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
-  res.end(s);
-}
-
-async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > limit) throw new HttpError(413, 'invalid_request_error', `request body of ${declared} bytes exceeds the limit of ${limit}`, null, 'body_too_large');
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of req) {
-    n += (c as Buffer).length;
-    if (n > limit) throw new HttpError(413, 'invalid_request_error', `request body exceeds the limit of ${limit} bytes`, null, 'body_too_large');
-    chunks.push(c as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch (e) {
-    throw new HttpError(400, 'invalid_request_error', `request body is not valid JSON: ${(e as Error).message}`, null, 'invalid_json');
-  }
+function allowed(routes: Route[]): string {
+  const m = new Set(routes.map((r) => r.method));
+  if (m.has('GET')) m.add('HEAD');
+  m.add('OPTIONS');
+  return [...m].join(', ');
 }

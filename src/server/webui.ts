@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestContext, Route } from './server.js';
 
 interface Asset { file: string; type: string }
 
@@ -35,7 +36,6 @@ function buildTable(): Map<string, Asset> | string {
   if (!existsSync(join(built, 'main.js'))) return `the web UI is not built (no ${join(built, 'main.js')}); run \`npm run build\``;
   const table = new Map<string, Asset>([
     ['/', { file: join(root, 'web', 'index.html'), type: TYPES['.html']! }],
-    ['/index.html', { file: join(root, 'web', 'index.html'), type: TYPES['.html']! }],
     ['/assets/style.css', { file: join(root, 'web', 'style.css'), type: TYPES['.css']! }],
   ]);
   for (const name of readdirSync(built)) if (/^[a-z_]+\.js$/.test(name)) table.set(`/assets/${name}`, { file: join(built, name), type: TYPES['.js']! });
@@ -44,22 +44,28 @@ function buildTable(): Map<string, Asset> | string {
 
 let table: Map<string, Asset> | string | null = null;
 
-/** True when the request was for the page (answered here); false to let the API routes handle it. */
-export function serveWebUi(req: IncomingMessage, res: ServerResponse, path: string): boolean {
-  if (path !== '/' && path !== '/index.html' && !path.startsWith('/assets/')) return false;
-  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+/** GET (and HEAD) / and /assets/<name>, open without the API key. */
+export function webUiRoutes(): Route[] {
+  const handler = (c: RequestContext) => serveAsset(c.req, c.res, c.path);
+  return [
+    { method: 'GET', path: '/', auth: false, handler },
+    { method: 'GET', path: /^\/assets\/[\w.-]+$/, auth: false, handler },
+  ];
+}
+
+function serveAsset(req: IncomingMessage, res: ServerResponse, path: string): void {
   table ??= buildTable();
   const headers = { 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' };
   if (typeof table === 'string') {
     res.writeHead(503, { ...headers, 'content-type': 'text/plain; charset=utf-8' });
     res.end(`phi4mm web UI unavailable: ${table}. The API (POST /v1/chat/completions) works without it.\n`);
-    return true;
+    return;
   }
   const asset = table.get(path);
   if (!asset) {
     res.writeHead(404, { ...headers, 'content-type': 'text/plain; charset=utf-8' });
     res.end(`no web UI asset ${path}\n`);
-    return true;
+    return;
   }
   // Read per request (a few KB): a rebuilt page shows on reload without restarting the server.
   let body: Buffer;
@@ -68,9 +74,8 @@ export function serveWebUi(req: IncomingMessage, res: ServerResponse, path: stri
   } catch (e) {
     res.writeHead(500, { ...headers, 'content-type': 'text/plain; charset=utf-8' });
     res.end(`cannot read ${path}: ${(e as Error).message}\n`);
-    return true;
+    return;
   }
   res.writeHead(200, { ...headers, 'content-type': asset.type, 'content-length': body.length, 'content-security-policy': CSP });
   res.end(req.method === 'HEAD' ? undefined : body);
-  return true;
 }

@@ -3,7 +3,7 @@
 // expectations come from the processors (image plan, audio frame count), not from constants.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -35,8 +35,10 @@ const received: ChatMessage[][] = [];
 const receivedOpts: SamplingOptions[] = [];
 const pageErrors: string[] = [];
 let active = 0;
+/** While set, a generation holds the model after its first delta until the promise resolves. */
+let hold: Promise<void> | null = null;
 
-/** The model, plus a record of each request's messages and a count of generations still running. */
+/** The model, plus a record of each request's messages, a count of generations still running, and `hold`. */
 function recordingEngine(m: Phi4MM): ChatEngine {
   return {
     modelId: m.modelId,
@@ -44,7 +46,10 @@ function recordingEngine(m: Phi4MM): ChatEngine {
       received.push(messages);
       receivedOpts.push(opts ?? {});
       active++;
-      try { yield* m.streamEvents(messages, opts); } finally { active--; }
+      try {
+        if (hold) { yield { type: 'delta', text: 'held' }; await hold; } // busy without burning CPU
+        yield* m.streamEvents(messages, opts);
+      } finally { active--; }
     },
   };
 }
@@ -56,6 +61,9 @@ function webBuildStale(): boolean {
     return !existsSync(js) || statSync(js).mtimeMs < statSync(join(src, f)).mtimeMs;
   });
 }
+
+const T0 = Date.now();
+const mark = (what: string) => { if (process.env['PHI4MM_WEBUI_TIMING']) appendFileSync(process.env['PHI4MM_WEBUI_TIMING'], `${((Date.now() - T0) / 1000).toFixed(1)} s ${what}\n`); };
 
 async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
   const t0 = Date.now();
@@ -86,6 +94,7 @@ async function sendAndWait(p: Page, text: string): Promise<{ state: string; prom
   }));
 }
 
+type ReceivedPart = { type: string; image?: { width: number; height: number; data: Uint8Array }; audio?: { samples: Float32Array; sampleRate: number } };
 const lastNotice = (p: Page) => p.locator('.turn.notice.error').last().textContent();
 const lastUserParts = () => received.at(-1)!.at(-1)!.content;
 
@@ -98,7 +107,8 @@ beforeAll(async () => {
   const dir = tinyCheckpoint();
   model = await Phi4MM.fromPretrained(dir);
   dynamicHd = (JSON.parse(readFileSync(join(dir, 'preprocessor_config.json'), 'utf8')) as { dynamic_hd?: number }).dynamic_hd;
-  open = new ChatServer(recordingEngine(model), { port: 0, maxQueue: 0 });
+  // One request may wait: a send right after a reply ends may arrive before the last one has left the model.
+  open = new ChatServer(recordingEngine(model), { port: 0, maxQueue: 1 });
   openUrl = (await open.listen()).url;
   locked = new ChatServer(recordingEngine(model), { port: 0, apiKey: 'sk-test', maxBodyBytes: 120_000 });
   lockedUrl = (await locked.listen()).url;
@@ -130,7 +140,29 @@ describe('web UI in Chromium', () => {
     expect((await fetch(`${lockedUrl}/v1/models`)).status).toBe(401); // the API stays locked
     await page.goto(openUrl);
     await page.locator('body[data-ready]').waitFor();
-    expect(await page.textContent('#model')).toBe(model.modelId);
+    const health = (await (await fetch(`${openUrl}/health`)).json()) as { model: string };
+    expect(await page.textContent('#model')).toBe(health.model); // the name the page sends as `model`
+  });
+
+  it('shows the load progress while the server is still loading the model, then becomes ready', async () => {
+    const loading = new ChatServer(null, { port: 0 });
+    const url = (await loading.listen()).url;
+    try {
+      loading.setLoading({ stage: 'load', progress: 0.42 });
+      const p = await ctx.newPage();
+      await p.goto(url);
+      await p.locator('#model', { hasText: '42 %' }).waitFor();
+      await p.fill('#input', 'Too early?');
+      await p.press('#input', 'Enter');
+      await p.locator('.turn.notice.error', { hasText: '503' }).waitFor();
+      expect(await p.locator('.turn.notice.error').textContent()).toMatch(/loading/);
+      loading.setEngine(recordingEngine(model));
+      await p.locator('body[data-ready]').waitFor();
+      expect(await p.textContent('#model')).toBe('phi4mm');
+      await p.close();
+    } finally {
+      await loading.close();
+    }
   });
 
   it('streams a reply into the page and shows its stats from the usage', async () => {
@@ -167,7 +199,9 @@ describe('web UI in Chromium', () => {
   it('sends a picked image, a dropped audio file, a pasted image and a recording; the prompt grows by their token counts', async () => {
     await settings(page, { maxTokens: '1', system: '' });
     await page.click('#new-chat');
+    mark('media start');
     const base = await sendAndWait(page, 'Describe.');
+    mark('base');
     await page.click('#new-chat');
 
     await page.setInputFiles('#file', join(ROOT, 'examples/assets/image.png'));
@@ -181,38 +215,50 @@ describe('web UI in Chromium', () => {
     await put('drop', wav.toString('base64'), 'speech.wav', 'audio/wav');
     await put('paste', png.toString('base64'), 'clip.png', 'image/png');
     await page.locator('#pending .chip').nth(2).waitFor();
+    mark('attached');
     const r = await sendAndWait(page, 'Describe.');
     expect(r.state).toBe('done');
     const turn = page.locator('.turn.user').last();
     expect(await turn.locator('img').count()).toBe(2);
     expect(await turn.locator('audio').count()).toBe(1);
 
-    const parts = lastUserParts() as Array<{ type: string; image?: Uint8Array; audio?: Uint8Array }>;
+    mark('media reply');
+    // The engine gets the media decoded by the server: the same pixels and samples as the files.
+    const parts = lastUserParts() as ReceivedPart[];
     expect(parts.map((p) => p.type)).toEqual(['image', 'audio', 'image', 'text']);
-    expect(Buffer.from(parts[0]!.image!).equals(png)).toBe(true);
-    expect(Buffer.from(parts[1]!.audio!).equals(wav)).toBe(true);
-    expect(Buffer.from(parts[2]!.image!).equals(png)).toBe(true);
     const img = decodeImage(png), speech = await decodeAudio(wav);
+    const bytes = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength); // fast exact compare
+    for (const k of [0, 2]) {
+      expect(parts[k]!.image).toMatchObject({ width: img.width, height: img.height });
+      expect(bytes(parts[k]!.image!.data).equals(bytes(img.data)), `image ${k} pixels`).toBe(true);
+    }
+    expect(parts[1]!.audio!.sampleRate).toBe(speech.sampleRate);
+    expect(bytes(parts[1]!.audio!.samples).equals(bytes(speech.samples)), 'audio samples').toBe(true);
     const imgTokens = computeNumImageTokens(img.width, img.height, dynamicHd ? { dynamicHd } : {});
     const audioTokens = audioTokenCount(speech.samples.length, speech.sampleRate);
     expect(r.prompt - base.prompt).toBe(2 * imgTokens + audioTokens);
+    mark('media checked');
 
-    // The microphone (Chromium's fake device): recorded, converted to WAV in the page, sent as input_audio.
+    // The microphone (Chromium's fake device): recorded, converted to 16 kHz WAV in the page, sent as input_audio.
     await page.click('#new-chat');
     await page.click('#record');
     await page.locator('#record[aria-pressed="true"]').waitFor();
     await page.waitForTimeout(1200);
     await page.click('#record');
     await page.locator('#pending .chip audio').waitFor();
+    const request = page.waitForRequest('**/v1/chat/completions');
+    mark('recorded');
     const rec = await sendAndWait(page, 'Describe.');
-    const recBytes = (lastUserParts() as Array<{ type: string; audio?: Uint8Array }>)[0]!.audio!;
-    expect(sniffAudioFormat(recBytes)).toBe('wav');
-    const recAudio = await decodeAudio(recBytes);
+    mark('recording reply');
+    const sent = (await request).postDataJSON() as { messages: Array<{ content: Array<{ type: string; input_audio?: { data: string; format: string } }> }> };
+    const audioPart = sent.messages.at(-1)!.content[0]!.input_audio!;
+    expect(audioPart.format).toBe('wav');
+    expect(sniffAudioFormat(Buffer.from(audioPart.data, 'base64'))).toBe('wav');
+    const recAudio = (lastUserParts() as ReceivedPart[])[0]!.audio!;
     expect(recAudio.sampleRate).toBe(16000);
     expect(recAudio.samples.length / 16000).toBeGreaterThan(0.5);
     expect(recAudio.samples.some((x) => Math.abs(x) > 0.01), 'the fake microphone beeps').toBe(true);
     expect(rec.prompt - base.prompt).toBe(audioTokenCount(recAudio.samples.length, recAudio.sampleRate));
-
   });
 
   it('stops a reply mid-stream: the page settles and the server frees the model', async () => {
@@ -236,25 +282,37 @@ describe('web UI in Chromium', () => {
 
   it('shows 429 and 400 as messages, and gives the unsent turn back to the composer', async () => {
     await settings(page, { maxTokens: '1' });
-    // Keep the model busy from outside; the open server lets nobody wait (maxQueue 0).
-    const busy = await fetch(`${openUrl}/v1/chat/completions`, {
+    // Fill the model and its one queue place from outside (the running one held after its first delta).
+    let release = () => {};
+    hold = new Promise<void>((r) => { release = r; });
+    const ask = () => fetch(`${openUrl}/v1/chat/completions`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'Go on' }], max_tokens: 400, stream: true }),
+      body: JSON.stringify({ model: 'phi4mm', messages: [{ role: 'user', content: 'Go on' }], max_tokens: 1, stream: true }),
     });
-    const reader = busy.body!.getReader();
+    const running = await ask();
+    const reader = running.body!.getReader();
     await reader.read();
+    const waiting = ask();
+    await until('the second request to wait', () => open.admission.waiting === 1);
+    mark('busy');
     await page.fill('#input', 'Are you there?');
     await page.press('#input', 'Enter');
     await page.locator('.turn.notice.error', { hasText: '429' }).waitFor();
-    expect(await lastNotice(page)).toMatch(/busy \(429\)/);
+    mark('429 shown');
+    expect(await lastNotice(page)).toMatch(/busy \(429\): .*1 requests are already waiting/);
     expect(await page.inputValue('#input')).toBe('Are you there?');
     expect(await page.locator('.turn.user.unsent').count()).toBe(1);
+    hold = null;
+    release();
     await reader.cancel();
-    await until('the external request to end', () => active === 0);
+    expect((await (await waiting).text()).trimEnd().endsWith('[DONE]')).toBe(true);
+    await until('the external requests to end', () => active === 0);
+    mark('external ended');
 
     await settings(page, { temperature: '5' });
     await page.press('#input', 'Enter');
     await page.locator('.turn.notice.error', { hasText: '400' }).waitFor();
+    mark('400 shown');
     expect(await lastNotice(page)).toMatch(/rejected the request \(400\): temperature/);
     expect(await page.locator('#send').isVisible()).toBe(true);
     await settings(page, { temperature: '0' });

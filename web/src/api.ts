@@ -115,10 +115,13 @@ function* decodeChunk(data: string): Generator<StreamEvent> {
   if (o.usage) yield { type: 'usage', usage: o.usage };
 }
 
-/** GET /health (open without a key): the model id to send. */
-export async function fetchModelId(): Promise<string> {
+export type Health = { state: 'ready'; model: string } | { state: 'loading'; progress: number; stage: string };
+
+/** GET /health (open without a key): the model name to send, or the load progress while the server loads it. */
+export async function fetchHealth(): Promise<Health> {
   const res = await fetch('health');
+  const body = (await res.clone().json().catch(() => ({}))) as { status?: string; model?: string; progress?: number; stage?: string };
+  if (res.status === 503 && body.status === 'loading') return { state: 'loading', progress: body.progress ?? 0, stage: body.stage ?? 'load' };
   if (!res.ok) throw await errorFrom(res);
-  const h = (await res.json()) as { model?: string };
-  return h.model ?? 'phi4mm';
+  return { state: 'ready', model: body.model ?? 'phi4mm' };
 }

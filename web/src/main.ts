@@ -1,7 +1,7 @@
 // The chat page: composer (text, attachments by picker / drag and drop / paste, microphone), settings, the
 // conversation sent as a whole each turn, a streaming reply with a stop button, and the API key asked for only
 // when the server answers 401 (kept in localStorage).
-import { ApiError, fetchModelId, streamChat, type ApiMessage, type ChatBody, type ContentPart, type Usage } from './api.js';
+import { ApiError, fetchHealth, streamChat, type ApiMessage, type ChatBody, type ContentPart, type Usage } from './api.js';
 import { dataUrlPayload, fileToAttachment, MediaInputError, Recorder, type Attachment } from './media.js';
 import { h, Log, mediaView } from './view.js';
 
@@ -9,6 +9,7 @@ interface Turn { role: 'user' | 'assistant'; text: string; media: Attachment[] }
 
 const KEY_STORE = 'phi4mm.apiKey';
 const SETTINGS_STORE = 'phi4mm.settings';
+const HEALTH_POLL_MS = 1000;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const ui = {
@@ -301,7 +302,20 @@ function wire(): void {
 loadSettings();
 wire();
 renderPending();
-fetchModelId().then(
-  (id) => { modelId = id; ui.model.textContent = id; document.body.dataset['ready'] = 'true'; },
-  (e) => { ui.log.notice(`Could not reach the server's /health: ${(e as Error).message}`, 'error'); document.body.dataset['ready'] = 'true'; },
-);
+/** The model name from /health; while the server is still loading the model, its progress, polled. */
+async function watchHealth(): Promise<void> {
+  for (;;) {
+    try {
+      const h = await fetchHealth();
+      if (h.state === 'ready') { modelId = h.model; ui.model.textContent = h.model; break; }
+      ui.model.textContent = `loading the model: ${h.stage} ${Math.round(h.progress * 100)} %`;
+    } catch (e) {
+      ui.log.notice(`Could not reach the server's /health: ${(e as Error).message}`, 'error');
+      break;
+    }
+    await new Promise((r) => setTimeout(r, HEALTH_POLL_MS));
+  }
+  document.body.dataset['ready'] = 'true';
+}
+
+void watchHealth();
