@@ -62,6 +62,7 @@ function webBuildStale(): boolean {
   });
 }
 
+// PHI4MM_WEBUI_TIMING=<file> appends phase times there (where the test's time goes on a loaded machine).
 const T0 = Date.now();
 const mark = (what: string) => { if (process.env['PHI4MM_WEBUI_TIMING']) appendFileSync(process.env['PHI4MM_WEBUI_TIMING'], `${((Date.now() - T0) / 1000).toFixed(1)} s ${what}\n`); };
 

@@ -42,6 +42,8 @@ let history: Turn[] = [];
 let pending: Attachment[] = [];
 let running: AbortController | null = null;
 let recorder: Recorder | null = null;
+/** Bumped by "New chat": a reply still ending after it must not touch the new conversation. */
+let conversation = 0;
 
 // ------------------------------------------------------------------ settings
 
@@ -191,6 +193,7 @@ async function send(): Promise<void> {
   autoGrow();
 
   const ctrl = new AbortController();
+  const conv = conversation;
   setBusy(ctrl);
   const reply = ui.log.reply();
   let usage: Usage | null = null, finish: string | null = null, tFirst: number | null = null, tEnd: number | null = null;
@@ -223,9 +226,10 @@ async function send(): Promise<void> {
     const stopped = ctrl.signal.aborted;
     const info = { usage, finish, ttftMs: tFirst === null ? null : tFirst - t0, decodeMs: tFirst !== null && tEnd !== null ? tEnd - tFirst : null };
     reply.finish(stopped ? 'stopped' : 'done', info);
-    if (reply.text) history.push({ role: 'assistant', text: reply.text, media: [] });
+    if (reply.text && conv === conversation) history.push({ role: 'assistant', text: reply.text, media: [] });
   } catch (e) {
     reply.finish('error', { usage: null, finish: null, ttftMs: null, decodeMs: null });
+    if (conv !== conversation) return;
     ui.log.notice(e instanceof ApiError ? e.message : `Unexpected error: ${(e as Error).message}`, 'error');
     // The failed turn leaves the conversation (so the next send is not refused again) and returns to the
     // composer to fix and resend.
@@ -276,6 +280,7 @@ function wire(): void {
   ui.forgetKey.addEventListener('click', () => { localStorage.removeItem(KEY_STORE); ui.log.notice('The API key was removed from this browser.'); });
   ui.newChat.addEventListener('click', () => {
     running?.abort();
+    conversation++;
     history = [];
     ui.log.clear();
     ui.input.focus();
