@@ -197,7 +197,7 @@ async function send(): Promise<void> {
   setBusy(ctrl);
   const reply = ui.log.reply();
   let usage: Usage | null = null, finish: string | null = null, tFirst: number | null = null, tEnd: number | null = null;
-  const t0 = performance.now();
+  let t0 = performance.now();
   let askedKey = false;
   try {
     for (;;) {
@@ -218,7 +218,7 @@ async function send(): Promise<void> {
           const had = storedKey();
           reply.status('waiting for the API key…');
           const key = await askKey(had ? 'The server refused the saved API key. Enter the right one:' : 'This server needs an API key. Enter it once; it is kept in this browser.');
-          if (key) continue;
+          if (key) { t0 = performance.now(); continue; } // time to first token counts from the retry
         }
         throw e;
       }
