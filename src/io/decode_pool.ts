@@ -8,6 +8,7 @@ import { MediaError } from './media.js';
 import type { RgbImage } from './image.js';
 import type { AudioData } from './audio.js';
 import type { DecodeJob, DecodeReply } from './decode_worker.js';
+import type { PreparedBody } from './body_prep.js';
 
 export interface DecodePoolOptions {
   /** A job running longer than this is stopped (the worker is terminated) with a MediaError 'timeout'. */
@@ -16,7 +17,7 @@ export interface DecodePoolOptions {
   idleMs?: number;
 }
 
-interface Pending { resolve: (r: DecodeReply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+interface Pending { resolve: (r: DecodeReply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout; worker: Worker }
 
 export class DecodePool {
   private worker: Worker | null = null;
@@ -34,6 +35,19 @@ export class DecodePool {
     return this.run({ kind: 'audio', bytes }).then((r) => (r as { audio: AudioData }).audio);
   }
 
+  /**
+   * A large request body prepared off the main thread (a 16 MiB JSON.parse stalls the event loop): parsed, its
+   * text counted, and its big base64 media decoded into blobs (see body_prep.ts). `bytes` is moved, not copied.
+   */
+  prepareBody(bytes: Uint8Array, marker: string, maxChars: number): Promise<PreparedBody> {
+    return this.run({ kind: 'body', bytes, marker, maxChars }, true).then((r) => (r as { body: PreparedBody }).body);
+  }
+
+  /** Base64 (standard or URL-safe) → bytes, off the main thread. */
+  decodeBase64(text: string): Promise<Uint8Array> {
+    return this.run({ kind: 'base64', text }).then((r) => (r as { bytes: Uint8Array }).bytes);
+  }
+
   /** Stop the worker now (pending jobs fail). */
   async close(): Promise<void> {
     const w = this.worker;
@@ -41,14 +55,14 @@ export class DecodePool {
     if (w) await w.terminate();
   }
 
-  private run(job: Omit<DecodeJob, 'id'>): Promise<DecodeReply> {
+  private run(job: Omit<DecodeJob, 'id'>, move = false): Promise<DecodeReply> {
     // Jobs run one at a time: peak memory is one decode, and a timeout kills only its own job.
-    const p = this.chain.then(() => this.runNow(job));
+    const p = this.chain.then(() => this.runNow(job, move));
     this.chain = p.catch(() => undefined);
     return p;
   }
 
-  private runNow(job: Omit<DecodeJob, 'id'>): Promise<DecodeReply> {
+  private runNow(job: Omit<DecodeJob, 'id'>, move: boolean): Promise<DecodeReply> {
     if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
     const w = this.ensureWorker();
     const id = this.nextId++;
@@ -59,11 +73,16 @@ export class DecodePool {
         reject(new MediaError('timeout', `decoding the ${job.kind} took longer than ${timeoutMs} ms; it was stopped`));
         void this.close();
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-      const copy = job.bytes.slice(); // the caller keeps its bytes; the copy moves to the worker
-      w.postMessage({ ...job, id, bytes: copy } satisfies DecodeJob, [copy.buffer as ArrayBuffer]);
+      this.pending.set(id, { resolve, reject, timer, worker: w });
+      if (job.bytes) {
+        const copy = move && job.bytes.byteOffset === 0 && job.bytes.byteLength === job.bytes.buffer.byteLength ? job.bytes : new Uint8Array(job.bytes); // a copy (Buffer#slice would share, and detach, the caller's memory) moves to the worker
+        w.postMessage({ ...job, id, bytes: copy } satisfies DecodeJob, [copy.buffer as ArrayBuffer]);
+      } else w.postMessage({ ...job, id } satisfies DecodeJob);
     }).then((r) => {
-      if (!r.ok) throw new MediaError(r.error.code ?? 'decode_failed', r.error.message);
+      if (!r.ok) {
+        if (r.error.code === 'invalid_json' || r.error.name === 'SyntaxError') throw Object.assign(new SyntaxError(r.error.message), { code: 'invalid_json' });
+        throw new MediaError(r.error.code ?? 'decode_failed', r.error.message);
+      }
       return r;
     }).finally(() => this.armIdle());
   }
@@ -87,7 +106,7 @@ export class DecodePool {
     });
     const failAll = (e: Error) => {
       if (this.worker === w) this.worker = null;
-      for (const [id, p] of this.pending) { clearTimeout(p.timer); p.reject(new MediaError('decode_failed', `decoder stopped: ${e.message}`)); this.pending.delete(id); }
+      for (const [id, p] of this.pending) { if (p.worker !== w) continue; clearTimeout(p.timer); p.reject(new MediaError('decode_failed', `decoder stopped: ${e.message}`)); this.pending.delete(id); }
     };
     w.on('error', failAll);
     w.on('exit', (code) => failAll(new Error(`worker exited with code ${code}`)));

@@ -5,12 +5,14 @@ import { randomUUID } from 'node:crypto';
 import { chatRequestSchema, formatIssue, type ChatRequest, type ContentPartIn } from './schema.js';
 import type { ChatEvent, ChatMessage, ContentPart, SamplingOptions } from '../api/types.js';
 import { loadMediaBytes, MediaError, type MediaFetchOptions } from '../io/media.js';
-import { HttpError, readJson, sendJson, toEnvelope, tooLarge } from './http.js';
+import { HttpError, parseJson, readBody, sendJson, toEnvelope, tooLarge } from './http.js';
 import { Budget, decodePool } from './limits.js';
 import type { RequestContext, Route } from './server.js';
 
 /** Bytes a request without Content-Length is assumed to hold until its body is read. */
 const UNKNOWN_BODY_BYTES = 64 * 1024;
+/** Bodies and base64 payloads above this are parsed/decoded in the worker: a 16 MiB JSON.parse stalls the event loop. */
+const OFFLOAD_BYTES = 1024 * 1024;
 
 export function chatCompletionsRoute(): Route {
   return { method: 'POST', path: '/v1/chat/completions', handler: chatCompletions };
@@ -26,7 +28,21 @@ async function chatCompletions(ctx: RequestContext): Promise<void> {
   if (declared > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes, declared);
   const ticket = server.admission.admit(Number.isFinite(declared) ? declared : UNKNOWN_BODY_BYTES);
   try {
-    const raw = await readJson(ctx.req, limits.maxBodyBytes, signal);
+    const body = await readBody(ctx.req, limits.maxBodyBytes, signal);
+    const bodyBytes = body.length;
+    ticket.resize(bodyBytes);
+    const budget = new Budget(limits);
+    let raw: unknown, blobs: Blobs = { marker: '', list: [] };
+    if (bodyBytes > OFFLOAD_BYTES) {
+      // Parsed in the worker, with its base64 media decoded there (the main thread never holds the big strings).
+      const marker = `\u0000blob-${randomUUID()}:`;
+      const prep = await decodePool().prepareBody(body, marker, limits.maxPromptChars).catch((e: Error) => {
+        throw e instanceof SyntaxError ? new HttpError(400, 'invalid_request_error', `request body is not valid JSON: ${e.message}`, null, 'invalid_json') : e;
+      });
+      if (prep.value === null) budget.checkCounts(prep.chars, 0);
+      raw = prep.value;
+      blobs = { marker, list: prep.blobs };
+    } else raw = parseJson(body);
     const parsed = chatRequestSchema.safeParse(raw);
     if (!parsed.success) {
       const { param, message } = formatIssue(parsed.error.issues as never, raw);
@@ -39,15 +55,14 @@ async function chatCompletions(ctx: RequestContext): Promise<void> {
     if (maxTokens != null && maxTokens > limits.maxTokens) {
       throw new HttpError(400, 'invalid_request_error', `${r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens'} is ${maxTokens}, more than the limit of ${limits.maxTokens} (server option maxTokens)`, r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens', 'invalid_value');
     }
-    const budget = new Budget(limits);
     let chars = 0, items = 0;
     for (const m of r.messages) {
       if (typeof m.content === 'string') chars += m.content.length;
       else for (const p of m.content ?? []) { if (p.type === 'text') chars += p.text.length; else items++; }
     }
     budget.checkCounts(chars, items);
-    const pending = await fetchMedia(ctx, r, budget);
-    ticket.resize(Buffer.byteLength(JSON.stringify(raw)) + pending.flat().reduce((n, p) => n + ('bytes' in p ? p.bytes.length : 0), 0));
+    const pending = await fetchMedia(ctx, r, budget, blobs);
+    ticket.resize(bodyBytes + pending.flat().reduce((n, p) => n + ('bytes' in p ? p.bytes.length : 0), 0));
     await ticket.turn(signal);
     const messages = await decodeMedia(r, pending, budget);
     const events = engine.streamEvents(messages, toSampling(r, signal))[Symbol.asyncIterator]();
@@ -66,7 +81,9 @@ async function chatCompletions(ctx: RequestContext): Promise<void> {
 }
 
 /** Fetches every media part (bounded bytes) and checks its header against the budgets; nothing is decoded yet. */
-async function fetchMedia(ctx: RequestContext, r: ChatRequest, budget: Budget): Promise<PendingPart[][]> {
+interface Blobs { marker: string; list: Array<Uint8Array | { error: string }> }
+
+async function fetchMedia(ctx: RequestContext, r: ChatRequest, budget: Budget, blobs: Blobs): Promise<PendingPart[][]> {
   const o = ctx.server.opts;
   const opts: MediaFetchOptions = {
     timeoutMs: o.mediaTimeoutMs ?? 20_000, maxBytes: budget.limits.maxMediaBytes, maxRedirects: o.maxRedirects ?? 3,
@@ -76,16 +93,22 @@ async function fetchMedia(ctx: RequestContext, r: ChatRequest, budget: Budget): 
   for (const [i, m] of r.messages.entries()) {
     const parts: PendingPart[] = [];
     if (Array.isArray(m.content)) {
-      for (const [j, p] of m.content.entries()) parts.push(await fetchPart(p, `messages.${i}.content.${j}`, opts, budget));
+      for (const [j, p] of m.content.entries()) parts.push(await fetchPart(p, `messages.${i}.content.${j}`, opts, budget, blobs));
     }
     out.push(parts);
   }
   return out;
 }
 
-async function fetchPart(p: ContentPartIn, param: string, opts: MediaFetchOptions, budget: Budget): Promise<PendingPart> {
+async function fetchPart(p: ContentPartIn, param: string, opts: MediaFetchOptions, budget: Budget, blobs: Blobs): Promise<PendingPart> {
   const bytes = async (src: string, kind: 'image' | 'audio') => {
     try {
+      if (blobs.marker && src.startsWith(blobs.marker)) {
+        const blob = blobs.list[Number(src.slice(blobs.marker.length))];
+        if (!blob) throw new MediaError('bad_url', `${kind} source is not a URL or base64`);
+        if (!(blob instanceof Uint8Array)) throw new MediaError('bad_base64', `${kind} ${blob.error}`);
+        return await loadMediaBytes(blob, kind, opts);
+      }
       return await loadMediaBytes(src, kind, opts);
     } catch (e) {
       if (e instanceof MediaError) throw new HttpError(e.code === 'too_large' ? 413 : 400, 'invalid_request_error', `${param}: ${e.message}`, param, e.code);
@@ -104,11 +127,8 @@ async function fetchPart(p: ContentPartIn, param: string, opts: MediaFetchOption
       let b: Uint8Array;
       if (p.type === 'audio_url') b = await bytes(typeof p.audio_url === 'string' ? p.audio_url : p.audio_url.url, 'audio');
       else {
-        const d = p.input_audio.data.replace(/\s+/g, '');
-        const p2 = `${param}.input_audio.data`;
-        if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(d) || d.length % 4 === 1) throw new HttpError(400, 'invalid_request_error', `${p2}: not base64`, p2, 'bad_base64');
-        if (Math.floor((d.length * 3) / 4) > opts.maxBytes!) throw new HttpError(413, 'invalid_request_error', `${p2}: audio is about ${Math.floor((d.length * 3) / 4)} bytes, more than the limit of ${opts.maxBytes} (server option maxMediaBytes)`, p2, 'too_large');
-        b = await bytes(`data:;base64,${d}`, 'audio');
+        const d = p.input_audio.data;
+        b = await bytes(blobs.marker && d.startsWith(blobs.marker) ? d : `data:;base64,${d}`, 'audio');
       }
       const seconds = budget.audio(b, param);
       return { type: 'audio', bytes: b, param, seconds };

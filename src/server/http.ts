@@ -74,7 +74,10 @@ export function tooLarge(limit: number, declared?: number): HttpError {
 }
 
 export async function readJson(req: IncomingMessage, limit: number, signal?: AbortSignal): Promise<unknown> {
-  const buf = await readBody(req, limit, signal);
+  return parseJson(await readBody(req, limit, signal));
+}
+
+export function parseJson(buf: Buffer): unknown {
   try {
     return JSON.parse(buf.toString('utf8'));
   } catch (e) {
