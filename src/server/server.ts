@@ -13,6 +13,7 @@ import { openaiRoutes } from './routes.js';
 import type { OpenAIRouteOptions } from './common.js';
 import { EngineAdmission } from '../engine/admission.js';
 import type { Engine } from '../engine/engine.js';
+import { webUiRoutes } from './webui.js';
 
 export { HttpError, toEnvelope, sendJson as json, readJson } from './http.js';
 
@@ -118,6 +119,7 @@ export class ChatServer {
     this.addRoute({ method: 'GET', path: '/v1/models', handler: (c) => sendJson(c.res, 200, { object: 'list', data: this.modelNames().map((id) => ({ id, object: 'model', created: 0, owned_by: 'phi4mm' })) }) });
     this.addRoute(chatCompletionsRoute());
     for (const r of openaiRoutes()) this.addRoute(r);
+    for (const r of webUiRoutes()) this.addRoute(r); // the chat page at / (src/server/webui.ts)
   }
 
   get admission(): Admission { return this.admissionRef; }
