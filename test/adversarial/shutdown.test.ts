@@ -24,7 +24,7 @@ const chat = (url: string, body: object) => fetch(`${url}/v1/chat/completions`, 
 
 describe('shutdown of a real server process', () => {
   it('SIGTERM: the running stream gets a final chunk and [DONE], the queued request 503, exit 0 within the grace', async () => {
-    const url = await startServer();
+    const url = await startServer(['--max-running', '1']); // the engine runs one request; the next one waits
     const stream = await chat(url, { stream: true });
     expect(stream.status).toBe(200);
     const reader = stream.body!.getReader();
