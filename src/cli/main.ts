@@ -132,7 +132,7 @@ async function serve(argv: string[]): Promise<void> {
   const model = await load(v, (p) => server.setLoading({ stage: p.stage, progress: p.total > 0 ? Math.min(1, p.loaded / p.total) : 0 }));
   if (server.shuttingDown) return;
   server.setEngine(model);
-  process.stderr.write(`serving ${server.modelNames().join(', ')} on ${url}/v1 (POST /v1/chat/completions, GET /v1/models, GET /health); chat page: ${url}/\n`);
+  process.stderr.write(`serving ${server.modelNames().join(', ')} on ${url}/v1 (chat/completions, completions, responses, audio/transcriptions, audio/translations, models; GET /metrics, /health); chat page: ${url}/\n`);
 }
 
 /** The output folder must be new or empty, and its parent writable: checked before minutes of quantizing. */

@@ -22,7 +22,7 @@ const L = DEFAULT_LIMITS;
 export const COMMANDS: Record<string, { usage: string; about: string; options: OptionDoc[] }> = {
   serve: {
     usage: 'phi4mm serve -m <hub-id|folder> [options]',
-    about: 'OpenAI-compatible HTTP server (POST /v1/chat/completions, GET /v1/models, GET /health). The port is bound before the model loads; /health says "loading" until it is ready.',
+    about: 'OpenAI-compatible HTTP server (POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/audio/transcriptions and /translations; GET /v1/models, /v1/models/{id}, /metrics, /health; the chat page at /). The port is bound before the model loads; /health says "loading" until it is ready.',
     options: [
       ...MODEL_OPTIONS,
       { name: 'port', short: 'p', type: 'string', arg: 'PORT', help: 'port to listen on', default: '1234' },
