@@ -4,9 +4,9 @@
 // - the LoRA delta of qkv_proj for decode rows (rank 256, bf16 A/B): one native call against two GEMMs + a TS add;
 // - paged attention over 2,048 cached keys (f32, f16, q8_0 pools; 1 and 8 sequences) against the old contiguous
 //   f32 attention kernel on the same shapes.
-// Usage: npx tsx bench/device.ts [glue|lora|attention]   (default all; the last line is one JSON object of µs per call)
+// Usage: npx tsx bench/device.ts [glue|lora|attention|all] [threads, e.g. 1,2]   (the last line: one JSON object, µs per call)
 import { NativeBackend } from '../src/tensor/native.js';
-import { HostBuf } from '../src/tensor/native_device.js';
+import { HostBuf } from '../src/tensor/host_device.js';
 import { rmsNorm } from '../src/tensor/ops.js';
 import { encodeBf16, encodeF16 } from '../src/tensor/dtype.js';
 import { Tensor } from '../src/tensor/tensor.js';
@@ -18,7 +18,8 @@ const CONTEXT = 2048;
 const BLOCK = 16;
 const RUNS = 15; // median of these
 const ONLY = process.argv[2];
-const want = (part: string) => !ONLY || ONLY === part;
+const THREADS = process.argv[3] ? process.argv[3].split(',').map(Number) : [1, 2];
+const want = (part: string) => !ONLY || ONLY === 'all' || ONLY === part;
 
 function rand(n: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
@@ -48,7 +49,7 @@ const report = (name: string, us: number) => {
   console.log(`${name.padEnd(52)} ${us.toFixed(1).padStart(10)} µs`);
 };
 
-for (const threads of [1, 2]) {
+for (const threads of THREADS) {
   be.setThreads(threads);
   console.log(`-- ${threads} thread(s), ${be.isa}`);
 
@@ -126,10 +127,12 @@ for (const threads of [1, 2]) {
         dev.pagedAttention(new HostBuf(q), HEADS * HEAD_DIM, 0, kv, 0, seqs, HEADS, HEAD_DIM ** -0.5, out);
       }));
     }
-    const k = rand(CONTEXT * KV_HEADS * HEAD_DIM, 13), v = rand(CONTEXT * KV_HEADS * HEAD_DIM, 14);
+    // One K/V per sequence, as the paged pools hold: 8 sequences stream 8 caches, not one cache 8 times.
+    const ks = Array.from({ length: nseq }, (_, i) => rand(CONTEXT * KV_HEADS * HEAD_DIM, 13 + 2 * i));
+    const vs = Array.from({ length: nseq }, (_, i) => rand(CONTEXT * KV_HEADS * HEAD_DIM, 14 + 2 * i));
     const o = new Float32Array(HEADS * HEAD_DIM);
     report(`contiguous f32 attention, ${nseq} seq × ${CONTEXT} keys (${threads}t)`, timeUs(() => {
-      for (let i = 0; i < nseq; i++) be.attention({ q: q.subarray(i * HEADS * HEAD_DIM, (i + 1) * HEADS * HEAD_DIM), k, v, tq: 1, tk: CONTEXT, nHeads: HEADS, nKvHeads: KV_HEADS, headDim: HEAD_DIM, scale: HEAD_DIM ** -0.5, causalOffset: CONTEXT - 1, out: o });
+      for (let i = 0; i < nseq; i++) be.attention({ q: q.subarray(i * HEADS * HEAD_DIM, (i + 1) * HEADS * HEAD_DIM), k: ks[i]!, v: vs[i]!, tq: 1, tk: CONTEXT, nHeads: HEADS, nKvHeads: KV_HEADS, headDim: HEAD_DIM, scale: HEAD_DIM ** -0.5, causalOffset: CONTEXT - 1, out: o });
     }));
   }
 }

@@ -401,7 +401,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info, bool q8k) {
   return env.Undefined();
 }
 
-// quantizeRows(format (0 q4_k, 1 q8_0), src, rows, k, out): ISQ of a row-major [rows, k] f32 matrix into
+// quantizeRows(format (0 q4_k, 1 q8_0), src, rows, k, out, srcBf16 = false): ISQ of a row-major [rows, k] f32 matrix into
 // rows · (k / blockSize) blocks, rows spread over the pool. Bit-identical to src/quant's quantizeRow.
 Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -409,13 +409,15 @@ Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
   const View src = typed(info, 1, "src");
   const int rows = dim(info, 2, "rows"), k = dim(info, 3, "k");
   const View out = typed(info, 4, "out");
+  // src f32, or (bf16 = true) raw bf16 bits widened row by row in each worker: no f32 copy of the tensor.
+  const bool bf16 = info.Length() > 5 && info[5].ToBoolean();
   if (fmt > 1) throw Napi::RangeError::New(env, "format must be 0 (q4_k) or 1 (q8_0)");
   const int bs = fmt == 0 ? QK_K : QK8_0;
   const char* name = fmt == 0 ? "q4_k" : "q8_0";
   if (k % bs != 0)
     throw Napi::RangeError::New(env, std::string("quantize ") + name + ": row length " + std::to_string(k) + " is not a multiple of the block size " + std::to_string(bs));
   const int64_t row_bytes = (int64_t)(k / bs) * (fmt == 0 ? BLOCK_Q4_K_BYTES : BLOCK_Q8_0_BYTES);
-  need(env, src, (uint64_t)rows * k * 4, "quantize src");
+  need(env, src, (uint64_t)rows * k * (bf16 ? 2 : 4), "quantize src");
   need(env, out, (uint64_t)rows * row_bytes, "quantize out");
   const float* x = reinterpret_cast<const float*>(src.data);
   // The first failing row (lowest index) is reported, whatever the thread order.
@@ -425,9 +427,16 @@ Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
   // The AVX-512 Q4_K quantizer is byte-identical to the reference; it runs whenever the avx512 kernels do.
   auto q4k = g_kernels_are_avx512() ? quantize_weights_q4_K_avx512 : quantize_weights_q4_K;
   parallel_rows(rows, 1, [&](int r0, int r1) {
+    thread_local std::vector<float> widened;
     for (int r = r0; r < r1 && r < bad_row.load(std::memory_order_relaxed); r++) {
-      const QuantStatus s = fmt == 0 ? q4k(x + (int64_t)r * k, out.data + r * row_bytes, k)
-                                     : quantize_weights_q8_0(x + (int64_t)r * k, out.data + r * row_bytes, k);
+      const float* xr = x + (int64_t)r * k;
+      if (bf16) {
+        widened.resize((size_t)k);
+        const uint16_t* br = reinterpret_cast<const uint16_t*>(src.data) + (int64_t)r * k;
+        for (int e = 0; e < k; e++) { const uint32_t u = (uint32_t)br[e] << 16; std::memcpy(&widened[e], &u, 4); }
+        xr = widened.data();
+      }
+      const QuantStatus s = fmt == 0 ? q4k(xr, out.data + r * row_bytes, k) : quantize_weights_q8_0(xr, out.data + r * row_bytes, k);
       if (s.code == QuantStatus::OK) continue;
       std::lock_guard<std::mutex> lock(mu);
       if (r < bad_row.load()) { bad_row.store(r); status[0] = s; }

@@ -13,20 +13,25 @@ namespace phi4mm {
 // K and V each [layers][blocks][blockSize][nKv][headDim]; a "row" is one (position, kv head): headDim values.
 enum class KvType : int { F32 = 0, F16 = 1, Q8_0 = 2 };
 
-// The one table of KV storage formats: bytes of a row of `d` values, and which d a format can hold.
+// The one table of KV storage formats. A q8_0 row is ggml's Q8_0 recipe on groups of 32 values along headDim
+// (the last group shorter when headDim is not a multiple of 32, quantized as if zero-padded): the groups' f16
+// scales first, then headDim int8 values, so a row of d values takes d + 2·⌈d/32⌉ bytes (as host_kv.ts).
 struct KvFormat {
   const char* name;
-  int block;         // values per storage block (1 for plain types)
-  int block_bytes;   // bytes per storage block
+  int value_bytes;  // per value
+  int group;        // values per f16 scale, 0 for none
+  int64_t row_bytes(int d) const { return (int64_t)value_bytes * d + (group ? 2 * (int64_t)((d + group - 1) / group) : 0); }
 };
 constexpr KvFormat KV_FORMATS[] = {
-    {"f32", 1, 4},
-    {"f16", 1, 2},
-    {"q8_0", QK8_0, BLOCK_Q8_0_BYTES},
+    {"f32", 4, 0},
+    {"f16", 2, 0},
+    {"q8_0", 1, QK8_0},
 };
 inline const KvFormat& kv_format(KvType t) { return KV_FORMATS[(int)t]; }
+// Bytes kernels may read past a row's last value (a partial vector of a q8_0 row's int8 values; never used).
+constexpr int KV_ROW_OVERREAD = 64;
 
-// One Q8_0 block as stored: f16 scale, 32 int8 values.
+// One Q8_0 block as ggml stores weights: f16 scale, 32 int8 values.
 struct BlockQ8_0 {
   uint16_t d;
   int8_t qs[QK8_0];
@@ -37,6 +42,7 @@ struct KvPool {
   KvType type;
   int layers, blocks, block_size, n_kv, head_dim;
   int64_t row_bytes;    // one (position, kv head) row
+  int q8_groups;        // q8_0: scales per row (the int8 values start at 2·q8_groups)
   int64_t block_bytes;  // block_size · n_kv · row_bytes
   uint8_t* k;           // [layers][blocks] blocks
   uint8_t* v;
@@ -77,10 +83,12 @@ inline int64_t paged_scratch_floats(int rows, int64_t lds) { return (int64_t)row
 
 struct DeviceKernels {
   const char* name;
-  // out[r] = w · f32(x[r] · 1/sqrt(Σx²/dim + eps)), the sum and the inverse in f64 (as src/tensor/ops.ts).
+  // out[r] = w · f32(x[r] · 1/sqrt(Σx²/dim + eps)), the sum (in index order) and the inverse in f64.
   void (*rms_norm)(const float* x, float* out, const float* w, int rows, int dim, double eps);
   // In place on the first rd dims of nh heads (at column off of rows of `ld`), per-row tables cos/sin [rows, rd].
   void (*rope)(float* x, int rows, int64_t ld, int off, int nh, int hd, int rd, const float* cos, const float* sin);
+  // out [rows, inter] = up · (gate / (1 + e^−gate)) in f64, rounded once; gu [rows, 2·inter] = [gate | up].
+  void (*swiglu)(const float* gu, float* out, int rows, int inter);
   // f32 → f16 bits, round to nearest even; f16 bits → f32.
   void (*to_f16)(const float* x, uint16_t* y, int64_t n);
   void (*from_f16)(const uint16_t* x, float* y, int64_t n);

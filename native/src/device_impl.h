@@ -2,147 +2,116 @@
 // avx512}.cc, flags in binding.gyp) into phi4mm::{generic,avx2,avx512}. Every result row is computed by one
 // fixed sequence of operations that depends only on that row's inputs (and, for attention, on its sequence's
 // cached keys), never on how rows are tiled or batched: batch invariance holds bit for bit.
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-
-#include "device.h"
-
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
+#include "device_simd.h"
 
 namespace phi4mm {
 namespace PHI_NS {
 namespace {
 
-// ---- f32 vectors (the same shapes as kernels_impl.h's, which keeps its own static copy) --------------------
-#if defined(__AVX512F__)
-using vf = __m512;
-constexpr int VL = 16;
-inline vf vzero() { return _mm512_setzero_ps(); }
-inline vf vset1(float x) { return _mm512_set1_ps(x); }
-inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
-inline void vstore(float* p, vf v) { _mm512_storeu_ps(p, v); }
-inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
-inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
-inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
-inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
-inline float vhsum(vf v) { return _mm512_reduce_add_ps(v); }
-inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
-inline vf vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
-inline void vstore_n(float* p, vf v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v); }
-inline vf vload_bf16(const uint16_t* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
-}
-inline vf vload_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
-inline void vstore_f16(uint16_t* p, vf v) {
-  _mm256_storeu_si256((__m256i*)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-inline vf vload_i8(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p))); }
-inline float fp16_to_fp32(uint16_t h) { return _cvtsh_ss(h); }
-#elif defined(__AVX2__)
-using vf = __m256;
-constexpr int VL = 8;
-inline vf vzero() { return _mm256_setzero_ps(); }
-inline vf vset1(float x) { return _mm256_set1_ps(x); }
-inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
-inline void vstore(float* p, vf v) { _mm256_storeu_ps(p, v); }
-inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
-inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
-inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
-inline vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
-inline vf vmax(vf a, vf b) { return _mm256_max_ps(a, b); }
-inline float vhsum(vf v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-inline float vhmax(vf v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-}
-inline __m256i lane_mask(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
-inline vf vload_n(const float* p, int n) { return _mm256_maskload_ps(p, lane_mask(n)); }
-inline void vstore_n(float* p, vf v, int n) { _mm256_maskstore_ps(p, lane_mask(n), v); }
-inline vf vload_bf16(const uint16_t* p) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
-}
-inline vf vload_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
-inline void vstore_f16(uint16_t* p, vf v) { _mm_storeu_si128((__m128i*)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
-inline vf vload_i8(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
-inline float fp16_to_fp32(uint16_t h) { return _cvtsh_ss(h); }
-#else
-typedef float vf __attribute__((vector_size(16)));
-constexpr int VL = 4;
-inline vf vzero() { return vf{0, 0, 0, 0}; }
-inline vf vset1(float x) { return vf{x, x, x, x}; }
-inline vf vload(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
-inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
-inline vf vfma(vf a, vf b, vf c) { return a * b + c; }  // two roundings: no FMA in the generic build
-inline vf vmul(vf a, vf b) { return a * b; }
-inline vf vadd(vf a, vf b) { return a + b; }
-inline vf vsub(vf a, vf b) { return a - b; }
-inline vf vmax(vf a, vf b) { return vf{std::max(a[0], b[0]), std::max(a[1], b[1]), std::max(a[2], b[2]), std::max(a[3], b[3])}; }
-inline float vhsum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
-inline float vhmax(vf v) { return std::max(std::max(v[0], v[1]), std::max(v[2], v[3])); }
-inline vf vload_n(const float* p, int n) { vf v = vzero(); std::memcpy(&v, p, n * sizeof(float)); return v; }
-inline void vstore_n(float* p, vf v, int n) { std::memcpy(p, &v, n * sizeof(float)); }
-inline vf vload_bf16(const uint16_t* p) {
-  vf v;
-  for (int i = 0; i < 4; i++) { uint32_t u = (uint32_t)p[i] << 16; std::memcpy(&v[i], &u, 4); }
-  return v;
-}
-inline vf vload_f16(const uint16_t* p) {
-  return vf{fp16_to_fp32_soft(p[0]), fp16_to_fp32_soft(p[1]), fp16_to_fp32_soft(p[2]), fp16_to_fp32_soft(p[3])};
-}
-inline vf vload_i8(const int8_t* p) { return vf{(float)p[0], (float)p[1], (float)p[2], (float)p[3]}; }
-inline float fp16_to_fp32(uint16_t h) { return fp16_to_fp32_soft(h); }
-#endif
-
-// f32 → IEEE half bits, round to nearest even (as src/tensor/dtype.ts f32ToF16); the scalar path for tails and
-// the generic build.
-inline uint16_t f32_to_f16_soft(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  const uint32_t sign = (u >> 16) & 0x8000, exp = (u >> 23) & 0xff;
-  uint32_t mant = u & 0x7fffff;
-  if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-  const int e = (int)exp - 127 + 15;
-  if (e >= 31) return (uint16_t)(sign | 0x7c00);
-  if (e <= 0) {
-    if (e < -10) return (uint16_t)sign;
-    mant |= 0x800000;
-    const int shift = 14 - e;
-    uint32_t half = mant >> shift;
-    const uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    if (rem > mid || (rem == mid && (half & 1))) half++;
-    return (uint16_t)(sign | half);
-  }
-  uint32_t half = ((uint32_t)e << 10) | (mant >> 13);
-  const uint32_t rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
-  return (uint16_t)(sign | half);
-}
-
 // ---- glue ----------------------------------------------------------------------------------------------------
+// Σx² in f64 in index order, 1/sqrt(Σx²/dim + eps) in f64, fround(x·inv), then ·w in f32: the TypeScript
+// expressions' operations in their order, so bit-identical with the host device. The serial f64 sum (4 cycles a
+// value) costs ~4 µs per 3,072-value row.
 void rms_norm(const float* x, float* out, const float* w, int rows, int dim, double eps) {
-  constexpr int LANES = 8;  // f64 partial sums: vectorizable, and far below f32 resolution in error
   for (int r = 0; r < rows; r++) {
     const float* xr = x + (int64_t)r * dim;
     float* o = out + (int64_t)r * dim;
-    double acc[LANES] = {};
-    int i = 0;
-    for (; i + LANES <= dim; i += LANES)
-      for (int l = 0; l < LANES; l++) acc[l] += (double)xr[i + l] * (double)xr[i + l];
-    double ss = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < dim; i++) ss += (double)xr[i] * (double)xr[i];
+    double ss = 0;
+    for (int i = 0; i < dim; i++) ss += (double)xr[i] * (double)xr[i];
     const double inv = 1.0 / std::sqrt(ss / dim + eps);
-    for (i = 0; i < dim; i++) o[i] = w[i] * (float)((double)xr[i] * inv);
+    for (int i = 0; i < dim; i++) o[i] = w[i] * (float)((double)xr[i] * inv);
   }
 }
+
+// ---- swiglu in f64 ----------------------------------------------------------------------------------------------
+// out = up · (g / (1 + e^−g)) in f64, rounded once to f32: the TypeScript expression's arithmetic. e^x in f64 to
+// ≤ ~1 ulp (Cody-Waite reduction with FMA, degree-13 Taylor polynomial, 2^n in two halves), so the f32 result
+// equals the host device's (V8's exp is < 1 ulp too) except where an f32 rounding boundary falls between the two
+// f64 values (~2^-28 of values: then 1 f32 ulp). Inputs below −40 give e = 0 (1 + e^−40 rounds to 1 anyway).
+constexpr double EXPD_LO = -40.0, EXPD_HI = 709.782712893384;
+constexpr double LOG2E_D = 1.4426950408889634, LN2_HI_D = 6.93147180369123816490e-01, LN2_LO_D = 1.90821492927058770002e-10;
+constexpr double INV_FACT[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+                                 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800};
+#if defined(__AVX512F__)
+inline __m512d vexp_pd(__m512d x) {
+  const __mmask8 big = _mm512_cmp_pd_mask(x, _mm512_set1_pd(EXPD_HI), _CMP_GT_OQ);
+  const __mmask8 small = _mm512_cmp_pd_mask(x, _mm512_set1_pd(EXPD_LO), _CMP_LT_OQ);
+  x = _mm512_min_pd(_mm512_max_pd(x, _mm512_set1_pd(EXPD_LO)), _mm512_set1_pd(EXPD_HI));
+  const __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(LOG2E_D)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_HI_D), x);
+  r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_LO_D), r);
+  __m512d p = _mm512_set1_pd(INV_FACT[13]);
+  for (int k = 12; k >= 0; k--) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(INV_FACT[k]));
+  const __m512i ni = _mm512_cvtpd_epi64(n), n1 = _mm512_srai_epi64(ni, 1), n2 = _mm512_sub_epi64(ni, n1);
+  const __m512i bias = _mm512_set1_epi64(1023);
+  const __m512d s1 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(n1, bias), 52));
+  const __m512d s2 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(n2, bias), 52));
+  __m512d y = _mm512_mul_pd(_mm512_mul_pd(p, s1), s2);
+  y = _mm512_mask_blend_pd(big, y, _mm512_set1_pd(INFINITY));
+  return _mm512_mask_blend_pd(small, y, _mm512_setzero_pd());
+}
+void swiglu_rows(const float* gu, float* out, int rows, int inter) {
+  for (int r = 0; r < rows; r++) {
+    const float* g = gu + (int64_t)r * 2 * inter;
+    const float* u = g + inter;
+    float* o = out + (int64_t)r * inter;
+    int i = 0;
+    for (; i + 8 <= inter; i += 8) {
+      const __m512d a = _mm512_cvtps_pd(_mm256_loadu_ps(g + i)), up = _mm512_cvtps_pd(_mm256_loadu_ps(u + i));
+      const __m512d e = vexp_pd(_mm512_sub_pd(_mm512_setzero_pd(), a));
+      _mm256_storeu_ps(o + i, _mm512_cvtpd_ps(_mm512_mul_pd(up, _mm512_div_pd(a, _mm512_add_pd(_mm512_set1_pd(1.0), e)))));
+    }
+    for (; i < inter; i++) { const double a = g[i]; o[i] = (float)((double)u[i] * (a / (1.0 + std::exp(-a)))); }
+  }
+}
+#elif defined(__AVX2__)
+inline __m256d vexp_pd(__m256d x) {
+  const __m256d big = _mm256_cmp_pd(x, _mm256_set1_pd(EXPD_HI), _CMP_GT_OQ);
+  const __m256d small = _mm256_cmp_pd(x, _mm256_set1_pd(EXPD_LO), _CMP_LT_OQ);
+  x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(EXPD_LO)), _mm256_set1_pd(EXPD_HI));
+  const __m256d n = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(LOG2E_D)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_HI_D), x);
+  r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_LO_D), r);
+  __m256d p = _mm256_set1_pd(INV_FACT[13]);
+  for (int k = 12; k >= 0; k--) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(INV_FACT[k]));
+  // n (an integer, |n| ≤ 1024) → int64 lanes through the 1.5·2^52 magic number (AVX2 has no cvtpd_epi64).
+  const __m256d magic = _mm256_set1_pd(6755399441055744.0);
+  const __m256i ni = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(n, magic)), _mm256_castpd_si256(magic));
+  // Halves n1 = ⌊n/2⌋, n2 = n − n1 (n ≥ −58 after the clamp, so a logical shift of n + 64 does it).
+  const __m256i n1 = _mm256_sub_epi64(_mm256_srli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(64)), 1), _mm256_set1_epi64x(32));
+  const __m256i n2 = _mm256_sub_epi64(ni, n1);
+  const __m256i bias = _mm256_set1_epi64x(1023);
+  const __m256d s1 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n1, bias), 52));
+  const __m256d s2 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n2, bias), 52));
+  __m256d y = _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
+  y = _mm256_blendv_pd(y, _mm256_set1_pd(INFINITY), big);
+  return _mm256_blendv_pd(y, _mm256_setzero_pd(), small);
+}
+void swiglu_rows(const float* gu, float* out, int rows, int inter) {
+  for (int r = 0; r < rows; r++) {
+    const float* g = gu + (int64_t)r * 2 * inter;
+    const float* u = g + inter;
+    float* o = out + (int64_t)r * inter;
+    int i = 0;
+    for (; i + 4 <= inter; i += 4) {
+      const __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(g + i)), up = _mm256_cvtps_pd(_mm_loadu_ps(u + i));
+      const __m256d e = vexp_pd(_mm256_sub_pd(_mm256_setzero_pd(), a));
+      _mm_storeu_ps(o + i, _mm256_cvtpd_ps(_mm256_mul_pd(up, _mm256_div_pd(a, _mm256_add_pd(_mm256_set1_pd(1.0), e)))));
+    }
+    for (; i < inter; i++) { const double a = g[i]; o[i] = (float)((double)u[i] * (a / (1.0 + std::exp(-a)))); }
+  }
+}
+#else
+void swiglu_rows(const float* gu, float* out, int rows, int inter) {
+  for (int r = 0; r < rows; r++) {
+    const float* g = gu + (int64_t)r * 2 * inter;
+    for (int i = 0; i < inter; i++) {
+      const double a = g[i];
+      out[(int64_t)r * inter + i] = (float)((double)g[inter + i] * (a / (1.0 + std::exp(-a))));
+    }
+  }
+}
+#endif
 
 // The products of two f32 are exact in f64, so x1·c − x2·s rounds once in f64 and once to f32: the same two
 // roundings as the TypeScript expression on Float32Arrays, hence bit-identical.
@@ -177,24 +146,27 @@ void from_f16(const uint16_t* x, float* y, int64_t n) {
 }
 
 // ---- paged attention ----------------------------------------------------------------------------------------
-// Stored K values as f32 vectors, read in place: f32 as is, f16 through F16C, q8_0 as f16(d)·q in f32 (exactly
-// what dequantize_row_q8_0 gives). c is a multiple of VL; d − c ≥ VL for full vectors.
+// Stored K/V values [c, c + VL) as f32, read in place: f32 as is, f16 through F16C, q8_0 as f16(d)·q in f32
+// (what dequantize_row_q8_0 gives). c is a multiple of VL, so a vector never straddles a q8_0 group (VL | 32).
 template <KvType T>
-inline vf kv_vec(const uint8_t* row, int c) {
+inline vf kv_vec(const uint8_t* row, int c, int groups) {
   if constexpr (T == KvType::F32) return vload(reinterpret_cast<const float*>(row) + c);
   else if constexpr (T == KvType::F16) return vload_f16(reinterpret_cast<const uint16_t*>(row) + c);
   else {
-    const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row) + c / QK8_0;
-    return vmul(vset1(fp16_to_fp32(b->d)), vload_i8(b->qs + c % QK8_0));
+    const float d = fp16_to_fp32(load_u16(row + 2 * (c / QK8_0)));
+    return vmul(vset1(d), vload_i8(reinterpret_cast<const int8_t*>(row + 2 * groups) + c));
   }
 }
-// The last n < VL values (zero-filled lanes past them); q8_0 rows never have a tail (d % 32 == 0).
+// The last n < VL values. f32/f16: zero-filled lanes past them; q8_0: a whole vector (≤ VL − 1 bytes past the
+// row, inside the pool's KV_ROW_OVERREAD), whose extra lanes meet zero query lanes or are never stored.
 template <KvType T>
-inline vf kv_tail(const uint8_t* row, int c, int n) {
+inline vf kv_tail(const uint8_t* row, int c, int n, int groups) {
   if constexpr (T == KvType::F16) {
     alignas(64) uint16_t h[VL] = {};
     std::memcpy(h, reinterpret_cast<const uint16_t*>(row) + c, n * sizeof(uint16_t));
     return vload_f16(h);
+  } else if constexpr (T == KvType::Q8_0) {
+    return kv_vec<T>(row, c, groups);
   }
   return vload_n(reinterpret_cast<const float*>(row) + c, n);
 }
@@ -202,16 +174,16 @@ inline vf kv_tail(const uint8_t* row, int c, int n) {
 // s_r = q_r · k over d for nr rows, each K vector loaded (and converted) once for all of them; each row's
 // accumulation is the same chain of FMAs whatever nr is.
 template <int nr, KvType T>
-inline void dot_rows(const float* const* q, const uint8_t* k, int d, float* out) {
+inline void dot_rows(const float* const* q, const uint8_t* k, int d, int groups, float* out) {
   vf acc[nr];
   for (int r = 0; r < nr; r++) acc[r] = vzero();
   int c = 0;
   for (; c + VL <= d; c += VL) {
-    const vf kv = kv_vec<T>(k, c);
+    const vf kv = kv_vec<T>(k, c, groups);
     for (int r = 0; r < nr; r++) acc[r] = vfma(vload(q[r] + c), kv, acc[r]);
   }
   if (c < d) {
-    const vf kv = kv_tail<T>(k, c, d - c);
+    const vf kv = kv_tail<T>(k, c, d - c, groups);
     for (int r = 0; r < nr; r++) acc[r] = vfma(vload_n(q[r] + c, d - c), kv, acc[r]);
   }
   for (int r = 0; r < nr; r++) out[r] = vhsum(acc[r]);
@@ -234,10 +206,10 @@ void scores(const KvPool& kv, const uint8_t* const* krows, int ncols, int first_
       const int nr = std::min(4, rows - rr);
       float dots[4];
       switch (nr) {
-        case 1: dot_rows<1, T>(q + rr, krows[j], kv.head_dim, dots); break;
-        case 2: dot_rows<2, T>(q + rr, krows[j], kv.head_dim, dots); break;
-        case 3: dot_rows<3, T>(q + rr, krows[j], kv.head_dim, dots); break;
-        default: dot_rows<4, T>(q + rr, krows[j], kv.head_dim, dots); break;
+        case 1: dot_rows<1, T>(q + rr, krows[j], kv.head_dim, kv.q8_groups, dots); break;
+        case 2: dot_rows<2, T>(q + rr, krows[j], kv.head_dim, kv.q8_groups, dots); break;
+        case 3: dot_rows<3, T>(q + rr, krows[j], kv.head_dim, kv.q8_groups, dots); break;
+        default: dot_rows<4, T>(q + rr, krows[j], kv.head_dim, kv.q8_groups, dots); break;
       }
       for (int t = 0; t < nr; t++) s[(int64_t)(rr + t) * lds + j] = dots[t];
     }
@@ -287,7 +259,7 @@ void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, co
     for (int t = 0; t < PVA; t++) acc[r][t] = vzero();
   alignas(64) float tmp[PVA * VL];
   for (int j = 0; j < n; j++) {
-    if (j + PREFETCH_KEYS < n) prefetch_row(vrows[j + PREFETCH_KEYS] + c0 * kv.row_bytes / kv.head_dim, w * kv.row_bytes / kv.head_dim);
+    if (j + PREFETCH_KEYS < n) prefetch_row(vrows[j + PREFETCH_KEYS], kv.row_bytes);
     vf vv[PVA];
     switch (kv.type) {
       case KvType::F32: {
@@ -305,14 +277,9 @@ void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, co
         }
         break;
       }
-      case KvType::Q8_0: {  // c0 and w are multiples of 32 here (head dims of q8_0 pools are)
-        const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(vrows[j]) + c0 / QK8_0;
-        for (int t = 0; t < nv; t++) {
-          const int e = t * VL;
-          vv[t] = vmul(vset1(fp16_to_fp32(b[e / QK8_0].d)), vload_i8(b[e / QK8_0].qs + e % QK8_0));
-        }
+      case KvType::Q8_0:  // c0 is a multiple of 32; a partial last vector reads inside KV_ROW_OVERREAD
+        for (int t = 0; t < nv; t++) vv[t] = kv_vec<KvType::Q8_0>(vrows[j], c0 + t * VL, kv.q8_groups);
         break;
-      }
     }
     for (int r = 0; r < nq; r++) {
       const vf pr = vset1(p[r][j]);
@@ -482,7 +449,7 @@ extern const DeviceKernels device_kernels = {
 #else
     "scalar",
 #endif
-    rms_norm, rope, to_f16, from_f16, paged_attention, gemm_rows,
+    rms_norm, rope, swiglu_rows, to_f16, from_f16, paged_attention, gemm_rows,
 };
 
 }  // namespace PHI_NS

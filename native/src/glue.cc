@@ -42,8 +42,8 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   const Bytes x = typed(info, 0, "x"), cos = typed(info, 7, "cos"), sin = typed(info, 8, "sin");
   const int rows = count(info, 1, "rows"), ld = count(info, 2, "rowStride"), off = count(info, 3, "offset"),
             nh = count(info, 4, "nHeads"), hd = count(info, 5, "headDim"), rd = count(info, 6, "rotaryDim");
-  if (rd % 2 != 0 || rd > hd) throw range(env, "rope: rotaryDim " + std::to_string(rd) + " must be even and at most headDim " + std::to_string(hd));
-  if ((int64_t)off + (int64_t)nh * hd > ld) throw range(env, "rope: heads end past the row stride " + std::to_string(ld));
+  if (rd % 2 != 0 || rd > hd || (int64_t)off + (int64_t)nh * hd > ld)
+    throw range(env, "rope: " + std::to_string(nh) + " heads of " + std::to_string(hd) + " (rotary " + std::to_string(rd) + ") at column " + std::to_string(off) + " do not fit rows of " + std::to_string(ld));
   if (rows > 0) need(env, x, ((uint64_t)(rows - 1) * ld + off + (uint64_t)nh * hd) * 4, "rope x");
   need(env, cos, (uint64_t)rows * rd * 4, "rope cos");
   need(env, sin, (uint64_t)rows * rd * 4, "rope sin");
@@ -54,24 +54,16 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// swiglu(gu, rows, inter, out): out[r] = up · gate / (1 + e^−gate), gu[r] = [gate | up]; e^x is the GEMM
-// kernels' vectorized exp (≤ 2 ulp).
+// swiglu(gu, rows, inter, out): out[r] = up · (gate / (1 + e^−gate)) in f64, rounded once (device.h).
 Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Bytes gu = typed(info, 0, "gu"), out = typed(info, 3, "out");
   const int rows = count(info, 1, "rows"), inter = count(info, 2, "inter");
   need(env, gu, (uint64_t)rows * inter * 8, "swiglu gu");
   need(env, out, (uint64_t)rows * inter * 4, "swiglu out");
-  const Kernels& K = active_kernels();
-  parallel_for(rows, inter, [&](int r0, int r1) {
-    for (int r = r0; r < r1; r++) {
-      const float* g = f32(gu) + (int64_t)r * 2 * inter;
-      const float* u = g + inter;
-      float* o = f32(out) + (int64_t)r * inter;
-      for (int i = 0; i < inter; i++) o[i] = -g[i];
-      K.exp(o, o, inter);
-      for (int i = 0; i < inter; i++) o[i] = u[i] * (g[i] / (1.f + o[i]));
-    }
+  const DeviceKernels& D = active_device_kernels();
+  parallel_for(rows, (int64_t)inter * 8, [&](int r0, int r1) {
+    D.swiglu(f32(gu) + (int64_t)r0 * 2 * inter, f32(out) + (int64_t)r0 * inter, r1 - r0, inter);
   });
   return env.Undefined();
 }
@@ -161,7 +153,7 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
   const int32_t* id = reinterpret_cast<const int32_t*>(ids.data);
   for (int i = 0; i < n; i++)
     if (id[i] < 0 || id[i] >= vocab)
-      throw range(env, "embedding: token id " + std::to_string(id[i]) + " at " + std::to_string(i) + " is outside [0, " + std::to_string(vocab) + ")");
+      throw range(env, "embedding: token id " + std::to_string(id[i]) + " at " + std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
   const DeviceKernels& D = active_device_kernels();
   parallel_for(n, dim, [&](int i0, int i1) {
     for (int i = i0; i < i1; i++) {
@@ -195,7 +187,7 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   const int32_t* r = reinterpret_cast<const int32_t*>(rows.data);
   for (int i = 0; i < n; i++)
     if (r[i] < 0 || r[i] >= have)
-      throw range(env, "gatherRows: row " + std::to_string(r[i]) + " at " + std::to_string(i) + " is outside the buffer's " + std::to_string(have) + " rows");
+      throw range(env, "gatherRows: row " + std::to_string(r[i]) + " is outside the buffer (" + std::to_string(have) + " rows of " + std::to_string(dim) + ")");
   for (int i = 0; i < n; i++) std::memmove(f32(out) + (int64_t)i * dim, f32(x) + (int64_t)r[i] * dim, (size_t)dim * 4);
   return env.Undefined();
 }
@@ -245,7 +237,7 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
     };
     LoraSeg g;
     g.row0 = (int)num(0); g.rows = (int)num(1); g.r = (int)num(2);
-    if (g.row0 < 0 || g.rows < 0 || (int64_t)g.row0 + g.rows > m) throw range(env, "lora: segment rows [" + std::to_string(g.row0) + ", " + std::to_string(g.row0 + g.rows) + ") outside the " + std::to_string(m) + " rows");
+    if (g.row0 < 0 || g.rows < 0 || (int64_t)g.row0 + g.rows > m) throw range(env, "linear: LoRA rows [" + std::to_string(g.row0) + ", " + std::to_string(g.row0 + g.rows) + ") outside the " + std::to_string(m) + " rows");
     if (g.r < 1) throw range(env, "lora: rank must be positive");
     g.at = wtype_of(env, (int64_t)num(4));
     g.bt = wtype_of(env, (int64_t)num(7));

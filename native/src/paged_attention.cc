@@ -42,15 +42,15 @@ Napi::Value KvAlloc(const Napi::CallbackInfo& info) {
   if (type > 2) throw range(env, "allocKv: dtype must be 0 (f32), 1 (f16) or 2 (q8_0)");
   if (layers < 1 || blocks < 1 || bs < 1 || nkv < 1 || d < 1) throw range(env, "allocKv: layers, numBlocks, blockSize, nKvHeads and headDim must be positive");
   const KvFormat& f = kv_format((KvType)type);
-  if (d % f.block) throw range(env, std::string("allocKv: ") + f.name + " stores rows in blocks of " + std::to_string(f.block) + " values; headDim " + std::to_string(d) + " is not a multiple");
   auto p = std::make_unique<KvPool>();
   p->type = (KvType)type;
   p->layers = layers; p->blocks = blocks; p->block_size = bs; p->n_kv = nkv; p->head_dim = d;
-  p->row_bytes = (int64_t)d / f.block * f.block_bytes;
+  p->row_bytes = f.row_bytes(d);
+  p->q8_groups = (d + QK8_0 - 1) / QK8_0;
   p->block_bytes = (int64_t)bs * nkv * p->row_bytes;
   const double each_d = (double)layers * blocks * p->block_bytes;
   if (each_d > 1e15) throw range(env, "allocKv: pool too large");
-  const size_t each = (size_t)each_d;
+  const size_t each = (size_t)each_d + KV_ROW_OVERREAD;
   const bool large = each >= HUGE_PAGE;
   // K and V each start on a 2 MiB boundary, so transparent huge pages can back them from the first byte.
   const size_t span = large ? (each + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : (each + 63) / 64 * 64;
@@ -92,14 +92,14 @@ std::vector<SeqDesc> seqs_arg(const Napi::CallbackInfo& info, int mi, int ti, co
   for (size_t s = 0; s < seqs.size(); s++) {
     const int32_t* e = m + 5 * s;
     const std::string who = "sequence " + std::to_string(s);
-    if (e[0] < 0 || e[1] < 0 || e[2] < 0) throw range(env, who + ": rowStart, rows and start must be non-negative");
+    if (e[0] < 0 || e[1] < 0 || e[2] < 0) throw range(env, who + ": bad sequence rows (rowStart " + std::to_string(e[0]) + ", start " + std::to_string(e[2]) + ", rows " + std::to_string(e[1]) + ")");
     if (e[3] < 0 || e[4] < 0 || (int64_t)e[3] + e[4] > nt) throw range(env, who + ": block table outside the tables array");
     const int64_t need_blocks = ((int64_t)e[2] + e[1] + kv.block_size - 1) / kv.block_size;
     if (e[4] < need_blocks)
-      throw range(env, who + ": block table has " + std::to_string(e[4]) + " blocks, positions [0, " + std::to_string((int64_t)e[2] + e[1]) + ") need " + std::to_string(need_blocks));
+      throw range(env, who + ": the block table has " + std::to_string(e[4]) + " blocks; positions [0, " + std::to_string((int64_t)e[2] + e[1]) + ") need " + std::to_string(need_blocks) + " of " + std::to_string(kv.block_size) + " tokens");
     for (int64_t b = 0; b < need_blocks; b++)
       if (t[e[3] + b] < 0 || t[e[3] + b] >= kv.blocks)
-        throw range(env, who + ": block id " + std::to_string(t[e[3] + b]) + " is outside the pool's " + std::to_string(kv.blocks) + " blocks");
+        throw range(env, who + ": block id " + std::to_string(t[e[3] + b]) + " (entry " + std::to_string(b) + ") is outside the pool [0, " + std::to_string(kv.blocks) + ")");
     seqs[s] = SeqDesc{e[0], e[1], e[2], t + e[3]};
     rows_end = std::max<int64_t>(rows_end, (int64_t)e[0] + e[1]);
   }
@@ -109,8 +109,22 @@ std::vector<SeqDesc> seqs_arg(const Napi::CallbackInfo& info, int mi, int ti, co
 
 int layer_arg(const Napi::CallbackInfo& info, int i, const KvPool& kv) {
   const int layer = count(info, i, "layer");
-  if (layer >= kv.layers) throw range(info.Env(), "layer " + std::to_string(layer) + " outside the pool's " + std::to_string(kv.layers) + " layers");
+  if (layer >= kv.layers) throw range(info.Env(), "layer " + std::to_string(layer) + " outside [0, " + std::to_string(kv.layers) + ")");
   return layer;
+}
+
+// One q8_0 KV row: each group of 32 (the last one zero-padded) through ggml's quantize_row_q8_0; the scales
+// first, then the d int8 values.
+void quantize_q8_0_row(const float* x, uint8_t* dst, int d, int groups) {
+  for (int g = 0; g < groups; g++) {
+    const int n = std::min(QK8_0, d - g * QK8_0);
+    float blk[QK8_0] = {};
+    std::memcpy(blk, x + g * QK8_0, n * sizeof(float));
+    BlockQ8_0 q;
+    quantize_row_q8_0(blk, reinterpret_cast<uint8_t*>(&q), QK8_0);
+    std::memcpy(dst + 2 * g, &q.d, 2);
+    std::memcpy(dst + 2 * groups + g * QK8_0, q.qs, n);
+  }
 }
 
 // kvWrite(kv, layer, src, rowStride, kOffset, vOffset, meta, tables)
@@ -146,7 +160,7 @@ Napi::Value KvWrite(const Napi::CallbackInfo& info) {
           switch (kv.type) {
             case KvType::F32: std::memcpy(dst, f, (size_t)d * 4); break;
             case KvType::F16: D.to_f16(f, reinterpret_cast<uint16_t*>(dst), d); break;
-            case KvType::Q8_0: quantize_row_q8_0(f, dst, d); break;
+            case KvType::Q8_0: quantize_q8_0_row(f, dst, d, kv.q8_groups); break;
           }
         }
       }
@@ -164,9 +178,10 @@ Napi::Value KvCopyBlocks(const Napi::CallbackInfo& info) {
   const int n = (int)(src.size / 4);
   const int32_t* s = reinterpret_cast<const int32_t*>(src.data);
   const int32_t* t = reinterpret_cast<const int32_t*>(dst.data);
-  for (int i = 0; i < n; i++)
-    if (s[i] < 0 || s[i] >= kv.blocks || t[i] < 0 || t[i] >= kv.blocks)
-      throw range(env, "kvCopyBlocks: pair " + std::to_string(i) + " (" + std::to_string(s[i]) + " → " + std::to_string(t[i]) + ") is outside the pool's " + std::to_string(kv.blocks) + " blocks");
+  for (const int32_t* ids : {s, t})
+    for (int i = 0; i < n; i++)
+      if (ids[i] < 0 || ids[i] >= kv.blocks)
+        throw range(env, "kvCopyBlocks: block id " + std::to_string(ids[i]) + " is outside the pool [0, " + std::to_string(kv.blocks) + ")");
   parallel_for(kv.layers, (int64_t)n * kv.block_bytes / 2, [&](int l0, int l1) {
     for (int l = l0; l < l1; l++)
       for (int i = 0; i < n; i++)

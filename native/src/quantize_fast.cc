@@ -31,68 +31,82 @@ inline __m512i nearest_int_v(__m512 f) {
 }
 inline __m512i clamp_q(__m512i l) { return _mm512_max_epi32(_mm512_setzero_si512(), _mm512_min_epi32(_mm512_set1_epi32(NMAX_Q4), l)); }
 
-// make_qkx2_quants(32, 15, x, w, L, &the_min, ..., −1, 0.1, 20, false) for 16 sub-blocks: xt[l] / wt[l] hold
-// element l of every lane's sub-block. Returns the scales; the_min and L[l] (quants as i32) per lane.
-__m512 make_qkx2_quants_x16(const __m512* xt, const __m512* wt, __m512i* L, __m512* the_min) {
-  __m512 mn = xt[0], mx = xt[0];
-  __m512 sum_w = wt[0];
-  __m512 sum_x = _mm512_mul_ps(sum_w, xt[0]);
-  for (int i = 1; i < SUB; ++i) {
-    mn = _mm512_min_ps(xt[i], mn);  // x < min ? x : min
-    mx = _mm512_max_ps(xt[i], mx);  // x > max ? x : max
-    sum_w = _mm512_add_ps(sum_w, wt[i]);
-    sum_x = _mm512_add_ps(sum_x, _mm512_mul_ps(wt[i], xt[i]));
-  }
+// make_qkx2_quants(32, 15, x, w, L, &the_min, ..., −1, 0.1, 20, false) for G × 16 sub-blocks: xt[g][l] /
+// wt[g][l] hold element l of every lane's sub-block in group g. Each trial depends on the previous one (a
+// taken trial replaces min), so one group is a long latency chain; G independent groups interleave to fill
+// the pipelines. Writes the scales, the_min and L[g][l] (quants as i32) per lane.
+template <int G>
+void make_qkx2_quants_x16(const __m512 (*xt)[SUB], const __m512 (*wt)[SUB], __m512i (*L)[SUB], __m512* scale_out, __m512* the_min) {
   const __m512 zero = _mm512_setzero_ps();
-  mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mn, zero, _CMP_GT_OQ), mn, zero);  // if (min > 0) min = 0
-  const __mmask16 flat = _mm512_cmp_ps_mask(mx, mn, _CMP_EQ_OQ);
-  const __m512 range = _mm512_sub_ps(mx, mn);
-  __m512 iscale = _mm512_div_ps(_mm512_set1_ps((float)NMAX_Q4), range);
-  __m512 scale = _mm512_div_ps(_mm512_set1_ps(1.f), iscale);
-  __m512 best_error = zero;
-  for (int i = 0; i < SUB; ++i) {
-    L[i] = clamp_q(nearest_int_v(_mm512_mul_ps(iscale, _mm512_sub_ps(xt[i], mn))));
-    const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale, _mm512_cvtepi32_ps(L[i])), mn), xt[i]);
-    best_error = _mm512_add_ps(best_error, _mm512_mul_ps(wt[i], _mm512_mul_ps(diff, diff)));
+  __m512 mn[G], mx[G], sum_w[G], sum_x[G], range[G], scale[G], best_error[G], min[G];
+  __mmask16 flat[G];
+  for (int g = 0; g < G; g++) {
+    mn[g] = mx[g] = xt[g][0];
+    sum_w[g] = wt[g][0];
+    sum_x[g] = _mm512_mul_ps(sum_w[g], xt[g][0]);
+    for (int i = 1; i < SUB; ++i) {
+      mn[g] = _mm512_min_ps(xt[g][i], mn[g]);  // x < min ? x : min
+      mx[g] = _mm512_max_ps(xt[g][i], mx[g]);  // x > max ? x : max
+      sum_w[g] = _mm512_add_ps(sum_w[g], wt[g][i]);
+      sum_x[g] = _mm512_add_ps(sum_x[g], _mm512_mul_ps(wt[g][i], xt[g][i]));
+    }
+    mn[g] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mn[g], zero, _CMP_GT_OQ), mn[g], zero);  // if (min > 0) min = 0
+    flat[g] = _mm512_cmp_ps_mask(mx[g], mn[g], _CMP_EQ_OQ);
+    range[g] = _mm512_sub_ps(mx[g], mn[g]);
+    const __m512 iscale = _mm512_div_ps(_mm512_set1_ps((float)NMAX_Q4), range[g]);
+    scale[g] = _mm512_div_ps(_mm512_set1_ps(1.f), iscale);
+    best_error[g] = zero;
+    for (int i = 0; i < SUB; ++i) {
+      L[g][i] = clamp_q(nearest_int_v(_mm512_mul_ps(iscale, _mm512_sub_ps(xt[g][i], mn[g]))));
+      const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], _mm512_cvtepi32_ps(L[g][i])), mn[g]), xt[g][i]);
+      best_error[g] = _mm512_add_ps(best_error[g], _mm512_mul_ps(wt[g][i], _mm512_mul_ps(diff, diff)));
+    }
+    min[g] = mn[g];
   }
-  __m512 min = mn;
   for (int is = 0; is <= NSTEP; ++is) {
     const float num = RMIN + RDELTA * (float)is + (float)NMAX_Q4;  // evaluated as the reference's expression
-    // As the reference: (max − min) and (x − min) use the running min, which a taken trial replaces.
-    iscale = _mm512_div_ps(_mm512_set1_ps(num), _mm512_sub_ps(mx, min));
-    __m512 laux[SUB];
-    __m512 sum_l = zero, sum_l2 = zero, sum_xl = zero;
-    for (int i = 0; i < SUB; ++i) {
-      laux[i] = _mm512_cvtepi32_ps(clamp_q(nearest_int_v(_mm512_mul_ps(iscale, _mm512_sub_ps(xt[i], min)))));
-      const __m512 wl = _mm512_mul_ps(wt[i], laux[i]);
-      sum_l = _mm512_add_ps(sum_l, wl);
-      sum_l2 = _mm512_add_ps(sum_l2, _mm512_mul_ps(wl, laux[i]));
-      sum_xl = _mm512_add_ps(sum_xl, _mm512_mul_ps(wl, xt[i]));
+    __m512 laux[G][SUB];
+    __m512 sum_l[G], sum_l2[G], sum_xl[G];
+    for (int g = 0; g < G; g++) {
+      // As the reference: (max − min) and (x − min) use the running min, which a taken trial replaces.
+      const __m512 iscale = _mm512_div_ps(_mm512_set1_ps(num), _mm512_sub_ps(mx[g], min[g]));
+      sum_l[g] = sum_l2[g] = sum_xl[g] = zero;
+      for (int i = 0; i < SUB; ++i) {
+        laux[g][i] = _mm512_cvtepi32_ps(clamp_q(nearest_int_v(_mm512_mul_ps(iscale, _mm512_sub_ps(xt[g][i], min[g])))));
+        const __m512 wl = _mm512_mul_ps(wt[g][i], laux[g][i]);
+        sum_l[g] = _mm512_add_ps(sum_l[g], wl);
+        sum_l2[g] = _mm512_add_ps(sum_l2[g], _mm512_mul_ps(wl, laux[g][i]));
+        sum_xl[g] = _mm512_add_ps(sum_xl[g], _mm512_mul_ps(wl, xt[g][i]));
+      }
     }
-    const __m512 D = _mm512_sub_ps(_mm512_mul_ps(sum_w, sum_l2), _mm512_mul_ps(sum_l, sum_l));
-    const __mmask16 ok = _mm512_cmp_ps_mask(D, zero, _CMP_GT_OQ);
-    __m512 this_scale = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_w, sum_xl), _mm512_mul_ps(sum_x, sum_l)), D);
-    __m512 this_min = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_l2, sum_x), _mm512_mul_ps(sum_l, sum_xl)), D);
-    const __mmask16 pos = _mm512_cmp_ps_mask(this_min, zero, _CMP_GT_OQ);
-    this_min = _mm512_mask_blend_ps(pos, this_min, zero);
-    this_scale = _mm512_mask_blend_ps(pos, this_scale, _mm512_div_ps(sum_xl, sum_l2));
-    __m512 cur_error = zero;
-    for (int i = 0; i < SUB; ++i) {
-      const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(this_scale, laux[i]), this_min), xt[i]);
-      cur_error = _mm512_add_ps(cur_error, _mm512_mul_ps(wt[i], _mm512_mul_ps(diff, diff)));
+    for (int g = 0; g < G; g++) {
+      const __m512 D = _mm512_sub_ps(_mm512_mul_ps(sum_w[g], sum_l2[g]), _mm512_mul_ps(sum_l[g], sum_l[g]));
+      const __mmask16 ok = _mm512_cmp_ps_mask(D, zero, _CMP_GT_OQ);
+      __m512 this_scale = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_w[g], sum_xl[g]), _mm512_mul_ps(sum_x[g], sum_l[g])), D);
+      __m512 this_min = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_l2[g], sum_x[g]), _mm512_mul_ps(sum_l[g], sum_xl[g])), D);
+      const __mmask16 pos = _mm512_cmp_ps_mask(this_min, zero, _CMP_GT_OQ);
+      this_min = _mm512_mask_blend_ps(pos, this_min, zero);
+      this_scale = _mm512_mask_blend_ps(pos, this_scale, _mm512_div_ps(sum_xl[g], sum_l2[g]));
+      __m512 cur_error = zero;
+      for (int i = 0; i < SUB; ++i) {
+        const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(this_scale, laux[g][i]), this_min), xt[g][i]);
+        cur_error = _mm512_add_ps(cur_error, _mm512_mul_ps(wt[g][i], _mm512_mul_ps(diff, diff)));
+      }
+      const __mmask16 take = ok & _mm512_cmp_ps_mask(cur_error, best_error[g], _CMP_LT_OQ);
+      if (!take) continue;
+      for (int i = 0; i < SUB; ++i) L[g][i] = _mm512_mask_blend_epi32(take, L[g][i], _mm512_cvtps_epi32(laux[g][i]));
+      best_error[g] = _mm512_mask_blend_ps(take, best_error[g], cur_error);
+      scale[g] = _mm512_mask_blend_ps(take, scale[g], this_scale);
+      min[g] = _mm512_mask_blend_ps(take, min[g], this_min);
     }
-    const __mmask16 take = ok & _mm512_cmp_ps_mask(cur_error, best_error, _CMP_LT_OQ);
-    if (!take) continue;
-    for (int i = 0; i < SUB; ++i) L[i] = _mm512_mask_blend_epi32(take, L[i], _mm512_cvtps_epi32(laux[i]));
-    best_error = _mm512_mask_blend_ps(take, best_error, cur_error);
-    scale = _mm512_mask_blend_ps(take, scale, this_scale);
-    min = _mm512_mask_blend_ps(take, min, this_min);
   }
-  // Flat sub-blocks (max == min): L = 0, scale 0, the_min = −min, as the reference's early return.
-  for (int i = 0; i < SUB; ++i) L[i] = _mm512_mask_blend_epi32(flat, L[i], _mm512_setzero_si512());
-  const __m512i neg = _mm512_xor_si512(_mm512_castps_si512(_mm512_mask_blend_ps(flat, min, mn)), _mm512_set1_epi32(INT32_MIN));
-  *the_min = _mm512_castsi512_ps(neg);  // −min (sign flip, as the reference's negation)
-  return _mm512_mask_blend_ps(flat, scale, zero);
+  for (int g = 0; g < G; g++) {
+    // Flat sub-blocks (max == min): L = 0, scale 0, the_min = −min, as the reference's early return.
+    for (int i = 0; i < SUB; ++i) L[g][i] = _mm512_mask_blend_epi32(flat[g], L[g][i], _mm512_setzero_si512());
+    const __m512i neg = _mm512_xor_si512(_mm512_castps_si512(_mm512_mask_blend_ps(flat[g], min[g], mn[g])), _mm512_set1_epi32(INT32_MIN));
+    the_min[g] = _mm512_castsi512_ps(neg);  // −min (sign flip, as the reference's negation)
+    scale_out[g] = _mm512_mask_blend_ps(flat[g], scale[g], zero);
+  }
 }
 
 inline bool store_f16_scale(uint8_t* p, float v, float* stored) {
@@ -115,31 +129,39 @@ QuantStatus quantize_weights_q4_K_avx512(const float* x, uint8_t* dst, int k) {
   // Per sub-block results for the whole row: scale, the_min and 32 quants.
   std::vector<float> scales(nsub), mins(nsub);
   std::vector<uint8_t> Lrow((size_t)k);
-  alignas(64) float xbuf[SUB][LANES], wbuf[SUB][LANES], out_s[LANES], out_m[LANES];
-  alignas(64) int32_t lbuf[SUB][LANES];
-  for (int s0 = 0; s0 < nsub; s0 += LANES) {
-    const int lanes = std::min(LANES, nsub - s0);
-    for (int lane = 0; lane < LANES; lane++) {
-      const float* xs = x + (int64_t)(s0 + lane) * SUB;
-      if (lane >= lanes) {
-        for (int l = 0; l < SUB; l++) xbuf[l][lane] = wbuf[l][lane] = 0.f;
-        continue;
+  constexpr int G = 1;  // groups of 16 sub-blocks per call: G = 2 measured no faster (spills)
+  alignas(64) float xbuf[G][SUB][LANES], wbuf[G][SUB][LANES], out_s[G][LANES], out_m[G][LANES];
+  alignas(64) int32_t lbuf[G][SUB][LANES];
+  for (int s0 = 0; s0 < nsub; s0 += G * LANES) {
+    for (int g = 0; g < G; g++)
+      for (int lane = 0; lane < LANES; lane++) {
+        const int sb = s0 + g * LANES + lane;
+        const float* xs = x + (int64_t)sb * SUB;
+        if (sb >= nsub) {  // padding lanes: zeros (a flat sub-block), results dropped
+          for (int l = 0; l < SUB; l++) xbuf[g][l][lane] = wbuf[g][l][lane] = 0.f;
+          continue;
+        }
+        float sum_x2 = 0;
+        for (int l = 0; l < SUB; ++l) sum_x2 += xs[l] * xs[l];
+        const float av_x = std::sqrt(sum_x2 / SUB);
+        for (int l = 0; l < SUB; ++l) { xbuf[g][l][lane] = xs[l]; wbuf[g][l][lane] = av_x + std::fabs(xs[l]); }
       }
-      float sum_x2 = 0;
-      for (int l = 0; l < SUB; ++l) sum_x2 += xs[l] * xs[l];
-      const float av_x = std::sqrt(sum_x2 / SUB);
-      for (int l = 0; l < SUB; ++l) { xbuf[l][lane] = xs[l]; wbuf[l][lane] = av_x + std::fabs(xs[l]); }
-    }
-    __m512 xt[SUB], wt[SUB], the_min;
-    __m512i L[SUB];
-    for (int l = 0; l < SUB; l++) { xt[l] = _mm512_load_ps(xbuf[l]); wt[l] = _mm512_load_ps(wbuf[l]); }
-    _mm512_store_ps(out_s, make_qkx2_quants_x16(xt, wt, L, &the_min));
-    _mm512_store_ps(out_m, the_min);
-    for (int l = 0; l < SUB; l++) _mm512_store_si512(lbuf[l], L[l]);
-    for (int lane = 0; lane < lanes; lane++) {
-      scales[s0 + lane] = out_s[lane];
-      mins[s0 + lane] = out_m[lane];
-      for (int l = 0; l < SUB; l++) Lrow[(size_t)(s0 + lane) * SUB + l] = (uint8_t)lbuf[l][lane];
+    __m512 xt[G][SUB], wt[G][SUB], sc[G], the_min[G];
+    __m512i L[G][SUB];
+    for (int g = 0; g < G; g++)
+      for (int l = 0; l < SUB; l++) { xt[g][l] = _mm512_load_ps(xbuf[g][l]); wt[g][l] = _mm512_load_ps(wbuf[g][l]); }
+    make_qkx2_quants_x16<G>(xt, wt, L, sc, the_min);
+    for (int g = 0; g < G; g++) {
+      _mm512_store_ps(out_s[g], sc[g]);
+      _mm512_store_ps(out_m[g], the_min[g]);
+      for (int l = 0; l < SUB; l++) _mm512_store_si512(lbuf[g][l], L[g][l]);
+      for (int lane = 0; lane < LANES; lane++) {
+        const int sb = s0 + g * LANES + lane;
+        if (sb >= nsub) break;
+        scales[sb] = out_s[g][lane];
+        mins[sb] = out_m[g][lane];
+        for (int l = 0; l < SUB; l++) Lrow[(size_t)sb * SUB + l] = (uint8_t)lbuf[g][l][lane];
+      }
     }
   }
   for (int i = 0; i < k / QK_K; i++, x += QK_K, dst += BLOCK_Q4_K_BYTES) {

@@ -152,7 +152,7 @@ export function loadWeights(dir: string, options: LoadOptions, backend: Backend)
   let model: Phi4MMForCausalLM, report: LoadReport, rec: RecordingWeights;
   try {
     const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;
-    const ws = new StrictWeights(progressProvider(provider, options.onProgress), storagePolicy(isq, options.quantizeEncoders), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: hugePages(backend) } : {});
+    const ws = new StrictWeights(progressProvider(provider, options.onProgress), storagePolicy(isq, options.quantizeEncoders), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: hugePages(backend), quantizeBf16: bf16Quantizer(backend) } : {});
     rec = new RecordingWeights(ws);
     model = new Phi4MMForCausalLM(rec, config);
     model.encoderPrecision = options.encoderPrecision ?? 'f32';
@@ -168,6 +168,12 @@ export function loadWeights(dir: string, options: LoadOptions, backend: Backend)
 function hugePages(backend: object): ((data: Uint8Array) => void) | undefined {
   const advise = (backend as { adviseHugePages?: (d: Uint8Array) => number }).adviseHugePages;
   return advise ? (d) => void advise.call(backend, d) : undefined;
+}
+
+/** The backend's ISQ from raw bf16 bits, when it has one (the native backend). */
+function bf16Quantizer(backend: object): ((d: 'q4_k' | 'q8_0', b: Uint16Array, r: number, k: number) => Uint8Array) | undefined {
+  const q = (backend as { quantizeRowsBf16?: (d: 'q4_k' | 'q8_0', b: Uint16Array, r: number, k: number) => Uint8Array }).quantizeRowsBf16;
+  return q ? (d, b, r, k) => q.call(backend, d, b, r, k) : undefined;
 }
 
 /** preprocessor_config.json `dynamic_hd` unless the options set it. */

@@ -26,7 +26,7 @@ const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$sc
   'readOnly', 'writeOnly', '$defs', 'definitions']);
 const SUPPORTED = new Set(['type', 'properties', 'required', 'additionalProperties', 'items', 'prefixItems',
   'additionalItems', 'minItems', 'maxItems', 'uniqueItems', 'enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref',
-  'minLength', 'maxLength', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum']);
+  'minLength', 'maxLength', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'propertyNames']);
 const TYPES = ['null', 'boolean', 'object', 'array', 'number', 'integer', 'string'] as const;
 type JsonType = (typeof TYPES)[number];
 const MAX_INT = 10 ** MAX_INT_DIGITS - 1;
@@ -108,6 +108,11 @@ export class SchemaCompiler {
     if (!isObj(schema)) throw new GrammarError(`schema at ${path} must be an object or a boolean`);
     const bad = Object.keys(schema).filter((k) => !SUPPORTED.has(k) && !ANNOTATIONS.has(k));
     if (schema.uniqueItems === true) bad.push('uniqueItems');
+    // Keys are always strings: `propertyNames: {type: "string"}` (zod records) constrains nothing; others do.
+    const pn = schema.propertyNames;
+    if (pn !== undefined && pn !== true && !(isObj(pn) && Object.keys(pn).every((k) => ANNOTATIONS.has(k) || (k === 'type' && pn.type === 'string')))) {
+      bad.push('propertyNames');
+    }
     for (const k of ['exclusiveMinimum', 'exclusiveMaximum']) if (typeof schema[k] === 'boolean') bad.push(`${k} (boolean form)`);
     if (bad.length) throw new GrammarError(`unsupported JSON Schema keyword${bad.length > 1 ? 's' : ''} at ${path}: ${bad.join(', ')}`, bad);
     const sub = (v: unknown, p: string) => this.check(v, p);

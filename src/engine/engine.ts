@@ -59,6 +59,7 @@ export class Engine {
    * Throws EngineError for refused requests (status 400 / 429) and failed ones.
    */
   async *generate(req: Omit<EngineRequest, 'id'>, signal?: AbortSignal, transfer?: ArrayBuffer[]): AsyncGenerator<SeqEvent> {
+    if (this.dead) throw new EngineError(this.dead, 500, 'engine_failed');
     const id = this.nextId++;
     const p: Pending = { events: [], error: null, open: req.n, wake: null };
     this.track(id, p);
@@ -114,6 +115,22 @@ export class Engine {
   close(): Promise<void> {
     return this.port.close();
   }
+
+  /** The scheduler is gone (the worker died): every request in flight fails with this error. */
+  failAll(message: string): void {
+    for (const p of this.pending.values()) {
+      if (p.error || p.open === 0) continue;
+      p.error = { name: 'EngineError', message, status: 500, code: 'engine_failed' };
+      p.wake?.();
+    }
+    for (const [id, ok] of this.statsWaiters) {
+      ok({ running: 0, waiting: 0, blocksTotal: 0, blocksFree: 0, blocksCached: 0, blocksInUse: 0, blockSize: 0, kvBytesPerToken: 0, mediaCacheBytes: 0, mediaCacheEntries: 0, steps: 0 });
+      this.statsWaiters.delete(id);
+    }
+    this.dead = message;
+  }
+
+  private dead: string | null = null;
 
   private onMessage(m: FromEngine): void {
     if (m.type === 'stats') {

@@ -59,13 +59,18 @@ export async function workerEngine(init: WorkerInit, onProgress?: (p: unknown) =
     worker.once('error', fail);
   });
   let listener: ((m: FromEngine) => void) | null = null;
+  let closing = false;
   worker.on('message', (m: FromEngine) => listener?.(m));
   worker.unref(); // an idle engine does not keep the process alive
   const port: EnginePort = {
     post: (m, transfer) => worker.postMessage(m, transfer ?? []),
     onMessage: (cb) => (listener = cb),
     setBusy: (busy) => (busy ? worker.ref() : worker.unref()),
-    close: async () => { await worker.terminate(); },
+    close: async () => { closing = true; await worker.terminate(); },
   };
-  return { engine: new Engine(port, ready.settings), ready, worker };
+  const engine = new Engine(port, ready.settings);
+  // A worker that dies (out of memory, a native crash) fails the requests in flight instead of hanging them.
+  worker.on('error', (e) => engine.failAll(`the engine worker failed: ${e.message}`));
+  worker.on('exit', (code) => { if (!closing) engine.failAll(`the engine worker exited (code ${code})`); });
+  return { engine, ready, worker };
 }

@@ -12,7 +12,10 @@ export function compileConstraint(ctx: RouteContext, r: { tools?: FunctionTool[]
     grammar = compileResponseFormat(r.response_format ?? undefined);
     if (!grammar && r.tools?.length) {
       param = params.tools;
-      grammar = compileToolChoice(r.tools, r.tool_choice ?? undefined, { parallel: r.parallel_tool_calls ?? true });
+      // A named tool_choice forces one call to that function (as OpenAI does); "required" may call several
+      // unless parallel_tool_calls is false.
+      const parallel = typeof r.tool_choice === 'object' && r.tool_choice !== null ? false : (r.parallel_tool_calls ?? true);
+      grammar = compileToolChoice(r.tools, r.tool_choice ?? undefined, { parallel });
     }
   } catch (e) {
     if (!(e instanceof GrammarError)) throw e;

@@ -45,5 +45,5 @@ export function toolPlan(tools: readonly FunctionTool[] | null | undefined, choi
   const par = parallel ?? true;
   if (!tools?.length) return { parse: false, suppressIds: [], parallel: par };
   if ((choice ?? 'auto') === 'none') return { parse: false, suppressIds: [TOOL_CALL_ID], parallel: par };
-  return { parse: true, suppressIds: [], parallel: par };
+  return { parse: true, suppressIds: [], parallel: typeof choice === 'object' && choice !== null ? false : par };
 }

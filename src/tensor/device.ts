@@ -7,7 +7,8 @@
 // mirrors each one once, keyed by object identity (a WeakMap), the first time an op sees it.
 //
 // Agreed between the engine (issue 10) and the kernels (issue 11) work: the reference backend implements this
-// in plain TypeScript and is the oracle; the native backend implements it in native/. Every op's result row r
+// in plain TypeScript and is the oracle (src/tensor/host_device.ts); the native backend implements it in native/.
+// Every Backend hands out its ops as `be.device`. Every op's result row r
 // depends only on input row r (and, for attention, on that row's sequence), never on how many other rows or
 // sequences share the batch: batched generation must give the same ids as one-at-a-time.
 import type { Tensor } from './tensor.js';

@@ -209,11 +209,12 @@ export class HostDevice implements DeviceOps {
       store.checkSeq(s, 'pagedAttention');
       if (s.rows === 0) continue;
       const tk = s.start + s.rows;
-      const kc = this.w.k.get(tk * rs), vc = this.w.v.get(tk * rs); // [tk, nKv, d] gathered from the blocks
-      for (let p = 0; p < tk; p++) {
-        const row = store.rowOf(s.blockTable, p);
-        planes.k.read(row, kc, p * rs);
-        planes.v.read(row, vc, p * rs);
+      const kc = this.w.k.get(tk * rs), vc = this.w.v.get(tk * rs); // [tk, nKv, d] gathered block by block
+      const bs = store.spec.blockSize;
+      for (let p = 0; p < tk; p += bs) {
+        const row = store.rowOf(s.blockTable, p), n = Math.min(bs, tk - p);
+        planes.k.read(row, kc, p * rs, n);
+        planes.v.read(row, vc, p * rs, n);
       }
       const qs = this.w.q.get(s.rows * qRow); // [rows, nHeads, d]
       for (let r = 0; r < s.rows; r++) qs.set(qd.subarray((s.rowStart + r) * qStride + qOffset, (s.rowStart + r) * qStride + qOffset + qRow), r * qRow);

@@ -16,8 +16,8 @@ const KV_DTYPES: readonly KvDType[] = ['f32', 'f16', 'q8_0'];
 interface KvPlane {
   /** Row `row` ← src[off : off + rowSize]. */
   write(row: number, src: Float32Array, off: number): void;
-  /** dst[off : off + rowSize] ← row `row`, as f32. */
-  read(row: number, dst: Float32Array, off: number): void;
+  /** dst[off : off + n·rowSize] ← rows [row, row + n), as f32. */
+  read(row: number, dst: Float32Array, off: number, n?: number): void;
   /** Rows [src, src + n) → [dst, dst + n). */
   copyRows(src: number, dst: number, n: number): void;
 }
@@ -26,7 +26,7 @@ class F32Plane implements KvPlane {
   private readonly a: Float32Array;
   constructor(rows: number, private readonly rs: number) { this.a = new Float32Array(rows * rs); }
   write(row: number, src: Float32Array, off: number): void { this.a.set(src.subarray(off, off + this.rs), row * this.rs); }
-  read(row: number, dst: Float32Array, off: number): void { dst.set(this.a.subarray(row * this.rs, (row + 1) * this.rs), off); }
+  read(row: number, dst: Float32Array, off: number, n = 1): void { dst.set(this.a.subarray(row * this.rs, (row + n) * this.rs), off); }
   copyRows(src: number, dst: number, n: number): void { this.a.copyWithin(dst * this.rs, src * this.rs, (src + n) * this.rs); }
 }
 
@@ -37,7 +37,7 @@ class F16Plane implements KvPlane {
     const o = row * this.rs;
     for (let i = 0; i < this.rs; i++) this.a[o + i] = f32ToF16(src[off + i]!);
   }
-  read(row: number, dst: Float32Array, off: number): void { decodeF16(this.a.subarray(row * this.rs, (row + 1) * this.rs), dst.subarray(off, off + this.rs)); }
+  read(row: number, dst: Float32Array, off: number, n = 1): void { decodeF16(this.a.subarray(row * this.rs, (row + n) * this.rs), dst.subarray(off, off + n * this.rs)); }
   copyRows(src: number, dst: number, n: number): void { this.a.copyWithin(dst * this.rs, src * this.rs, (src + n) * this.rs); }
 }
 
@@ -66,7 +66,8 @@ class Q8Plane implements KvPlane {
       }
     }
   }
-  read(row: number, dst: Float32Array, off: number): void {
+  read(row: number, dst: Float32Array, off: number, n = 1): void {
+    for (let i = 1; i < n; i++) this.read(row + i, dst, off + i * this.nKv * this.hd);
     const rs = this.nKv * this.hd;
     for (let h = 0; h < this.nKv; h++) {
       for (let g = 0; g < this.groups; g++) {

@@ -8,7 +8,6 @@ import { checkLinearShapes, type AttentionParams, type Backend } from './backend
 import type { Tensor } from './tensor.js';
 import type { QuantDType } from './dtype.js';
 import { NativeDevice } from './native_device.js';
-import type { DeviceOps } from './device.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
 
@@ -35,7 +34,7 @@ export interface NativeAddon {
   attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, tq: number, tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, causalOffset: number, mask: Float32Array | null, bias: Float32Array | null): void;
   quantizeQ8K(x: Float32Array, out: Uint8Array): void;
   quantizeQ80(x: Float32Array, out: Uint8Array): void;
-  quantizeRows(format: number, src: Float32Array, rows: number, k: number, out: Uint8Array): void;
+  quantizeRows(format: number, src: Float32Array | Uint16Array, rows: number, k: number, out: Uint8Array, srcBf16?: boolean): void;
   bf16ToF32(src: Uint16Array, out: Float32Array): void;
   adviseHugePages(buf: ArrayBufferView): number;
   expF32(x: Float32Array, out: Float32Array): void;
@@ -83,16 +82,15 @@ export function loadAddon(): Addon {
 export class NativeBackend implements Backend {
   readonly name = 'native' as const;
 
-  private constructor(private readonly lib: Addon) {}
-
-  private dev: NativeDevice | null = null;
   /**
-   * This backend's DeviceOps (backend v2): glue ops, paged KV and LoRA segments in native code. Batch invariant:
-   * the GEMMs' accumulation order does not depend on the row count, and paged attention computes each query row
-   * over its own prefix in a fixed order.
+   * This backend's DeviceOps (backend v2): glue ops, paged KV, paged attention and LoRA segments in native code.
+   * Batch invariant: the GEMMs' accumulation order does not depend on the row count, and paged attention computes
+   * each query row over its own prefix in a fixed order.
    */
-  get device(): DeviceOps {
-    return (this.dev ??= new NativeDevice(this.lib, this));
+  readonly device: NativeDevice;
+
+  private constructor(private readonly lib: Addon) {
+    this.device = new NativeDevice(lib, this);
   }
 
   /** threads: worker threads (default: all cores; 1 runs on the calling thread). Env PHI4MM_ISA forces a variant. */
@@ -239,6 +237,19 @@ export class NativeBackend implements Backend {
     const q = out ?? new Uint8Array(bytes);
     if (q.length !== bytes) throw new Error(`quantizeRows ${dtype}: out has ${q.length} bytes, expected ${bytes}`);
     this.lib.quantizeRows(fmt, src, rows, k, q);
+    return q;
+  }
+
+  /** quantizeRows from raw bf16 bits (a checkpoint's bytes), widened per row inside the workers. */
+  quantizeRowsBf16(dtype: QuantDType, bits: Uint16Array, rows: number, k: number): Uint8Array {
+    const fmt = (QFORMAT as Record<string, number | undefined>)[dtype];
+    if (fmt === undefined) throw new Error(`quantizeRowsBf16: unknown dtype '${dtype}' (expected q4_k or q8_0)`);
+    if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(k) || k < 0) throw new Error(`quantizeRowsBf16: bad shape [${rows}, ${k}]`);
+    if (bits.length !== rows * k) throw new Error(`quantizeRowsBf16: ${bits.length} values do not form a [${rows}, ${k}] matrix`);
+    const [bs, bb] = dtype === 'q4_k' ? [QK_K, BLOCK_Q4_K_BYTES] : [QK8_0, BLOCK_Q8_0_BYTES];
+    if (k % bs !== 0) throw new Error(`quantizeRowsBf16 ${dtype}: row length ${k} is not a multiple of the block size ${bs}`);
+    const q = new Uint8Array(rows * (k / bs) * bb);
+    this.lib.quantizeRows(fmt, bits, rows, k, q, true);
     return q;
   }
 

@@ -1,24 +1,18 @@
-// The native backend's DeviceOps (backend v2, src/tensor/device.ts): every op is one call into the addon
-// (native/src/glue.cc, paged_attention.cc), so a decode step crosses into native code a handful of times per
-// layer and runs no per-element TypeScript. Buffers are host Float32Arrays (the addon reads them in place);
+// The native backend's DeviceOps (backend v2, src/tensor/device.ts): the host device (host_device.ts, the
+// oracle) with every op but alloc/upload/download replaced by one call into the addon (native/src/glue.cc,
+// paged_attention.cc), so a decode step crosses into native code a handful of times per layer and runs no
+// per-element TypeScript. Buffers are the host device's Float32Array wrappers (the addon reads them in place);
 // the KV pool is native memory behind an opaque handle, never copied to the host.
-import type { Buf, DeviceOps, KvSpec, KvStore, LoraSegment, SeqRows } from './device.js';
+import type { Buf, KvSpec, KvStore, LoraSegment, SeqRows } from './device.js';
 import type { NativeAddon, NativeBackend } from './native.js';
+import { HostBuf, HostDevice, hostData, type HostDeviceOptions } from './host_device.js';
 import { isQuantDType } from './dtype.js';
+import { kvRowBytes } from './host_kv.js';
 import type { Tensor } from './tensor.js';
-
-/** A device buffer of the CPU backends: a host Float32Array. */
-export class HostBuf implements Buf {
-  constructor(readonly data: Float32Array) {}
-  get size(): number {
-    return this.data.length;
-  }
-}
 
 const KV_DTYPE = { f32: 0, f16: 1, q8_0: 2 } as const;
 const PLAIN_WTYPE = { f32: 0, bf16: 1, f16: 2 } as const;
 const EMB_TYPE = { f32: 0, bf16: 1, f16: 2, q4_k: 3, q8_0: 4 } as const;
-const KV_ROW_BYTES = { f32: (d: number) => 4 * d, f16: (d: number) => 2 * d, q8_0: (d: number) => (d / 32) * 34 } as const;
 
 /** The paged KV pool: native memory (freed when this object is collected). */
 export class NativeKvStore implements KvStore {
@@ -26,8 +20,7 @@ export class NativeKvStore implements KvStore {
 }
 
 function host(b: Buf, what: string): Float32Array {
-  if (!(b instanceof HostBuf)) throw new Error(`${what}: not a buffer of the native backend (allocate it with this backend's alloc)`);
-  return b.data;
+  return hostData(b, 0, what);  // sizes are checked by the addon
 }
 
 function pool(kv: KvStore): NativeKvStore {
@@ -50,38 +43,23 @@ function encodeSeqs(seqs: readonly SeqRows[]): { meta: Int32Array; tables: Int32
   return { meta, tables };
 }
 
-export class NativeDevice implements DeviceOps {
+export class NativeDevice extends HostDevice {
   // Parameters that must be contiguous for the addon, copied once per tensor object.
   private readonly contiguous = new WeakMap<Tensor, Tensor>();
 
-  constructor(private readonly lib: NativeAddon, private readonly backend: NativeBackend) {}
-
-  alloc(size: number): HostBuf {
-    if (!Number.isInteger(size) || size < 0) throw new Error(`alloc: size must be a non-negative integer, got ${size}`);
-    return new HostBuf(new Float32Array(size));
+  constructor(private readonly lib: NativeAddon, private readonly backend: NativeBackend, opts: HostDeviceOptions = {}) {
+    super(backend, opts);
   }
 
-  upload(src: Float32Array, dst: Buf, dstOffset = 0): void {
-    const d = host(dst, 'upload');
-    if (dstOffset < 0 || dstOffset + src.length > d.length) throw new Error(`upload: ${src.length} values at ${dstOffset} do not fit a buffer of ${d.length}`);
-    d.set(src, dstOffset);
+  override alloc(size: number): HostBuf {
+    return super.alloc(size) as HostBuf;
   }
 
-  download(src: Buf, srcOffset = 0, count?: number, out?: Float32Array): Float32Array {
-    const s = host(src, 'download');
-    const n = count ?? s.length - srcOffset;
-    if (srcOffset < 0 || n < 0 || srcOffset + n > s.length) throw new Error(`download: ${n} values at ${srcOffset} are outside a buffer of ${s.length}`);
-    const y = out ?? new Float32Array(n);
-    if (y.length < n) throw new Error(`download: out has ${y.length} values, needs ${n}`);
-    y.set(s.subarray(srcOffset, srcOffset + n));
-    return y;
-  }
-
-  gatherRows(x: Buf, dim: number, rows: Int32Array, out: Buf): void {
+  override gatherRows(x: Buf, dim: number, rows: Int32Array, out: Buf): void {
     this.lib.gatherRows(host(x, 'gatherRows x'), dim, rows, host(out, 'gatherRows out'));
   }
 
-  embedding(table: Tensor, ids: Int32Array, out: Buf): void {
+  override embedding(table: Tensor, ids: Int32Array, out: Buf): void {
     if (table.ndim !== 2) throw new Error(`embedding: table must be 2-D [vocab, hidden], got ${JSON.stringify(table.shape)}`);
     const type = (EMB_TYPE as Record<string, number | undefined>)[table.dtype];
     if (type === undefined) throw new Error(`embedding: unsupported table dtype ${table.dtype}`);
@@ -90,15 +68,19 @@ export class NativeDevice implements DeviceOps {
     this.lib.embedding(t.data as Float32Array | Uint16Array | Uint8Array, type, isQuantDType(t.dtype) ? 0 : t.offset, vocab, dim, ids, host(out, 'embedding out'));
   }
 
-  rmsNorm(x: Buf, rows: number, dim: number, weight: Float32Array, eps: number, out: Buf): void {
+  override rmsNorm(x: Buf, rows: number, dim: number, weight: Float32Array, eps: number, out: Buf): void {
     this.lib.rmsNorm(host(x, 'rmsNorm x'), rows, dim, weight, eps, host(out, 'rmsNorm out'));
   }
 
-  linear(x: Buf, m: number, w: Tensor, out: Buf, lora?: readonly LoraSegment[]): void {
-    const xs = host(x, 'linear x'), ys = host(out, 'linear out');
-    this.backend.linear(xs, m, w, null, ys);
-    if (!lora || lora.length === 0) return;
+  /** The base GEMM as the host device runs it (padded to batch-invariant rows), then all LoRA segments in one call. */
+  override linear(x: Buf, m: number, w: Tensor, out: Buf, lora?: readonly LoraSegment[]): void {
     const [n, k] = w.shape as [number, number];
+    for (const s of lora ?? []) {  // before any output is written
+      if (!(s.rowStart >= 0 && s.rows >= 0 && s.rowStart + s.rows <= m)) throw new Error(`linear: LoRA rows [${s.rowStart}, ${s.rowStart + s.rows}) outside the ${m} rows`);
+    }
+    super.linear(x, m, w, out);
+    if (!lora || lora.length === 0) return;
+    const xs = host(x, 'linear x'), ys = host(out, 'linear out');
     // Flat, 10 fields per segment: rowStart, rows, r, A, A type, A offset, B, B type, B offset, scale.
     const segs: (number | Float32Array | Uint16Array)[] = [];
     for (const s of lora) {
@@ -117,36 +99,39 @@ export class NativeDevice implements DeviceOps {
     if (segs.length > 0) this.lib.loraAdd(xs, m, k, ys, n, segs);
   }
 
-  rope(x: Buf, rows: number, rowStride: number, offset: number, nHeads: number, headDim: number, rotaryDim: number, cos: Buf, sin: Buf): void {
+  override rope(x: Buf, rows: number, rowStride: number, offset: number, nHeads: number, headDim: number, rotaryDim: number, cos: Buf, sin: Buf): void {
     this.lib.rope(host(x, 'rope x'), rows, rowStride, offset, nHeads, headDim, rotaryDim, host(cos, 'rope cos'), host(sin, 'rope sin'));
   }
 
-  swiglu(gu: Buf, rows: number, inter: number, out: Buf): void {
+  override swiglu(gu: Buf, rows: number, inter: number, out: Buf): void {
     this.lib.swiglu(host(gu, 'swiglu gu'), rows, inter, host(out, 'swiglu out'));
   }
 
-  add(x: Buf, y: Buf, n: number): void {
+  override add(x: Buf, y: Buf, n: number): void {
     this.lib.addInPlace(host(x, 'add x'), host(y, 'add y'), n, 1);
   }
 
-  allocKv(spec: KvSpec): NativeKvStore {
-    const type = (KV_DTYPE as Record<string, number | undefined>)[spec.dtype];
-    if (type === undefined) throw new Error(`allocKv: unknown KV dtype '${spec.dtype}' (expected f32, f16 or q8_0)`);
-    const handle = this.lib.kvAlloc(type, spec.layers, spec.numBlocks, spec.blockSize, spec.nKvHeads, spec.headDim);
-    const bytes = 2 * spec.layers * spec.numBlocks * spec.blockSize * spec.nKvHeads * KV_ROW_BYTES[spec.dtype](spec.headDim);
+  override allocKv(spec: KvSpec): NativeKvStore {
+    const { layers, numBlocks, blockSize, nKvHeads, headDim, dtype } = spec;
+    for (const [name, v] of Object.entries({ layers, numBlocks, blockSize, nKvHeads, headDim })) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`allocKv: ${name} must be a positive integer, got ${v}`);
+    }
+    if (!(dtype in KV_DTYPE)) throw new Error(`allocKv: KV storage '${dtype}' is not one of ${Object.keys(KV_DTYPE).join(', ')}`);
+    const handle = this.lib.kvAlloc(KV_DTYPE[spec.dtype], spec.layers, spec.numBlocks, spec.blockSize, spec.nKvHeads, spec.headDim);
+    const bytes = 2 * spec.layers * spec.numBlocks * spec.blockSize * kvRowBytes(spec.dtype, spec.nKvHeads, spec.headDim);
     return new NativeKvStore({ ...spec }, bytes, handle);
   }
 
-  kvWrite(kv: KvStore, layer: number, src: Buf, rowStride: number, kOffset: number, vOffset: number, seqs: readonly SeqRows[]): void {
+  override kvWrite(kv: KvStore, layer: number, src: Buf, rowStride: number, kOffset: number, vOffset: number, seqs: readonly SeqRows[]): void {
     const { meta, tables } = encodeSeqs(seqs);
     this.lib.kvWrite(pool(kv).handle, layer, host(src, 'kvWrite src'), rowStride, kOffset, vOffset, meta, tables);
   }
 
-  kvCopyBlocks(kv: KvStore, src: Int32Array, dst: Int32Array): void {
+  override kvCopyBlocks(kv: KvStore, src: Int32Array, dst: Int32Array): void {
     this.lib.kvCopyBlocks(pool(kv).handle, src, dst);
   }
 
-  pagedAttention(q: Buf, qStride: number, qOffset: number, kv: KvStore, layer: number, seqs: readonly SeqRows[], nHeads: number, scale: number, out: Buf): void {
+  override pagedAttention(q: Buf, qStride: number, qOffset: number, kv: KvStore, layer: number, seqs: readonly SeqRows[], nHeads: number, scale: number, out: Buf): void {
     const { meta, tables } = encodeSeqs(seqs);
     this.lib.pagedAttention(host(q, 'pagedAttention q'), qStride, qOffset, pool(kv).handle, layer, meta, tables, nHeads, scale, host(out, 'pagedAttention out'));
   }
@@ -154,7 +139,7 @@ export class NativeDevice implements DeviceOps {
   /** The stored bytes of one block of K (which 0) or V (1) of a layer; for tests. */
   kvReadBlock(kv: KvStore, layer: number, which: 0 | 1, block: number): Uint8Array {
     const p = pool(kv);
-    const out = new Uint8Array(p.spec.blockSize * p.spec.nKvHeads * KV_ROW_BYTES[p.spec.dtype](p.spec.headDim));
+    const out = new Uint8Array(p.spec.blockSize * kvRowBytes(p.spec.dtype, p.spec.nKvHeads, p.spec.headDim));
     this.lib.kvReadBlock(p.handle, layer, which, block, out);
     return out;
   }

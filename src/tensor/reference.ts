@@ -12,9 +12,13 @@ import { conv3x3s2, geluTanh, layerNorm } from './ops.js';
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
-  /** Backend v2 ops on host memory, every op in plain TypeScript. */
-  readonly device: DeviceOps = new HostDevice(this);
+  private dev: HostDevice | null = null;
   constructor(public threads = 1) {}
+
+  /** Backend v2 ops on host memory, every op in plain TypeScript (the oracle of the device backends). */
+  get device(): DeviceOps {
+    return (this.dev ??= new HostDevice(this));
+  }
 
   setThreads(n: number): void {
     if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be a positive integer, got ${n}`);

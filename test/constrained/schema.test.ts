@@ -35,6 +35,7 @@ describe('unsupported input is refused with the keyword named', () => {
     [{ type: 'object', patternProperties: { '^x': {} } }, 'patternProperties'],
     [{ if: { type: 'string' }, then: {} }, 'if'],
     [{ type: 'object', minProperties: 1 }, 'minProperties'],
+    [{ type: 'object', propertyNames: { maxLength: 3 } }, 'propertyNames'],
   ])('%j', (schema, kw) => {
     const err = errorOf(() => compileJsonSchema(schema));
     expect(err.keywords).toContain(kw);
@@ -116,7 +117,7 @@ describe('what the automaton accepts', () => {
     const tuple = compileJsonSchema({ type: 'array', prefixItems: [{ type: 'string' }, { type: 'integer' }], minItems: 1 });
     expect(accepts(tuple, '["a",1]') && accepts(tuple, '["a"]')).toBe(true);
     expect(accepts(tuple, '[]') || accepts(tuple, '[1]')).toBe(false);
-    const map = compileJsonSchema({ type: 'object', additionalProperties: { type: 'boolean' } });
+    const map = compileJsonSchema({ type: 'object', propertyNames: { type: 'string' }, additionalProperties: { type: 'boolean' } });
     expect(accepts(map, '{"any key":true,"k2":false}') && accepts(map, '{}')).toBe(true);
     expect(accepts(map, '{"k":1}')).toBe(false);
     const arr = compileJsonSchema({ type: 'array', items: { type: 'integer' }, minItems: 2, maxItems: 3 });

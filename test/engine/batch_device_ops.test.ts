@@ -1,7 +1,6 @@
 // Backend v2 on host memory (src/tensor/host_device.ts): every op against a plain per-row loop on odd shapes,
 // and paged attention (f32, f16, q8_0 storage) against the v1 attention on contiguous K/V. Run on the reference
-// backend's device and on a HostDevice over the native backend (GEMMs native, the rest shared). The native
-// backend's own device (native glue and paged attention) is tested in test/native/device*.test.ts.
+// backend's device and on the native backend's (GEMMs native, the rest shared).
 import { describe, expect, it } from 'vitest';
 import { ReferenceBackend, referenceAttention } from '../../src/tensor/reference.js';
 import { NativeBackend } from '../../src/tensor/native.js';
@@ -12,7 +11,6 @@ import { encodeBf16, f32ToF16, f16ToF32 } from '../../src/tensor/dtype.js';
 import { quantizeMatrix, quantizeRowQ8_0, dequantizeRowQ8_0 } from '../../src/quant/index.js';
 import { weightRow } from '../../src/tensor/weight_row.js';
 import { kvRowBytes } from '../../src/tensor/host_kv.js';
-import { HostDevice } from '../../src/tensor/host_device.js';
 import { rng, NO_NATIVE } from '../native/util.js';
 
 const backends: Backend[] = [new ReferenceBackend()];
@@ -40,9 +38,14 @@ function weight(dtype: 'f32' | 'bf16' | 'q8_0' | 'q4_k', n: number, k: number): 
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => { let d = 0; for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!)); return d; };
 
 for (const be of backends) {
-  const dev = be.name === 'reference' ? be.device : new HostDevice(be);
+  const dev = be.device;
   const up = (a: Float32Array): Buf => { const b = dev.alloc(a.length); dev.upload(a, b); return b; };
   const down = (b: Buf, n?: number) => dev.download(b, 0, n);
+  // The host device is the oracle: exact arithmetic and its own error texts. The native device (its own
+  // kernels, src/tensor/native_device.ts) is held to f32 rounding and to throwing at all.
+  const host = be.name === 'reference';
+  const throws = (f: () => void, msg: RegExp) => (host ? expect(f).toThrow(msg) : expect(f).toThrow());
+  const same = (a: number, b: number, what: string) => (host ? expect(a, what).toBe(b) : expect(Math.abs(a - b), what).toBeLessThanOrEqual(2e-6 * Math.max(1, Math.abs(b))));
 
   describe(`host device ops (${be.name} backend)`, () => {
     it('alloc/upload/download/gatherRows', () => {
@@ -54,8 +57,8 @@ for (const be of backends) {
       dev.gatherRows(x, 3, Int32Array.of(6, 0, 4), o);
       const xs = down(x);
       expect(Array.from(down(o))).toEqual([...xs.subarray(18, 21), ...xs.subarray(0, 3), ...xs.subarray(12, 15)]);
-      expect(() => dev.gatherRows(x, 3, Int32Array.of(7), o)).toThrow(/row 7 is outside/);
-      expect(() => dev.upload(new Float32Array(11), b)).toThrow(/too small/);
+      throws(() => dev.gatherRows(x, 3, Int32Array.of(7), o), /row 7 is outside/);
+      throws(() => dev.upload(new Float32Array(11), b), /too small/);
     });
 
     it('embedding of every weight dtype = the decoded rows; bad ids are named', () => {
@@ -65,7 +68,7 @@ for (const be of backends) {
         const want = new Float32Array(4 * 256);
         ids.forEach((id, i) => weightRow(t, id, 256, want.subarray(i * 256, (i + 1) * 256)));
         expect(down(o)).toEqual(want);
-        expect(() => dev.embedding(t, Int32Array.of(13), o)).toThrow(/token id 13 at 0 is outside the vocabulary \[0, 13\)/);
+        throws(() => dev.embedding(t, Int32Array.of(13), o), /token id 13 at 0 is outside the vocabulary \[0, 13\)/);
       }
     });
 
@@ -77,14 +80,14 @@ for (const be of backends) {
       for (let i = 0; i < rows; i++) {
         const row = x.subarray(i * dim, (i + 1) * dim);
         const ms = row.reduce((a, v) => a + v * v, 0) / dim, inv = 1 / Math.sqrt(ms + eps);
-        row.forEach((v, j) => expect(got[i * dim + j]).toBe(Math.fround(w[j]! * Math.fround(v * inv))));
+        row.forEach((v, j) => same(got[i * dim + j]!, Math.fround(w[j]! * Math.fround(v * inv)), 'rmsNorm'));
       }
       const gu = r(rows * 2 * inter, -6, 6), so = dev.alloc(rows * inter);
       dev.swiglu(up(gu), rows, inter, so);
       const sg = down(so);
       for (let i = 0; i < rows; i++) for (let j = 0; j < inter; j++) {
         const g = gu[i * 2 * inter + j]!, u = gu[i * 2 * inter + inter + j]!;
-        expect(sg[i * inter + j]).toBe(Math.fround(u * (g / (1 + Math.exp(-g)))));
+        same(sg[i * inter + j]!, Math.fround(u * (g / (1 + Math.exp(-g)))), 'swiglu');
       }
       const a = r(23), b = r(23), ab = up(a);
       dev.add(ab, up(b), 20); // only the first n
@@ -102,8 +105,8 @@ for (const be of backends) {
         want[o + k] = x1 * cos[i * rd + k]! - x2 * sin[i * rd + k]!;
         want[o + k + rd / 2] = x2 * cos[i * rd + k + rd / 2]! + x1 * sin[i * rd + k + rd / 2]!;
       }
-      expect(got).toEqual(want);
-      expect(() => dev.rope(xb, rows, stride, 40, H, d, rd, up(cos), up(sin))).toThrow(/do not fit rows of 41/);
+      got.forEach((v, i) => same(v, want[i]!, 'rope'));
+      throws(() => dev.rope(xb, rows, stride, 40, H, d, rd, up(cos), up(sin)), /do not fit rows of 41/);
     });
 
     it('linear with LoRA segments: base rows plus each segment\'s scale·B·(A·x), untouched rows get none', () => {
@@ -134,8 +137,8 @@ for (const be of backends) {
         }
       }
       const w = weight('f32', 4, 8);
-      expect(() => dev.linear(up(r(16)), 2, w, dev.alloc(8), [{ rowStart: 1, rows: 2, a: weight('f32', 2, 8), b: weight('f32', 4, 2), scale: 1 }])).toThrow(/LoRA rows \[1, 3\) outside the 2 rows/);
-      expect(() => dev.linear(up(r(16)), 2, w, dev.alloc(8), [{ rowStart: 0, rows: 2, a: weight('f32', 2, 6), b: weight('f32', 4, 2), scale: 1 }])).toThrow(/do not fit/);
+      throws(() => dev.linear(up(r(16)), 2, w, dev.alloc(8), [{ rowStart: 1, rows: 2, a: weight('f32', 2, 8), b: weight('f32', 4, 2), scale: 1 }]), /LoRA rows \[1, 3\) outside the 2 rows/);
+      throws(() => dev.linear(up(r(16)), 2, w, dev.alloc(8), [{ rowStart: 0, rows: 2, a: weight('f32', 2, 6), b: weight('f32', 4, 2), scale: 1 }]), /do not fit/);
     });
   });
 
@@ -169,11 +172,13 @@ for (const be of backends) {
     }
 
     for (const dtype of ['f32', 'f16', 'q8_0'] as const) {
-      for (const d of [16, 40]) {
-        it(`${dtype} store, headDim ${d}: ragged paged attention = v1 attention on the sequence's contiguous K/V`, () => {
+      for (const d of [16, 40, 64]) {
+        // The native q8_0 pool takes whole ggml blocks of 32 per head (headDim % 32 = 0).
+        it.skipIf(!(be.name === 'reference') && dtype === 'q8_0' && d % 32 !== 0)(`${dtype} store, headDim ${d}: ragged paged attention = v1 attention on the sequence's contiguous K/V`, () => {
           const seqs = batch(), qkvRow = (H + 2 * KV) * d, stride = qkvRow + 3; // a padded row, like a fused qkv
           const kv = dev.allocKv({ layers, numBlocks, blockSize, nKvHeads: KV, headDim: d, dtype });
           expect(kv.bytes).toBe(2 * layers * numBlocks * blockSize * kvRowBytes(dtype, KV, d));
+          const oracleTol = be.name === 'reference' ? 1e-6 : 2e-6; // native softmax/exp: f32 rounding
           // Each sequence's full history [0, start + rows) of K/V per layer; the cached part written first.
           const hist = shapes.map(([s, n]) => ({ k: r((s + n) * KV * d), v: r((s + n) * KV * d) }));
           const rowsTotal = shapes.reduce((a, [, n]) => a + n, 0);
@@ -207,12 +212,12 @@ for (const be of backends) {
               const g = got.subarray(s.rowStart * H * d, (s.rowStart + s.rows) * H * d);
               // Against attention over the values as stored (f16-rounded, q8_0 round trip): same arithmetic.
               const want = referenceAttention({ ...p, k: stored(hist[i]!.k, dtype, d), v: stored(hist[i]!.v, dtype, d) });
-              expect(maxDiff(g, want), `seq ${i} layer ${layer} vs stored values`).toBeLessThanOrEqual(1e-6);
+              expect(maxDiff(g, want), `seq ${i} layer ${layer} vs stored values`).toBeLessThanOrEqual(oracleTol);
               // Against the exact values: f32 within 1e-6; f16 rounds each K/V value by ≤ 2^-11 relative
               // (|x| < 1 here: ≤ 4.9e-4 absolute) and q8_0 by ≤ d/2 = amax/254 (≤ 3.9e-3): the outputs (convex
               // combinations of V, scores moved by ≤ |q|·|ΔK|·scale) move by at most a few of those.
               const exact = referenceAttention({ ...p, k: hist[i]!.k, v: hist[i]!.v });
-              const tol = dtype === 'f32' ? 1e-6 : dtype === 'f16' ? 2e-3 : 2e-2;
+              const tol = dtype === 'f32' ? oracleTol : dtype === 'f16' ? 2e-3 : 2e-2;
               expect(maxDiff(g, exact), `seq ${i} layer ${layer} vs exact`).toBeLessThanOrEqual(tol);
             });
           }
@@ -229,13 +234,13 @@ for (const be of backends) {
       const att = (table: Int32Array, l: number) => { const o = dev.alloc(H * d); dev.pagedAttention(q, H * d, 0, kv, l, [{ rowStart: 0, rows: 1, start: 6, blockTable: table }], H, 0.25, o); return down(o); };
       // Position 6 (the query) is read from the table's block too: both tables see the same 7 positions.
       for (let l = 0; l < layers; l++) expect(att(Int32Array.of(0, 5), l)).toEqual(att(Int32Array.of(3, 1), l));
-      expect(() => dev.kvCopyBlocks(kv, Int32Array.of(6), Int32Array.of(0))).toThrow(/block id 6 is outside the pool \[0, 6\)/);
+      throws(() => dev.kvCopyBlocks(kv, Int32Array.of(6), Int32Array.of(0)), /block id 6 is outside the pool \[0, 6\)/);
       const seq = (t: Int32Array): SeqRows[] => [{ rowStart: 0, rows: 1, start: 4, blockTable: t }];
-      expect(() => dev.kvWrite(kv, 0, src, 2 * KV * d, 0, KV * d, seq(Int32Array.of(1)))).toThrow(/block table has 1 blocks; positions \[0, 5\) need 2/);
-      expect(() => dev.kvWrite(kv, 0, src, 2 * KV * d, 0, KV * d, seq(Int32Array.of(1, 9)))).toThrow(/block id 9 \(entry 1\) is outside the pool/);
-      expect(() => dev.kvWrite(kv, 2, src, 2 * KV * d, 0, KV * d, seq(Int32Array.of(1, 2)))).toThrow(/layer 2 outside \[0, 2\)/);
-      expect(() => dev.allocKv({ layers, numBlocks: 0, blockSize, nKvHeads: KV, headDim: d, dtype: 'f16' })).toThrow(/numBlocks must be a positive integer/);
-      expect(() => dev.allocKv({ layers, numBlocks: 2, blockSize, nKvHeads: KV, headDim: d, dtype: 'bf16' as KvDType })).toThrow(/'bf16' is not one of f32, f16, q8_0/);
+      throws(() => dev.kvWrite(kv, 0, src, 2 * KV * d, 0, KV * d, seq(Int32Array.of(1))), /block table has 1 blocks; positions \[0, 5\) need 2/);
+      throws(() => dev.kvWrite(kv, 0, src, 2 * KV * d, 0, KV * d, seq(Int32Array.of(1, 9))), /block id 9 \(entry 1\) is outside the pool/);
+      throws(() => dev.kvWrite(kv, 2, src, 2 * KV * d, 0, KV * d, seq(Int32Array.of(1, 2))), /layer 2 outside \[0, 2\)/);
+      throws(() => dev.allocKv({ layers, numBlocks: 0, blockSize, nKvHeads: KV, headDim: d, dtype: 'f16' }), /numBlocks must be a positive integer/);
+      throws(() => dev.allocKv({ layers, numBlocks: 2, blockSize, nKvHeads: KV, headDim: d, dtype: 'bf16' as KvDType }), /'bf16' is not one of f32, f16, q8_0/);
     });
 
     it('f16 storage is half of f32 (128 KiB per token at Phi-4-mini size), q8_0 about a quarter', () => {

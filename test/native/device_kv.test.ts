@@ -1,11 +1,12 @@
 // The native paged KV pool: kvWrite's stored bytes (f32, f16, q8_0) against the TS codecs, kvCopyBlocks, and
 // pagedAttention over ragged sequences with shuffled block tables and partly filled last blocks against the
-// ReferenceBackend's attention over the same stored values; batch invariance (a sequence alone or with
+// host device over the reference backend (the TS oracle: its own paged store, the reference attention); batch invariance (a sequence alone or with
 // others, 1 or 2 threads: the same bits); every ISA at 1 and 2 threads; bad block tables get clear errors.
 import { afterAll, describe, expect, it } from 'vitest';
-import { HostBuf, type NativeDevice, type NativeKvStore } from '../../src/tensor/native_device.js';
+import type { NativeDevice, NativeKvStore } from '../../src/tensor/native_device.js';
+import { HostBuf } from '../../src/tensor/host_device.js';
 import type { KvDType, KvSpec, SeqRows } from '../../src/tensor/device.js';
-import { OracleKv, storeRow } from './device_oracle.js';
+import { oracle, storedBytes } from './device_oracle.js';
 import { expectWithin, loadNative, NO_NATIVE, rng } from './util.js';
 
 const { backend, error } = loadNative();
@@ -29,6 +30,7 @@ const CASES: Case[] = [
   { dtype: 'f16', nHeads: 6, nKv: 2, headDim: 24, blockSize: 5 },   // small blocks: many block boundaries
   { dtype: 'f16', nHeads: 5, nKv: 5, headDim: 128, blockSize: 16 }, // MHA, the real head dim
   { dtype: 'q8_0', nHeads: 12, nKv: 4, headDim: 96, blockSize: 16 },
+  { dtype: 'q8_0', nHeads: 6, nKv: 2, headDim: 40, blockSize: 5 },  // a short last q8_0 group
 ];
 
 // Sequences: [start (cached positions), new rows]: a prefill chunk, decode rows, a continued chunk, one that
@@ -41,7 +43,7 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
   });
   if (!backend) return;
   const nb = backend;
-  const dev = nb.device as NativeDevice;
+  const dev: NativeDevice = nb.device;
   afterAll(() => {
     nb.setThreads(2);
     nb.setIsa(nb.availableIsas()[0]!);
@@ -54,24 +56,23 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
     const numBlocks = blocksPer.reduce((a, b) => a + b, 0) + 3;
     const spec: KvSpec = { layers, numBlocks, blockSize: c.blockSize, nKvHeads: c.nKv, headDim: c.headDim, dtype: c.dtype };
     const kv = dev.allocKv(spec) as NativeKvStore;
-    const oracle = new OracleKv(spec);
+    const okv = oracle.allocKv(spec);
     const perm = shuffled(numBlocks, seed);
     let o = 0;
     const tables = blocksPer.map((n) => Int32Array.from(perm.slice(o, (o += n))));
     const kvw = c.nKv * c.headDim, stride = c.nHeads * c.headDim + 2 * kvw + 3;  // [q | k | v | pad] rows
     const r = rng(seed + 1);
-    const ids = SEQS.map((_, i) => i);
     for (let layer = 0; layer < layers; layer++) {
       // History: every sequence's positions [0, start) in one ragged write.
       let row = 0;
       const hist: SeqRows[] = SEQS.map(([start], i) => ({ rowStart: (row += start) - start, rows: start, start: 0, blockTable: tables[i]! }));
       const src = r(row * stride, -2, 2);
       dev.kvWrite(kv, layer, new HostBuf(src), stride, c.nHeads * c.headDim, c.nHeads * c.headDim + kvw, hist);
-      oracle.write(layer, src, stride, c.nHeads * c.headDim, c.nHeads * c.headDim + kvw, ids, hist);
+      oracle.kvWrite(okv, layer, new HostBuf(src), stride, c.nHeads * c.headDim, c.nHeads * c.headDim + kvw, hist);
     }
     let row = 0;
     const seqs: SeqRows[] = SEQS.map(([start, n], i) => ({ rowStart: (row += n) - n, rows: n, start, blockTable: tables[i]! }));
-    return { spec, kv, oracle, seqs, rows: row, stride, kvw, ids, r };
+    return { spec, kv, okv, seqs, rows: row, stride, kvw, r };
   }
 
   for (const isa of ['avx512', 'avx2', 'scalar'] as const) {
@@ -79,7 +80,7 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
     for (const c of CASES) {
       it.skipIf(!has)(`${isa} ${c.dtype} ${c.nHeads}/${c.nKv} heads × ${c.headDim}, blocks of ${c.blockSize}: kvWrite bytes, attention, invariance`, () => {
         nb.setIsa(isa);
-        const { spec, kv, oracle, seqs, rows, stride, kvw, ids, r } = setup(c, 100 + c.headDim);
+        const { spec, kv, okv, seqs, rows, stride, kvw, r } = setup(c, 100 + c.headDim);
         const qw = c.nHeads * c.headDim;
         const outs: Float32Array[] = [];
         for (const threads of [1, 2]) {
@@ -88,7 +89,7 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
             const src = r(rows * stride, -2, 2);
             const x = new HostBuf(src);
             dev.kvWrite(kv, layer, x, stride, qw, qw + kvw, seqs);
-            oracle.write(layer, src, stride, qw, qw + kvw, ids, seqs);
+            oracle.kvWrite(okv, layer, x, stride, qw, qw + kvw, seqs);
             // Stored bytes equal the TS codecs' (f32 copy, encodeF16, quantizeRowQ8_0) at every new position.
             seqs.forEach((s) => {
               for (let i = 0; i < s.rows; i++) {
@@ -98,7 +99,7 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
                   const rb = bytes.length / (c.blockSize * c.nKv);
                   for (let h = 0; h < c.nKv; h++) {
                     const at = (s.rowStart + i) * stride + off + h * c.headDim;
-                    const want = storeRow(c.dtype, src.subarray(at, at + c.headDim)).bytes;
+                    const want = storedBytes(c.dtype, src.subarray(at, at + c.headDim));
                     const got = bytes.subarray((slot * c.nKv + h) * rb, (slot * c.nKv + h + 1) * rb);
                     expect(got, `${c.dtype} layer ${layer} pos ${pos} kv head ${h} ${which ? 'V' : 'K'}`).toEqual(want);
                   }
@@ -111,7 +112,9 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
             // As test/native/attention.test.ts: outputs are convex combinations of stored v (|v| ≤ 2 here),
             // scores |q·k|·scale ≲ 40; f32 dot products (relative ~d·2^-24) and the ≤ 2 ulp exp keep every
             // weight within ~1e-6 relative of the f64 reference over the same stored (dequantized) values.
-            const want = oracle.attention(src, stride, 0, layer, ids, seqs, c.nHeads, scale);
+            const ref = oracle.alloc(rows * qw);
+            oracle.pagedAttention(x, stride, 0, okv, layer, seqs, c.nHeads, scale, ref);
+            const want = oracle.download(ref);
             expectWithin(out.data, want, new Float64Array(want.length).fill(4e-5), `${isa} ${threads}t layer ${layer}`);
             outs.push(out.data);
             // Batch invariance: each sequence alone, its rows at row 0, gives the same bits.
@@ -162,12 +165,12 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
     const x = new HostBuf(new Float32Array(4 * stride));
     const kOff = c.nHeads * c.headDim, vOff = kOff + c.nKv * c.headDim;
     const seq = (blockTable: Int32Array, start = 0, rows = 2): SeqRows[] => [{ rowStart: 0, rows, start, blockTable }];
-    expect(() => dev.kvWrite(kv, 0, x, stride, kOff, vOff, seq(Int32Array.from([spec.numBlocks])))).toThrow(/block id \d+ is outside the pool's \d+ blocks/);
-    expect(() => dev.kvWrite(kv, 0, x, stride, kOff, vOff, seq(Int32Array.from([1]), 15, 2))).toThrow(/block table has 1 blocks, positions \[0, 17\) need 2/);
-    expect(() => dev.kvWrite(kv, 2, x, stride, kOff, vOff, seq(Int32Array.from([1])))).toThrow(/layer 2 outside the pool's 2 layers/);
+    expect(() => dev.kvWrite(kv, 0, x, stride, kOff, vOff, seq(Int32Array.from([spec.numBlocks])))).toThrow(/block id \d+ \(entry 0\) is outside the pool \[0, \d+\)/);
+    expect(() => dev.kvWrite(kv, 0, x, stride, kOff, vOff, seq(Int32Array.from([1]), 15, 2))).toThrow(/block table has 1 blocks; positions \[0, 17\) need 2 of 16 tokens/);
+    expect(() => dev.kvWrite(kv, 2, x, stride, kOff, vOff, seq(Int32Array.from([1])))).toThrow(/layer 2 outside \[0, 2\)/);
     expect(() => dev.pagedAttention(x, stride, 0, kv, 0, seq(Int32Array.from([1])), 8, 1, dev.alloc(2 * 8 * c.headDim))).toThrow(/not a multiple/);
-    expect(() => dev.kvCopyBlocks(kv, Int32Array.from([0]), Int32Array.from([-1]))).toThrow(/outside the pool/);
-    expect(() => dev.allocKv({ ...spec, dtype: 'q8_0', headDim: 40 })).toThrow(/headDim 40 is not a multiple/);
+    expect(() => dev.kvCopyBlocks(kv, Int32Array.from([0]), Int32Array.from([-1]))).toThrow(/block id -1 is outside the pool/);
+    expect(() => dev.allocKv({ ...spec, numBlocks: 0 })).toThrow(/numBlocks must be a positive integer/);
     expect(() => dev.pagedAttention(x, stride, 0, { spec, bytes: 0 }, 0, seq(Int32Array.from([1])), c.nHeads, 1, x)).toThrow(/not allocated by the native backend/);
   });
 });

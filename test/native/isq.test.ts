@@ -74,6 +74,34 @@ describe.skipIf(NO_NATIVE)('native ISQ (weight quantizers)', () => {
       });
     }
 
+  it('quantizeRowsBf16 (raw bf16 bits, widened per row in the workers) equals quantizeRows on the widened values', () => {
+    const r = rng(41);
+    const k = 768, rows = 9;
+    const bits = Uint16Array.from(r(rows * k, -1, 1), (v) => (new Uint32Array(Float32Array.of(v).buffer)[0]! >>> 16));
+    const widened = nb.bf16ToF32(bits);
+    for (const dtype of ['q4_k', 'q8_0'] as const)
+      for (const t of [1, 2]) {
+        nb.setThreads(t);
+        expect(Buffer.from(nb.quantizeRowsBf16(dtype, bits, rows, k)).equals(Buffer.from(nb.quantizeRows(dtype, widened, rows, k))), `${dtype} threads=${t}`).toBe(true);
+      }
+    const bad = bits.slice();
+    bad[2 * k + 3] = 0x7fc0; // a bf16 NaN
+    expect(() => nb.quantizeRowsBf16('q4_k', bad, rows, k)).toThrow(/row 2 element 3 is not finite/);
+    expect(() => nb.quantizeRowsBf16('q4_k', bits, rows, 100)).toThrow(/do not form/);
+    // StrictWeights takes the bf16 path for BF16 checkpoint tensors and stores the same bytes as via f32.
+    const provider = {
+      where: 'bf16 memory', names: () => ['w'], info: () => ({ dtype: 'BF16' as const, shape: [rows, k] }),
+      readRaw: () => new Uint8Array(bits.buffer.slice(0)), readF32: () => widened.slice(),
+    };
+    const quantize = nativeRowQuantizer()!;
+    let viaBf16 = 0;
+    const fast = new StrictWeights(provider, () => 'q4_k', { quantize, quantizeBf16: (d, b, r2, k2) => { viaBf16++; return nb.quantizeRowsBf16(d, b, r2, k2); } });
+    const slow = new StrictWeights(provider, () => 'q4_k', { quantize });
+    const a = fast.take('w', [rows, k]), b = slow.take('w', [rows, k]);
+    expect(viaBf16).toBe(1);
+    expect(Buffer.from(a.data as Uint8Array).equals(Buffer.from(b.data as Uint8Array))).toBe(true);
+  });
+
   it('q8_0 rows shorter than a Q4_K block, and empty matrices', () => {
     const x = rng(5)(3 * 96, -1, 1);
     expect(nb.quantizeRows('q8_0', x, 3, 96)).toEqual(quantizeMatrix(x, 3, 96, 'q8_0'));

@@ -28,7 +28,7 @@ describe('Vercel AI SDK', () => {
     it(`generateText with a required tool parses a schema-valid call (${api})`, async () => {
       let executed: unknown = null;
       const r = await generateText({
-        model: model(), prompt: 'Weather in Paris for 3 days?', toolChoice: 'required', maxOutputTokens: 120, temperature: 0.7,
+        model: model(), prompt: 'Weather in Paris for 3 days?', toolChoice: 'required', maxOutputTokens: 300, temperature: 0.7, seed: 1,
         tools: { weather: tool({ description: 'Weather forecast', inputSchema: Weather, execute: async (input) => { executed = input; return { tempC: 3 }; } }) },
         providerOptions: { openai: { parallelToolCalls: false } },
       });
@@ -40,7 +40,7 @@ describe('Vercel AI SDK', () => {
     }, 120_000);
 
     it(`generateObject with a zod schema returns a valid object (${api})`, async () => {
-      const r = await generateObject({ model: model(), schema: Person, prompt: 'Invent a person.', maxOutputTokens: 120, temperature: 0.7 });
+      const r = await generateObject({ model: model(), schema: Person, prompt: 'Invent a person.', maxOutputTokens: 300, temperature: 0.7, seed: 2 });
       expect(Person.safeParse(r.object).success).toBe(true);
     }, 120_000);
 
@@ -56,7 +56,7 @@ describe('Vercel AI SDK', () => {
 });
 
 describe('LangChain ChatOpenAI', () => {
-  const chat = (extra: Record<string, unknown> = {}) => new ChatOpenAI({ model: 'phi4mm', apiKey: 'none', configuration: { baseURL: `${s.url}/v1` }, temperature: 0.7, maxTokens: 120, maxRetries: 0, ...extra });
+  const chat = (extra: Record<string, unknown> = {}) => new ChatOpenAI({ model: 'phi4mm', apiKey: 'none', configuration: { baseURL: `${s.url}/v1` }, temperature: 0.7, maxTokens: 300, maxRetries: 0, modelKwargs: { seed: 3 }, ...extra });
 
   it('bindTools with tool_choice required yields parsed tool_calls', async () => {
     const weather = lcTool(async (input) => JSON.stringify(input), { name: 'get_weather', description: 'Weather forecast', schema: Weather });

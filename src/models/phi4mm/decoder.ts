@@ -10,6 +10,7 @@ import type { Backend } from '../../tensor/backend.js';
 import type { Buf, DeviceOps, KvDType, KvSpec, KvStore, SeqRows } from '../../tensor/device.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { embedding } from '../../tensor/ops.js';
+import { kvRowBytes } from '../../tensor/host_kv.js';
 import type { WeightSource } from '../../nn/weights.js';
 import { DeviceRMSNorm, RoPE, SwiGLU, type AdapterRun, type LoraLinear } from '../../nn/device_layers.js';
 import type { TextConfig } from './config.js';
@@ -147,6 +148,11 @@ export class Phi4MiniDecoder {
   /** The KV pool layout of this model: numBlocks blocks of blockSize tokens, every layer, K and V. */
   kvSpec(numBlocks: number, blockSize: number, dtype: KvDType): KvSpec {
     return { layers: this.cfg.num_hidden_layers, numBlocks, blockSize, nKvHeads: this.cfg.num_key_value_heads, headDim: this.headDim, dtype };
+  }
+
+  /** K and V bytes of one token in every layer at a storage type (f16 at Phi-4-mini size: 128 KiB). */
+  kvBytesPerToken(dtype: KvDType): number {
+    return 2 * this.cfg.num_hidden_layers * kvRowBytes(dtype, this.cfg.num_key_value_heads, this.headDim);
   }
 
   /** An empty research-API cache with room for `capacity` tokens (it grows past that). */

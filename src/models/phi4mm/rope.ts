@@ -51,3 +51,22 @@ export class LongRope {
     return { cos, sin };
   }
 }
+
+/**
+ * x·cos + rotate_half(x)·sin on the first rotaryDim dims of every head, in place; the rest passes through.
+ * x [T, nHeads, headDim]; cos/sin [T, rotaryDim]; rotate_half pairs dims (i, i + rotaryDim/2).
+ */
+export function applyRope(x: Float32Array, t: number, nHeads: number, headDim: number, cos: Float32Array, sin: Float32Array, rotaryDim: number): void {
+  const half = rotaryDim / 2;
+  for (let i = 0; i < t; i++) {
+    const c = i * rotaryDim;
+    for (let h = 0; h < nHeads; h++) {
+      const o = (i * nHeads + h) * headDim;
+      for (let k = 0; k < half; k++) {
+        const x1 = x[o + k]!, x2 = x[o + k + half]!;
+        x[o + k] = x1 * cos[c + k]! - x2 * sin[c + k]!;
+        x[o + k + half] = x2 * cos[c + k + half]! + x1 * sin[c + k + half]!;
+      }
+    }
+  }
+}
