@@ -52,7 +52,7 @@ describe('OpenAI-compatible server', () => {
     expect(r.usage!.completion_tokens).toBeLessThanOrEqual(6);
     expect((r.usage as unknown as Record<string, number>)['avg_compl_tok_per_sec']).toBeGreaterThan(0);
     const models = await c.models.list();
-    expect(models.data.map((m) => m.id)).toContain(model.modelId);
+    expect(models.data.map((m) => m.id)).toEqual(['phi4mm']);
     expect(await (await fetch(`${openUrl}/health`)).json()).toMatchObject({ status: 'ok' });
   });
 
@@ -89,17 +89,17 @@ describe('OpenAI-compatible server', () => {
 
   it('rejects bad requests with OpenAI error envelopes and the right status codes', async () => {
     const cases: Array<[string, Response, number, RegExp]> = [
-      ['no messages', await post(openUrl, { model: 'm', messages: [] }), 400, /messages/],
-      ['n=9', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: 'x' }], n: 9 }), 400, /at most 8/],
-      ['temperature', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: 'x' }], temperature: 7 }), 400, /temperature/],
+      ['no messages', await post(openUrl, { model: 'phi4mm', messages: [] }), 400, /messages/],
+      ['n=9', await post(openUrl, { model: 'phi4mm', messages: [{ role: 'user', content: 'x' }], n: 9 }), 400, /at most 8/],
+      ['temperature', await post(openUrl, { model: 'phi4mm', messages: [{ role: 'user', content: 'x' }], temperature: 7 }), 400, /temperature/],
       ['bad json', await post(openUrl, '{nope'), 400, /not valid JSON/],
-      ['bad image', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] }] }), 400, /image/i],
-      ['missing media url', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `${mediaUrl}/nope.png` } }] }] }), 400, /404|fetch/i],
-      ['media timeout', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `${mediaUrl}/slow.png` } }] }] }), 400, /time/i],
-      ['local path refused', await post(openUrl, { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: goldenPath('inputs', 'image_A_320x240.png') } }] }] }), 400, /local|path|file/i],
-      ['no api key', await post(lockedUrl, { model: 'm', messages: [{ role: 'user', content: 'x' }] }), 401, /API key/],
-      ['private url blocked', await post(lockedUrl, { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `${mediaUrl}/a.png` } }] }] }, { authorization: 'Bearer sk-test' }), 400, /private|loopback|address/i],
-      ['body too large', await post(lockedUrl, { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(300_000) }] }, { authorization: 'Bearer sk-test' }), 413, /limit/],
+      ['bad image', await post(openUrl, { model: 'phi4mm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] }] }), 400, /image/i],
+      ['missing media url', await post(openUrl, { model: 'phi4mm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `${mediaUrl}/nope.png` } }] }] }), 400, /404|fetch/i],
+      ['media timeout', await post(openUrl, { model: 'phi4mm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `${mediaUrl}/slow.png` } }] }] }), 400, /time/i],
+      ['local path refused', await post(openUrl, { model: 'phi4mm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: goldenPath('inputs', 'image_A_320x240.png') } }] }] }), 400, /local|path|file/i],
+      ['no api key', await post(lockedUrl, { model: 'phi4mm', messages: [{ role: 'user', content: 'x' }] }), 401, /API key/],
+      ['private url blocked', await post(lockedUrl, { model: 'phi4mm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `${mediaUrl}/a.png` } }] }] }, { authorization: 'Bearer sk-test' }), 400, /private|loopback|address/i],
+      ['body too large', await post(lockedUrl, { model: 'phi4mm', messages: [{ role: 'user', content: 'x'.repeat(300_000) }] }, { authorization: 'Bearer sk-test' }), 413, /limit/],
       ['unknown route', await fetch(`${openUrl}/v1/embeddings`, { method: 'POST' }), 404, /no route/],
     ];
     for (const [label, res, status, msg] of cases) {
@@ -109,11 +109,11 @@ describe('OpenAI-compatible server', () => {
       expect(typeof body.error.type, label).toBe('string');
     }
     // The official client surfaces the envelope as an APIError with the status.
-    await expect(client(lockedUrl, 'wrong').chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 401 });
+    await expect(client(lockedUrl, 'wrong').chat.completions.create({ model: 'phi4mm', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 401 });
   });
 
   it('answers 429 when the queue is full, and a client that disconnects mid-stream frees the model', async () => {
-    const body = { model: 'm', messages: [{ role: 'user', content: 'Go on' }], max_tokens: 400, stream: true };
+    const body = { model: 'phi4mm', messages: [{ role: 'user', content: 'Go on' }], max_tokens: 400, stream: true };
     const ctrl = new AbortController();
     const first = await post(openUrl, body, {});
     const reader = first.body!.getReader();

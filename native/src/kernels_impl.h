@@ -10,7 +10,12 @@
 #include "kernels.h"
 
 #if defined(__AVX2__)
+// GCC 12's avx512fintrin.h initialises its "undefined" vectors from themselves (`__m512i __Y = __Y;`, GCC bug
+// 105593), which -Wuninitialized reports at every inlined use. Silenced for that header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 
 namespace phi4mm {

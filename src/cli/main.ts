@@ -1,91 +1,65 @@
 // The `phi4mm` command: serve (OpenAI-compatible HTTP server), run (interactive chat), quantize (save ISQ).
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createInterface } from 'node:readline/promises';
-import { existsSync } from 'node:fs';
-import { Phi4MM, type LoadOptions } from '../api/phi4mm.js';
-import { ChatServer } from '../server/server.js';
+import { parseArgs } from 'node:util';
+import { accessSync, constants, existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Phi4MM, type LoadOptions, type LoadProgress } from '../api/phi4mm.js';
+import { ChatServer, type ServerOptions } from '../server/server.js';
 import { ProgressBar, formatBytes } from './progress.js';
-import type { ChatMessage, ContentPart } from '../api/types.js';
+import { COMMANDS, DEFAULT_MODEL, HELP, commandHelp, parseConfig } from './options.js';
+import { runChat } from './run.js';
 
-const DEFAULT_MODEL = 'microsoft/Phi-4-multimodal-instruct';
+export class UsageError extends Error {}
 
-const HELP = `phi4mm — run Microsoft Phi-4-multimodal-instruct (text + image + audio → text) on the CPU
+type Values = Record<string, string | boolean | string[] | undefined>;
 
-Usage:
-  phi4mm serve    -m <hub-id|folder> [-p 1234] [--host 127.0.0.1] [--isq q4k|q8_0|none] [--threads N]
-                  [--api-key KEY] [--allow-local-media DIR] [--allow-private-media] [--revision REV]
-  phi4mm run      -m <hub-id|folder> [--isq q4k|q8_0|none] [--threads N] [--max-tokens N] [--temperature T]
-  phi4mm quantize -m <hub-id|folder> --isq q4k|q8_0 -o <out-folder>
-  phi4mm --help | --version
+function parse(cmd: string, argv: string[]): Values | null {
+  const { values } = parseArgs({ args: argv, options: parseConfig(cmd), strict: true });
+  if (values['help']) { console.log(commandHelp(cmd)); return null; }
+  return values as Values;
+}
 
-Options:
-  -m, --model       hub id (downloaded into the Hugging Face cache, HF_HOME/HF_HUB_CACHE, HF_TOKEN) or a local
-                    checkpoint folder (original hub layout or transformers layout). Default ${DEFAULT_MODEL}
-      --revision    hub branch, tag or commit (default main)
-      --isq         quantize the language model at load: q4k (Q4_K linears, Q8_0 embeddings) or q8_0; default none
-      --threads     compute threads (default: all cores)
-      --encoder-precision f32|bf16   the image/audio encoders' compute: f32 (exact, default) or bf16 (activations
-                    rounded to bf16, ~1.7x faster linears on AVX512-BF16; see README "What is exact")
-      --backend     native | reference | auto (default auto)
-      --kv-cache-gb KV cache budget in GiB (default: 40% of the free RAM after loading; printed at start-up)
-      --max-running sequences generated together (default 8); more requests wait, beyond 16 waiting: 429
-  -p, --port        port for serve (default 1234)
-      --host        address to bind (default 127.0.0.1)
-      --api-key     require "Authorization: Bearer KEY"
-      --allow-local-media DIR   allow image/audio paths and file:// URLs inside DIR
-      --allow-private-media     allow media URLs on loopback/private networks (off: SSRF protection)
+const str = (v: Values, k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
 
-In 'run', attach media with /image <path|url> and /audio <path|url> before your message; /reset clears the
-conversation; /exit quits.`;
+function positiveNumber(v: Values, k: string, integer = true): number | undefined {
+  const s = str(v, k);
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (!(Number.isFinite(n) && n > 0 && (!integer || Number.isInteger(n)))) throw new UsageError(`--${k} must be a positive ${integer ? 'integer' : 'number'} (got "${s}")`);
+  return n;
+}
 
-const common = {
-  model: { type: 'string', short: 'm' },
-  revision: { type: 'string' },
-  isq: { type: 'string' },
-  threads: { type: 'string' },
-  'encoder-precision': { type: 'string' },
-  backend: { type: 'string' },
-  'kv-cache-gb': { type: 'string' },
-  'max-running': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const satisfies ParseArgsConfig['options'];
-
-class UsageError extends Error {}
-
-function loadOptions(v: Record<string, string | boolean | undefined>): LoadOptions {
+export function loadOptions(v: Values, onProgress?: (p: LoadProgress) => void): LoadOptions {
   const o: LoadOptions = {};
-  if (typeof v['revision'] === 'string') o.revision = v['revision'];
-  if (typeof v['isq'] === 'string') {
-    const isq = v['isq'].toLowerCase().replace('-', '_');
-    if (!['q4k', 'q4_k', 'q8_0', 'q80', 'none'].includes(isq)) throw new UsageError(`--isq must be q4k, q8_0 or none (got "${v['isq']}")`);
+  if (str(v, 'revision')) o.revision = str(v, 'revision')!;
+  const isqIn = str(v, 'isq');
+  if (isqIn !== undefined) {
+    const isq = isqIn.toLowerCase().replace('-', '_');
+    if (!['q4k', 'q4_k', 'q8_0', 'q80', 'none'].includes(isq)) throw new UsageError(`--isq must be q4k, q8_0 or none (got "${isqIn}")`);
     o.isq = isq.startsWith('q4') ? 'q4k' : isq === 'none' ? 'none' : 'q8_0';
   }
-  if (typeof v['threads'] === 'string') {
-    const n = Number(v['threads']);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--threads must be a positive integer (got "${v['threads']}")`);
-    o.threads = n;
+  const threads = positiveNumber(v, 'threads');
+  if (threads) o.threads = threads;
+  const precision = str(v, 'encoder-precision');
+  if (precision !== undefined) {
+    if (!['f32', 'bf16'].includes(precision)) throw new UsageError(`--encoder-precision must be f32 or bf16 (got "${precision}")`);
+    o.encoderPrecision = precision as 'f32' | 'bf16';
   }
-  if (typeof v['encoder-precision'] === 'string') {
-    if (!['f32', 'bf16'].includes(v['encoder-precision'])) throw new UsageError(`--encoder-precision must be f32 or bf16 (got "${v['encoder-precision']}")`);
-    o.encoderPrecision = v['encoder-precision'] as 'f32' | 'bf16';
-  }
-  if (typeof v['backend'] === 'string') {
-    if (!['native', 'reference', 'auto'].includes(v['backend'])) throw new UsageError(`--backend must be native, reference or auto`);
-    o.backend = v['backend'] as LoadOptions['backend'];
+  const backend = str(v, 'backend');
+  if (backend !== undefined) {
+    if (!['native', 'reference', 'auto'].includes(backend)) throw new UsageError('--backend must be native, reference or auto');
+    o.backend = backend as LoadOptions['backend'];
   }
   // The serving engine (src/engine/): KV budget and concurrency.
-  if (typeof v['kv-cache-gb'] === 'string') {
-    const g = Number(v['kv-cache-gb']);
-    if (!(g > 0)) throw new UsageError(`--kv-cache-gb must be a positive number of GiB (got "${v['kv-cache-gb']}")`);
-    o.engine = { ...o.engine, kvCacheGb: g };
-  }
-  if (typeof v['max-running'] === 'string') {
-    const n = Number(v['max-running']);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--max-running must be a positive integer (got "${v['max-running']}")`);
-    o.engine = { ...o.engine, maxRunning: n };
-  }
+  const kvGb = positiveNumber(v, 'kv-cache-gb', false);
+  if (kvGb !== undefined) o.engine = { ...o.engine, kvCacheGb: kvGb };
+  const maxRunning = positiveNumber(v, 'max-running');
+  if (maxRunning !== undefined) o.engine = { ...o.engine, maxRunning };
+  // serve's --max-queue: the engine admits this many waiting requests beyond the running ones (429 beyond).
+  const maxQueue = str(v, 'max-queue') === '0' ? 0 : positiveNumber(v, 'max-queue');
+  if (maxQueue !== undefined) o.engine = { ...o.engine, maxWaiting: maxQueue };
   const bars = new Map<string, ProgressBar>();
   o.onProgress = (p) => {
+    onProgress?.(p);
     let bar = bars.get(p.stage);
     if (!bar) bars.set(p.stage, (bar = new ProgressBar(p.stage.padEnd(9))));
     if (p.done) bar.finish(p.detail ?? 'done');
@@ -94,96 +68,108 @@ function loadOptions(v: Record<string, string | boolean | undefined>): LoadOptio
   return o;
 }
 
-async function load(v: Record<string, string | boolean | undefined>): Promise<Phi4MM> {
-  const id = typeof v['model'] === 'string' ? v['model'] : DEFAULT_MODEL;
-  const model = await Phi4MM.fromPretrained(id, loadOptions(v));
-  process.stderr.write(`loaded ${id}: ${model.describe()}\n`);
+/** The load line, with the quantization the weights really have (a pre-quantized folder loads with isq none). */
+export function describeLoad(id: string, model: Phi4MM): string {
+  const quant = Object.keys(model.loadReport.bytes).filter((d) => d.startsWith('q'));
+  const isq = model.loadReport.isq !== 'none' ? `${model.loadReport.isq} (quantized at load)` : quant.length ? `pre-quantized ${quant.join(' + ')}` : 'none';
+  return `loaded ${id}: ${model.describe()}; ISQ: ${isq}`;
+}
+
+export async function load(v: Values, onProgress?: (p: LoadProgress) => void): Promise<Phi4MM> {
+  const id = str(v, 'model') ?? DEFAULT_MODEL;
+  const model = await Phi4MM.fromPretrained(id, loadOptions(v, onProgress));
+  process.stderr.write(`${describeLoad(id, model)}\n`);
   return model;
 }
 
-async function serve(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({
-    args: argv,
-    options: { ...common, port: { type: 'string', short: 'p' }, host: { type: 'string' }, 'api-key': { type: 'string' }, 'allow-local-media': { type: 'string' }, 'allow-private-media': { type: 'boolean' } },
-  });
-  if (v.help) return void console.log(HELP);
-  const port = Number(v.port ?? 1234);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535 (got "${v.port}")`);
-  if (v['allow-local-media'] && !existsSync(v['allow-local-media'])) throw new UsageError(`--allow-local-media: no such directory ${v['allow-local-media']}`);
-  const model = await load(v);
-  const server = new ChatServer(model, {
-    port, host: v.host ?? '127.0.0.1',
-    ...(v['api-key'] ? { apiKey: v['api-key'] } : {}),
-    ...(v['allow-local-media'] ? { allowLocalMedia: v['allow-local-media'] } : {}),
-    allowPrivateMedia: v['allow-private-media'] ?? false,
-    log: (l) => process.stderr.write(`${l}\n`),
-  });
-  const { url } = await server.listen();
-  process.stderr.write(`serving ${model.modelId} on ${url}/v1 (POST /v1/chat/completions, GET /v1/models, GET /health)\n`);
-  const stop = async (sig: string) => {
-    process.stderr.write(`\n${sig}: shutting down\n`);
-    await server.close();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+function serverOptions(v: Values): ServerOptions {
+  const port = Number(str(v, 'port') ?? 1234);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535 (got "${str(v, 'port')}")`);
+  const apiKey = str(v, 'api-key');
+  if (apiKey !== undefined && apiKey.trim() === '') throw new UsageError('--api-key is empty; give a key, or leave the option out to run without one');
+  const local = str(v, 'allow-local-media');
+  if (local !== undefined && !(existsSync(local) && statSync(local).isDirectory())) throw new UsageError(`--allow-local-media: no such directory ${local}`);
+  const logFormat = str(v, 'log-format') ?? 'text';
+  if (logFormat !== 'text' && logFormat !== 'json') throw new UsageError(`--log-format must be text or json (got "${logFormat}")`);
+  const list = (k: string) => (Array.isArray(v[k]) ? (v[k] as string[]).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : undefined);
+  const o: ServerOptions = { port, host: str(v, 'host') ?? '127.0.0.1', allowPrivateMedia: v['allow-private-media'] === true, logFormat, log: (l) => process.stderr.write(`${l}\n`) };
+  if (apiKey !== undefined) o.apiKey = apiKey;
+  if (local !== undefined) o.allowLocalMedia = local;
+  if (list('served-model-name')?.length) o.servedModelNames = list('served-model-name')!;
+  if (list('cors')?.length) o.corsOrigins = list('cors')!;
+  if (list('allowed-host')?.length) o.allowedHosts = list('allowed-host')!;
+  const nums: Array<[string, keyof ServerOptions, boolean]> = [
+    ['max-queue', 'maxQueue', true], ['max-body-bytes', 'maxBodyBytes', true], ['max-media-bytes', 'maxMediaBytes', true],
+    ['max-media-items', 'maxMediaItems', true], ['max-image-pixels', 'maxImagePixels', true], ['max-total-pixels', 'maxTotalPixels', true],
+    ['max-audio-seconds', 'maxAudioSeconds', false], ['max-prompt-chars', 'maxPromptChars', true], ['max-tokens-limit', 'maxTokens', true],
+  ];
+  for (const [flag, key, integer] of nums) {
+    const n = flag === 'max-queue' && str(v, flag) === '0' ? 0 : positiveNumber(v, flag, integer);
+    if (n !== undefined) (o as Record<string, unknown>)[key] = n;
+  }
+  const grace = positiveNumber(v, 'shutdown-grace', false);
+  if (grace !== undefined) o.shutdownGraceMs = grace * 1000;
+  return o;
 }
 
-async function run(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({ args: argv, options: { ...common, 'max-tokens': { type: 'string' }, temperature: { type: 'string' } } });
-  if (v.help) return void console.log(HELP);
-  const model = await load(v);
-  const rl = createInterface({ input: process.stdin, output: process.stdout });
-  const history: ChatMessage[] = [];
-  let pending: ContentPart[] = [];
-  const maxTokens = Number(v['max-tokens'] ?? 512), temperature = Number(v.temperature ?? 0);
-  process.stdout.write('Type a message (/image PATH, /audio PATH, /reset, /exit).\n');
-  rl.setPrompt('> ');
-  rl.prompt();
-  // The async iterator buffers lines, so piped input is read in full (question() would drop lines).
-  for await (const raw of rl) {
-    const line = raw.trim();
-    if (!line) { rl.prompt(); continue; }
-    if (line === '/exit' || line === '/quit') break;
-    if (line === '/reset') { history.length = 0; pending = []; process.stdout.write('(conversation cleared)\n'); rl.prompt(); continue; }
-    const media = /^\/(image|audio)\s+(.+)$/.exec(line);
-    if (media) {
-      pending.push(media[1] === 'image' ? { type: 'image', image: media[2]!.trim() } : { type: 'audio', audio: media[2]!.trim() });
-      process.stdout.write(`(attached ${media[1]} ${media[2]!.trim()})\n`);
-      rl.prompt();
-      continue;
-    }
-    const user: ChatMessage = { role: 'user', content: pending.length ? [...pending, { type: 'text', text: line }] : line };
-    const ctrl = new AbortController();
-    const onSigint = () => ctrl.abort();
-    process.once('SIGINT', onSigint);
-    let answer = '';
-    try {
-      for await (const ev of model.streamEvents([...history, user], { maxTokens, temperature, signal: ctrl.signal })) {
-        if (ev.type === 'delta') { answer += ev.text; process.stdout.write(ev.text); }
-        else process.stdout.write(`\n[${ev.usage.completion_tokens} tokens, ${ev.usage.avg_prompt_tok_per_sec.toFixed(1)} prompt tok/s, ${ev.usage.avg_compl_tok_per_sec.toFixed(1)} tok/s${ev.finishReason === 'length' ? ', stopped at max tokens' : ''}]\n`);
-      }
-      history.push(user, { role: 'assistant', content: answer });
-      pending = [];
-    } catch (e) {
-      process.stdout.write(`\nerror: ${(e as Error).message}\n`);
-    } finally {
-      process.removeListener('SIGINT', onSigint);
-    }
-    rl.prompt();
+async function serve(argv: string[]): Promise<void> {
+  const v = parse('serve', argv);
+  if (!v) return;
+  const opts = serverOptions(v);
+  loadOptions(v); // option errors before binding
+  // Bind first: a busy port fails now, not after minutes of loading; /health reports progress meanwhile.
+  const server = new ChatServer(null, opts);
+  const { url } = await server.listen();
+  process.stderr.write(`listening on ${url}/v1 (loading the model; GET /health reports progress)\n`);
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) { process.stderr.write(`${sig} again: exiting now\n`); process.exit(sig === 'SIGINT' ? 130 : 143); }
+    process.stderr.write(`\n${sig}: shutting down (running requests get ${(opts.shutdownGraceMs ?? 10_000) / 1000} s; send it again to exit now)\n`);
+    void server.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const model = await load(v, (p) => server.setLoading({ stage: p.stage, progress: p.total > 0 ? Math.min(1, p.loaded / p.total) : 0 }));
+  if (server.shuttingDown) return;
+  server.setEngine(model);
+  process.stderr.write(`serving ${server.modelNames().join(', ')} on ${url}/v1 (chat/completions, completions, responses, audio/transcriptions, audio/translations, models; GET /metrics, /health); chat page: ${url}/\n`);
+}
+
+/** The output folder must be new or empty, and its parent writable: checked before minutes of quantizing. */
+export function checkOutputFolder(out: string): void {
+  const abs = resolve(out);
+  if (existsSync(abs)) {
+    if (!statSync(abs).isDirectory()) throw new UsageError(`-o ${out} is a file; give a new or empty folder`);
+    if (readdirSync(abs).length) throw new UsageError(`-o ${out} is not empty; give a new or empty folder`);
+    try { accessSync(abs, constants.W_OK); } catch { throw new UsageError(`-o ${out} is not writable`); }
+    return;
   }
-  rl.close();
+  let parent = dirname(abs);
+  while (!existsSync(parent)) parent = dirname(parent);
+  try { accessSync(parent, constants.W_OK); } catch { throw new UsageError(`cannot create -o ${out}: ${parent} is not writable`); }
 }
 
 async function quantize(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({ args: argv, options: { ...common, out: { type: 'string', short: 'o' } } });
-  if (v.help) return void console.log(HELP);
-  if (!v.out) throw new UsageError('quantize needs -o <out-folder>');
-  if (!v.isq || v.isq === 'none') throw new UsageError('quantize needs --isq q4k or --isq q8_0');
+  const v = parse('quantize', argv);
+  if (!v) return;
+  const out = str(v, 'out');
+  if (!out) throw new UsageError('quantize needs -o <out-folder>');
+  const isq = str(v, 'isq');
+  if (!isq || isq === 'none') throw new UsageError('quantize needs --isq q4k or --isq q8_0');
+  checkOutputFolder(out);
   const model = await load(v);
   const t0 = Date.now();
-  await model.saveQuantized(v.out);
-  process.stderr.write(`wrote ${v.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s; load it with -m ${v.out}\n`);
+  await model.saveQuantized(out);
+  process.stderr.write(`wrote ${out} in ${((Date.now() - t0) / 1000).toFixed(1)} s; load it with -m ${out}\n`);
+}
+
+async function run(argv: string[]): Promise<void> {
+  const v = parse('run', argv);
+  if (!v) return;
+  const maxTokens = positiveNumber(v, 'max-tokens') ?? 512;
+  const temperature = Number(str(v, 'temperature') ?? 0);
+  if (!(temperature >= 0 && temperature <= 2)) throw new UsageError(`--temperature must be 0..2 (got "${str(v, 'temperature')}")`);
+  await runChat(await load(v), { maxTokens, temperature });
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
@@ -194,12 +180,13 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       case 'run': await run(rest); return 0;
       case 'quantize': await quantize(rest); return 0;
       case '--version': case '-v': console.log((await import('../version.js')).VERSION); return 0;
-      case undefined: case '--help': case '-h': case 'help': console.log(HELP); return 0;
-      default: throw new UsageError(`unknown command "${cmd}"`);
+      case undefined: case '--help': case '-h': console.log(HELP); return 0;
+      case 'help': console.log(rest[0] && COMMANDS[rest[0]] ? commandHelp(rest[0]) : HELP); return 0;
+      default: throw new UsageError(`unknown command "${cmd}"; commands: ${Object.keys(COMMANDS).join(', ')}`);
     }
   } catch (e) {
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`phi4mm: ${(e as Error).message}\nRun "phi4mm --help" for usage.\n`);
+      process.stderr.write(`phi4mm: ${(e as Error).message}\nRun "phi4mm ${cmd && COMMANDS[cmd] ? `${cmd} ` : ''}--help" for usage.\n`);
       return 2;
     }
     process.stderr.write(`phi4mm: ${(e as Error).message}\n`);

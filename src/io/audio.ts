@@ -111,7 +111,14 @@ export async function decodeAudioChannels(bytes: Uint8Array): Promise<PcmChannel
       ? `audio format ${known.name} is not supported; convert to WAV, FLAC, MP3, Ogg Vorbis or Ogg Opus (e.g. \`ffmpeg -i in -ar 16000 -ac 1 out.wav\`)`
       : 'unrecognised audio data: not WAV, FLAC, MP3, Ogg Vorbis or Ogg Opus (checked the magic bytes)');
   }
-  if (format === 'wav') return { ...decodeWav(bytes), format };
+  if (format === 'wav') {
+    try {
+      return { ...decodeWav(bytes), format };
+    } catch (e) {
+      if (e instanceof RangeError) throw new MediaError('decode_failed', `WAV: truncated or inconsistent chunk sizes (${e.message})`, { cause: e });
+      throw e;
+    }
+  }
   let r: WasmDecodeResult;
   try {
     r = await decodeWithWasm(format, bytes);
@@ -126,6 +133,7 @@ export async function decodeAudioChannels(bytes: Uint8Array): Promise<PcmChannel
   if (format === 'ogg-opus' && r.sampleRate === OPUS_RATE_HZ) n = Math.min(n, oggOpusLength(bytes) ?? n);
   // Decoders may hand out views on their WASM heap (freed above) or over-long buffers: copy exactly.
   const channels = r.channelData.map((c) => c.slice(0, n));
+  for (const c of channels) for (let i = 0; i < c.length; i++) if (!Number.isFinite(c[i]!)) throw new MediaError('decode_failed', `${format}: decoded sample ${i} is ${c[i]}; corrupt file`);
   if (format === 'flac' || format === 'ogg-flac') channels.forEach((c) => rescaleFlac(c, r.bitDepth));
   return { channels, sampleRate: r.sampleRate, format };
 }

@@ -110,8 +110,11 @@ export function decodeWav(b: Uint8Array): PcmChannels {
     const id = fourcc(b, at);
     let size = v.getUint32(at + 4, le);
     const body = at + 8;
-    if (id === 'ds64' && size >= 24) ds64DataSize = Number(v.getBigUint64(body + 8, true));
-    if (id === 'fmt ') fmt = parseFmt(v, body, Math.min(size, b.length - body), le);
+    if (id === 'ds64') {
+      if (size < 24 || body + 24 > b.length) fail('RF64 ds64 chunk is truncated (needs 24 bytes)');
+      ds64DataSize = Number(v.getBigUint64(body + 8, true));
+    }
+    if (id === 'fmt ') fmt = parseFmt(v, body, Math.max(0, Math.min(size, b.length - body)), le);
     if (id === 'data') {
       if (size === UNKNOWN_SIZE && ds64DataSize !== undefined) size = ds64DataSize;
       // Writers that never patched the size (0 or 0xFFFFFFFF) or truncated files: take what is there, as libsndfile does.
@@ -131,7 +134,11 @@ export function decodeWav(b: Uint8Array): PcmChannels {
   if (frames === 0) throw new MediaError('empty', 'WAV: the data chunk holds no complete sample frame');
   const channels = Array.from({ length: nCh }, () => new Float32Array(frames));
   for (let i = 0, at = data.at; i < frames; i++) {
-    for (let c = 0; c < nCh; c++, at += bytes) channels[c]![i] = read(v, at);
+    for (let c = 0; c < nCh; c++, at += bytes) {
+      const x = read(v, at);
+      if (!Number.isFinite(x)) fail(`sample ${i} of channel ${c} is ${x}; float WAV samples must be finite`);
+      channels[c]![i] = x;
+    }
   }
   return { channels, sampleRate: fmt.sampleRate };
 }

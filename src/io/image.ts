@@ -9,6 +9,7 @@ import omggif from 'omggif';
 import { PNG } from 'pngjs';
 import webpDecoderFactory from '@jsquash/webp/codec/dec/webp_dec.js';
 import { loadMediaBytes, MediaError, type MediaFetchOptions, type MediaSource } from './media.js';
+import { probeImage } from './probe.js';
 
 export interface RgbImage {
   width: number;
@@ -67,8 +68,13 @@ export function decodeImage(bytes: Uint8Array, opts: { maxPixels?: number } = {}
     throw new MediaError('unsupported_format', `unsupported image format (${describeUnsupported(bytes)}); PNG, JPEG, WebP and GIF are supported`);
   }
   let img: RgbImage;
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  // Size from the header first: nothing is allocated for an image over the limit.
+  let head: { width: number; height: number } | null = null;
+  try { head = probeImage(bytes); } catch { /* unreadable header: the decoder reports what is wrong */ }
+  if (head) checkPixels(format.toUpperCase(), head.width, head.height, maxPixels);
   try {
-    img = DECODERS[format](bytes, opts.maxPixels ?? DEFAULT_MAX_PIXELS);
+    img = DECODERS[format](bytes, maxPixels);
   } catch (e) {
     if (e instanceof MediaError) throw e;
     throw new MediaError('decode_failed', `could not decode ${format.toUpperCase()} image: ${(e as Error).message}`, { cause: e });

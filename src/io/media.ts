@@ -1,9 +1,14 @@
 // Resolve a media source (URL, path, data: URL, raw base64 or bytes) to its encoded bytes.
 // Shared by the image and audio front ends; decoding happens elsewhere.
-import { lookup } from 'node:dns/promises';
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { existsSync, statSync } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
-import { isIP } from 'node:net';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP, type LookupFunction } from 'node:net';
+import { isPrivateAddress } from './addresses.js';
+
+export { isPrivateAddress } from './addresses.js';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -104,14 +109,17 @@ async function readLocal(path: string, kind: string, opts: MediaFetchOptions, ma
   const allow = opts.allowLocalFiles ?? true;
   if (allow === false) throw new MediaError('forbidden_path', `local files are not allowed as ${kind} sources`);
   let real: string;
-  try { real = await realpath(resolve(path)); } catch {
-    throw new MediaError('not_found', `${kind} file not found: ${path} (give an existing path, a URL, a data: URL or base64)`);
-  }
   if (typeof allow === 'string') {
+    // Sandboxed: a path outside the folder gets the same answer whether or not it exists (no probing the disk).
     const root = await realpath(resolve(allow)).catch(() => resolve(allow));
-    const rel = relative(root, real);
-    if (rel === '' || rel.startsWith('..' + sep) || rel === '..' || isAbsolute(rel)) {
-      throw new MediaError('forbidden_path', `${kind} path ${path} lies outside the allowed directory ${allow}`);
+    const outside = (p: string) => { const rel = relative(root, p); return rel === '' || rel === '..' || rel.startsWith('..' + sep) || isAbsolute(rel); };
+    const refuse = () => new MediaError('forbidden_path', `${kind} path ${path} is not an allowed local file (only existing files inside the allowed media folder can be used)`);
+    if (outside(resolve(root, path))) throw refuse();
+    try { real = await realpath(resolve(root, path)); } catch { throw new MediaError('not_found', `${kind} file not found in the allowed media folder: ${path}`); }
+    if (outside(real)) throw refuse(); // a symlink leading out
+  } else {
+    try { real = await realpath(resolve(path)); } catch {
+      throw new MediaError('not_found', `${kind} file not found: ${path} (give an existing path, a URL, a data: URL or base64)`);
     }
   }
   const st = statSync(real);
@@ -133,6 +141,7 @@ async function fetchUrl(url0: string, kind: string, opts: MediaFetchOptions, max
   const maxRedirects = opts.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+  const pinPublic = !(opts.allowPrivateNetwork ?? true);
   let url = url0;
   try {
     for (let hop = 0; ; hop++) {
@@ -141,85 +150,78 @@ async function fetchUrl(url0: string, kind: string, opts: MediaFetchOptions, max
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
         throw new MediaError('bad_url', `${kind} URL redirected to unsupported scheme ${parsed.protocol}`);
       }
-      if (!(opts.allowPrivateNetwork ?? true)) await assertPublicHost(parsed.hostname, kind);
-      const res = await fetch(parsed, { redirect: 'manual', signal });
-      if (res.status >= 300 && res.status < 400 && res.headers.has('location')) {
-        await res.body?.cancel();
+      const literal = parsed.hostname.replace(/^\[|\]$/g, '');
+      if (pinPublic && isIP(literal) && isPrivateAddress(literal)) {
+        throw new MediaError('private_address', `${kind} URL host ${literal} is a private/local address; not allowed`);
+      }
+      const res = await get(parsed, signal, pinPublic ? publicOnlyLookup(kind) : undefined);
+      const status = res.statusCode ?? 0;
+      if (status >= 300 && status < 400 && res.headers.location) {
+        res.resume();
         if (hop >= maxRedirects) throw new MediaError('too_many_redirects', `${kind} URL ${url0} redirected more than ${maxRedirects} times`);
-        url = new URL(res.headers.get('location')!, parsed).toString();
+        url = new URL(res.headers.location, parsed).toString();
         continue;
       }
-      if (!res.ok) {
-        await res.body?.cancel();
-        throw new MediaError('fetch_failed', `fetching ${kind} from ${url} failed: HTTP ${res.status} ${res.statusText}`);
+      if (status < 200 || status >= 300) {
+        res.resume();
+        throw new MediaError('fetch_failed', `fetching ${kind} from ${url} failed: HTTP ${status} ${res.statusMessage ?? ''}`.trimEnd());
       }
       return await readBodyCapped(res, kind, url, maxBytes);
     }
   } catch (e) {
     if (e instanceof MediaError) throw e;
+    if ((e as { cause?: unknown }).cause instanceof MediaError) throw (e as { cause: MediaError }).cause;
     if (timeout.aborted) throw new MediaError('timeout', `fetching ${kind} from ${url} timed out after ${timeoutMs} ms`, { cause: e });
     if (opts.signal?.aborted) throw new MediaError('fetch_failed', `fetching ${kind} from ${url} was aborted`, { cause: e });
     throw new MediaError('fetch_failed', `fetching ${kind} from ${url} failed: ${(e as Error).message}`, { cause: e });
   }
 }
 
-async function readBodyCapped(res: Response, kind: string, url: string, maxBytes: number): Promise<Uint8Array> {
-  const declared = Number(res.headers.get('content-length') ?? NaN);
+/** One GET; `lookup` (when given) resolves and vets the address the socket then connects to. */
+function get(url: URL, signal: AbortSignal, lookup: LookupFunction | undefined): Promise<IncomingMessage> {
+  return new Promise((ok, fail) => {
+    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: 'GET', signal, ...(lookup ? { lookup } : {}), headers: { 'user-agent': 'phi4mm' } }, ok);
+    req.on('error', fail);
+    req.end();
+  });
+}
+
+/**
+ * A DNS lookup for the connection itself: every resolved address is checked and the socket connects to exactly
+ * what was checked, so a rebinding DNS server cannot answer the check with a public address and the connect
+ * with a private one.
+ */
+function publicOnlyLookup(kind: string): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addrs: LookupAddress[]) => {
+      if (err) return callback(err, '', 0);
+      const bad = addrs.find((a) => isPrivateAddress(a.address));
+      if (bad) {
+        const e = new MediaError('private_address', `${kind} URL host ${hostname} resolves to a private/local address (${bad.address}); not allowed`);
+        return callback(Object.assign(new Error(e.message), { cause: e, code: 'EPRIVATE' }) as NodeJS.ErrnoException, '', 0);
+      }
+      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addrs);
+      callback(null, addrs[0]!.address, addrs[0]!.family);
+    });
+  };
+}
+
+async function readBodyCapped(res: IncomingMessage, kind: string, url: string, maxBytes: number): Promise<Uint8Array> {
+  const declared = Number(res.headers['content-length'] ?? NaN);
   if (declared > maxBytes) {
-    await res.body?.cancel();
+    res.destroy();
     throw new MediaError('too_large', `${kind} at ${url} is ${declared} bytes, more than the limit of ${maxBytes}`);
   }
-  if (!res.body) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
+  const chunks: Buffer[] = [];
   let total = 0;
-  const reader = res.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
+  for await (const c of res) {
+    total += (c as Buffer).length;
     if (total > maxBytes) {
-      await reader.cancel();
+      res.destroy();
       throw new MediaError('too_large', `${kind} at ${url} exceeds the limit of ${maxBytes} bytes`);
     }
-    chunks.push(value);
+    chunks.push(c as Buffer);
   }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) { out.set(c, off); off += c.length; }
-  return out;
-}
-
-async function assertPublicHost(hostname: string, kind: string): Promise<void> {
-  const host = hostname.replace(/^\[|\]$/g, '');
-  let addrs: string[];
-  if (isIP(host)) addrs = [host];
-  else {
-    try { addrs = (await lookup(host, { all: true })).map((a) => a.address); } catch (e) {
-      throw new MediaError('fetch_failed', `cannot resolve host ${host} for ${kind}: ${(e as Error).message}`, { cause: e });
-    }
-  }
-  for (const a of addrs) {
-    if (isPrivateAddress(a)) throw new MediaError('private_address', `${kind} URL host ${host} resolves to a private/local address (${a}); not allowed`);
-  }
-}
-
-/** Loopback, private, link-local, CGNAT, unique-local, unspecified, multicast (v4 and v6, incl. v4-mapped). */
-export function isPrivateAddress(addr: string): boolean {
-  if (isIP(addr) === 4) {
-    const [a, b] = addr.split('.').map(Number) as [number, number];
-    return a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31)
-      || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127) || a >= 224;
-  }
-  const v6 = addr.toLowerCase();
-  const mapped = /^(?:0*:)*:?ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(v6) ?? /^::(\d+\.\d+\.\d+\.\d+)$/.exec(v6);
-  if (mapped) return isPrivateAddress(mapped[1]!);
-  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
-  if (hex) {
-    const hi = parseInt(hex[1]!, 16), lo = parseInt(hex[2]!, 16);
-    return isPrivateAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
-  }
-  if (v6 === '::' || v6 === '::1') return true;
-  const first = parseInt(v6.split(':')[0] || '0', 16);
-  return (first & 0xfe00) === 0xfc00 /* fc00::/7 */ || (first & 0xffc0) === 0xfe80 /* fe80::/10 */
-    || (first & 0xff00) === 0xff00 /* multicast */;
+  const out = Buffer.concat(chunks);
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }

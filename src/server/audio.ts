@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { decodeAudio } from '../io/audio.js';
 import type { SamplingOptions } from '../api/types.js';
-import { HttpError, json } from './server.js';
+import { HttpError, sendJson as json } from './http.js';
 import { parseRequest, requestController, type RouteContext } from './common.js';
 import { readMultipart } from './multipart.js';
 import { cutOnSilence, toSrt, toVtt, type TimedText } from './audio_chunks.js';

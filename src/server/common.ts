@@ -3,8 +3,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import type { ChatEngine, ContentPart, SamplingOptions } from '../api/types.js';
-import { HttpError, toEnvelope } from './server.js';
-import { unsupportedFields, type ContentPartIn } from './schema.js';
+import { HttpError, toEnvelope } from './http.js';
+import { formatIssue, unsupportedFields, type ContentPartIn } from './schema.js';
 import type { ServerMetrics } from './metrics.js';
 
 export interface OpenAIRouteOptions {
@@ -34,9 +34,8 @@ export function parseRequest<S extends z.ZodType>(schema: S, body: unknown): z.i
   if (bad.length) throw new HttpError(400, 'invalid_request_error', `${bad.join(', ')}: not supported by this server; remove ${bad.length > 1 ? 'them' : 'it'} from the request`, bad[0]!, 'unsupported_parameter');
   const parsed = schema.safeParse(body);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const param = issue.path.join('.') || null;
-    throw new HttpError(400, 'invalid_request_error', `${param ? `${param}: ` : ''}${issue.message}`, param, 'invalid_value');
+    const { param, message } = formatIssue(parsed.error.issues as never, body);
+    throw new HttpError(400, 'invalid_request_error', message, param, 'invalid_value');
   }
   return parsed.data;
 }

@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { SamplingOptions, TokenLogprob, Usage } from '../api/types.js';
-import { HttpError, json } from './server.js';
+import { HttpError, sendJson as json } from './http.js';
 import { completionRequestSchema } from './schema.js';
 import { choiceSeed, nowSec, parseRequest, requestController, SseWriter, toSampling, type RouteContext } from './common.js';
 import { mergeUsage } from './chat.js';

@@ -1,7 +1,7 @@
 // Request-side grammar compilation for constrained decoding (structured outputs, forced tool calls): a 400 that
 // names what cannot be honoured (unsupported schema keywords included), before any work is queued.
 import { compileResponseFormat, compileToolChoice, GrammarError, type Grammar } from '../constrained/index.js';
-import { HttpError } from './server.js';
+import { HttpError } from './http.js';
 import type { RouteContext } from './common.js';
 import type { FunctionTool, ResponseFormat, ToolChoice } from './schema.js';
 

@@ -2,7 +2,7 @@
 // server's body limit enforced while streaming.
 import type { IncomingMessage } from 'node:http';
 import busboy from 'busboy';
-import { HttpError } from './server.js';
+import { HttpError } from './http.js';
 
 export interface MultipartBody {
   fields: Map<string, string[]>;

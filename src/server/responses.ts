@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { ChatMessage, ContentPart, SamplingOptions, Usage } from '../api/types.js';
 import { ToolCallStreamParser, type ToolCall } from '../text/tool_calls.js';
-import { HttpError, json, toEnvelope } from './server.js';
+import { HttpError, sendJson as json, toEnvelope } from './http.js';
 import { parseRequest, requestController, toSampling, type RouteContext } from './common.js';
 import { compileConstraint } from './constraints.js';
 import { DEFAULT_TOOL_SYSTEM, renderAssistantCalls, renderTools, toolPlan } from './tools.js';

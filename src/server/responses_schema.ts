@@ -7,7 +7,7 @@ const inputContent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('input_text'), text: z.string() }),
   z.object({ type: z.literal('output_text'), text: z.string() }).passthrough(),
   z.object({ type: z.literal('input_image'), image_url: z.string().min(1).nullish(), file_id: z.string().nullish(), detail: z.string().optional() }),
-  z.object({ type: z.literal('input_audio'), input_audio: z.object({ data: z.string().min(1), format: z.enum(['wav', 'mp3', 'flac', 'ogg', 'opus', 'webm', 'm4a', 'pcm16']).optional() }) }),
+  z.object({ type: z.literal('input_audio'), input_audio: z.object({ data: z.string().min(1), format: z.enum(['wav', 'mp3', 'flac', 'ogg', 'opus']).optional() }) }),
   z.object({ type: z.literal('input_file') }).passthrough(),
   z.object({ type: z.literal('refusal'), refusal: z.string() }),
 ]);

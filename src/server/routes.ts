@@ -1,8 +1,12 @@
-// The OpenAI routes beyond the server core, dispatched from ChatServer.route with one call.
+// The OpenAI routes beyond chat, as route-table entries: each handler gets the openai RouteContext (common.ts)
+// built from the server's RequestContext (engine, body limits, media policy, admission, metrics).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError, json } from './server.js';
+import type { ContentPart } from '../api/types.js';
+import { loadMediaBytes, MediaError, type MediaFetchOptions } from '../io/media.js';
+import { HttpError, readJson, sendJson } from './http.js';
 import type { RouteContext } from './common.js';
-import { handleChat } from './chat.js';
+import type { ContentPartIn } from './schema.js';
+import type { RequestContext, Route } from './server.js';
 import { handleCompletions } from './completions.js';
 import { handleTranscriptions, handleTranslations } from './audio.js';
 import { handleResponses } from './responses.js';
@@ -11,38 +15,75 @@ export type { RouteContext, OpenAIRouteOptions } from './common.js';
 
 type Handler = (ctx: RouteContext, req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
-// Looked up at call time, not built at load: these modules import server.ts, which imports this one.
-function postRoute(path: string): Handler | undefined {
-  switch (path) {
-    case '/v1/chat/completions': return handleChat;
-    case '/v1/completions': return handleCompletions;
-    case '/v1/audio/transcriptions': return handleTranscriptions;
-    case '/v1/audio/translations': return handleTranslations;
-    case '/v1/responses': return handleResponses;
-    default: return undefined;
-  }
+export function openaiRoutes(): Route[] {
+  const post = (path: string, h: Handler, contentTypes?: string[]): Route => ({ method: 'POST', path, handler: (c) => h(routeContext(c), c.req, c.res), ...(contentTypes ? { contentTypes } : {}) });
+  return [
+    post('/v1/completions', handleCompletions),
+    post('/v1/audio/transcriptions', handleTranscriptions, ['multipart/form-data']),
+    post('/v1/audio/translations', handleTranslations, ['multipart/form-data']),
+    post('/v1/responses', handleResponses),
+    { method: 'GET', path: '/metrics', handler: (c) => c.server.metrics.serve(c.res) },
+    {
+      method: 'GET', path: /^\/v1\/models\/(.+)$/,
+      handler: (c) => {
+        let id: string;
+        try { id = decodeURIComponent(c.params[0]!); } catch { throw new HttpError(400, 'invalid_request_error', 'the model id in the path is not valid percent-encoding', 'model', 'invalid_value'); }
+        sendJson(c.res, 200, { id: c.server.checkModel(id), object: 'model', created: 0, owned_by: 'phi4mm' });
+      },
+    },
+  ];
 }
 
-export const ROUTE_LIST = ['/v1/chat/completions', '/v1/completions', '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/responses']
-  .map((p) => `POST ${p}`).concat(['GET /v1/models/{id}', 'GET /metrics']).join(', ');
+/** What the openai handlers need, from one request's context on the route-table server. */
+export function routeContext(c: RequestContext): RouteContext {
+  const { server } = c;
+  const engine = server.engine; // 503 while the model loads
+  const limits = server.limits;
+  return {
+    engine,
+    opts: server.opts.openai ?? {},
+    metrics: server.metrics,
+    log: (line) => server.opts.log?.(line),
+    readJson: (req) => readJson(req, limits.maxBodyBytes, c.signal),
+    maxBodyBytes: limits.maxBodyBytes,
+    resolvePart: (p, param, signal) => resolvePart(p, param, mediaOptions(c, signal)),
+    admit: async (ctrl, fn) => {
+      // The server's admission: the engine's own (requests run together, 429 when full) or the one-at-a-time queue.
+      const ticket = server.admission.admit(0);
+      try {
+        await ticket.turn(AbortSignal.any([ctrl.signal, c.signal]));
+        return await fn();
+      } finally {
+        ticket.release();
+      }
+    },
+  };
+}
 
-/** Handles the request if it is one of these routes (true), else leaves it to the caller (false). */
-export async function handleRoute(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
-  const post = postRoute(path);
-  if (post) {
-    if (req.method !== 'POST') throw new HttpError(405, 'invalid_request_error', `use POST for ${path}`);
-    await post(ctx, req, res);
-    return true;
+function mediaOptions(c: RequestContext, signal: AbortSignal): MediaFetchOptions {
+  const o = c.server.opts;
+  return {
+    timeoutMs: o.mediaTimeoutMs ?? 20_000, maxBytes: c.server.limits.maxMediaBytes, maxRedirects: o.maxRedirects ?? 3,
+    allowPrivateNetwork: o.allowPrivateMedia ?? false, allowLocalFiles: o.allowLocalMedia ?? false, signal,
+  };
+}
+
+async function resolvePart(p: ContentPartIn, param: string, opts: MediaFetchOptions): Promise<ContentPart> {
+  const fetchBytes = async (src: string | Uint8Array, kind: 'image' | 'audio') => {
+    try {
+      return await loadMediaBytes(src, kind, opts);
+    } catch (e) {
+      if (e instanceof MediaError) throw new HttpError(e.code === 'too_large' ? 413 : 400, 'invalid_request_error', `${param}: ${e.message}`, param, e.code);
+      throw e;
+    }
+  };
+  switch (p.type) {
+    case 'text': return { type: 'text', text: p.text };
+    case 'image_url': return { type: 'image', image: await fetchBytes(typeof p.image_url === 'string' ? p.image_url : p.image_url.url, 'image') };
+    case 'audio_url': return { type: 'audio', audio: await fetchBytes(typeof p.audio_url === 'string' ? p.audio_url : p.audio_url.url, 'audio') };
+    case 'input_audio': {
+      if (!/^[A-Za-z0-9+/=\s_-]+$/.test(p.input_audio.data)) throw new HttpError(400, 'invalid_request_error', `${param}.input_audio.data: not base64`, `${param}.input_audio.data`, 'bad_base64');
+      return { type: 'audio', audio: new Uint8Array(Buffer.from(p.input_audio.data, 'base64')) };
+    }
   }
-  if (path === '/metrics' && req.method === 'GET') {
-    await ctx.metrics.serve(res);
-    return true;
-  }
-  if (path.startsWith('/v1/models/') && req.method === 'GET') {
-    const id = decodeURIComponent(path.slice('/v1/models/'.length));
-    if (id !== ctx.engine.modelId) throw new HttpError(404, 'invalid_request_error', `The model '${id}' does not exist; this server serves '${ctx.engine.modelId}'`, 'model', 'model_not_found');
-    json(res, 200, { id, object: 'model', created: 0, owned_by: 'phi4mm' });
-    return true;
-  }
-  return false;
 }

@@ -83,7 +83,7 @@ describe('server on the engine (openai client)', () => {
     const u = (await s.listen()).url;
     try {
       const c = new OpenAI({ baseURL: `${u}/v1`, apiKey: 'none', maxRetries: 0 });
-      const err = await c.chat.completions.create({ model: 'm', messages: plain, max_tokens: 1000 }).catch((e) => e);
+      const err = await c.chat.completions.create({ model: 'phi4mm', messages: plain, max_tokens: 1000 }).catch((e) => e);
       expect(err).toMatchObject({ status: 400 });
       expect(String((err as Error).message)).toMatch(/KV blocks/);
     } finally {

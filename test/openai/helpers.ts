@@ -14,7 +14,8 @@ export interface Running {
 
 export async function startServer(opts: ServerOptions = {}): Promise<Running> {
   const model = await Phi4MM.fromPretrained(tinyCheckpoint());
-  const server = new ChatServer(model, { port: 0, ...opts });
+  // The client tests name the model 'm'; other names get 404 model_not_found.
+  const server = new ChatServer(model, { port: 0, servedModelNames: ['m', 'phi4mm'], ...opts });
   const { url } = await server.listen();
   const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 120_000 });
   return { model, server, url, client, close: () => server.close() };
