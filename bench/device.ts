@@ -5,6 +5,7 @@
 // - paged attention over 2,048 cached keys (f32, f16, q8_0 pools; 1 and 8 sequences) against the old contiguous
 //   f32 attention kernel on the same shapes.
 // Usage: npx tsx bench/device.ts [glue|lora|attention|all] [threads, e.g. 1,2]   (the last line: one JSON object, µs per call)
+import { applyRope } from '../src/models/phi4mm/rope.js';
 import { NativeBackend } from '../src/tensor/native.js';
 import { HostBuf } from '../src/tensor/host_device.js';
 import { rmsNorm } from '../src/tensor/ops.js';
@@ -137,23 +138,3 @@ for (const threads of THREADS) {
   }
 }
 console.log(JSON.stringify(results));
-
-// The TypeScript loop the model used before the device ops (the baseline this bench compares against).
-/**
- * x·cos + rotate_half(x)·sin on the first rotaryDim dims of every head, in place; the rest passes through.
- * x [T, nHeads, headDim]; cos/sin [T, rotaryDim]; rotate_half pairs dims (i, i + rotaryDim/2).
- */
-export function applyRope(x: Float32Array, t: number, nHeads: number, headDim: number, cos: Float32Array, sin: Float32Array, rotaryDim: number): void {
-  const half = rotaryDim / 2;
-  for (let i = 0; i < t; i++) {
-    const c = i * rotaryDim;
-    for (let h = 0; h < nHeads; h++) {
-      const o = (i * nHeads + h) * headDim;
-      for (let k = 0; k < half; k++) {
-        const x1 = x[o + k]!, x2 = x[o + k + half]!;
-        x[o + k] = x1 * cos[c + k]! - x2 * sin[c + k]!;
-        x[o + k + half] = x2 * cos[c + k + half]! + x1 * sin[c + k + half]!;
-      }
-    }
-  }
-}

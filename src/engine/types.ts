@@ -3,24 +3,11 @@
 // with the scheduler.
 import type { ConstraintSpec, LogitsConstraint, SamplerSpec, TopLogprob } from '../text/sampler.js';
 
-export type InputMode = 'language' | 'vision' | 'speech' | 'vision_speech';
-
-/** One sequence's new rows in a ragged forward (the decoder's `BatchSeq`, see common interfaces). */
-export interface BatchSeq {
-  /** New rows' token ids. */
-  ids: Int32Array;
-  /** [rows, hidden] host embeddings replacing the lookup (media rows merged in); absent: lookup. */
-  embeds?: Float32Array;
-  mode: InputMode;
-  /** LongRoPE regime of the whole sequence. */
-  long: boolean;
-  /** Position of the first new row (= tokens of this sequence already in the KV store). */
-  start: number;
-  /** Blocks covering positions [0, start + rows). */
-  blockTable: Int32Array;
-  /** Whether this sequence's last new row gets logits. */
-  logits: boolean;
-}
+// The decoder's unit of work and the input modes are the model's own types (defined once, in the model).
+import type { InputMode } from '../models/phi4mm/multimodal.js';
+export type { InputMode } from '../models/phi4mm/multimodal.js';
+export type { BatchSeq } from '../models/phi4mm/decoder_batch.js';
+import type { BatchSeq } from '../models/phi4mm/decoder_batch.js';
 
 /** Processed media handed to the model's encoders (host arrays; structured-clone safe, transferable). */
 export interface ImageBatchInput {
