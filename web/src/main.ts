@@ -108,7 +108,17 @@ function renderPending(): void {
   ui.pending.hidden = pending.length === 0;
 }
 
-async function attachFiles(files: Iterable<File>): Promise<void> {
+/** Attachments are converted one request at a time, so they appear (and are sent) in the order they were added. */
+let attaching: Promise<void> = Promise.resolve();
+
+function attachFiles(files: Iterable<File>): Promise<void> {
+  const list = [...files];
+  const run = attaching.then(() => attachInOrder(list));
+  attaching = run.catch(() => {});
+  return run;
+}
+
+async function attachInOrder(files: File[]): Promise<void> {
   for (const f of files) {
     try {
       pending.push(await fileToAttachment(f));
@@ -125,7 +135,9 @@ async function toggleRecording(): Promise<void> {
     recorder = null;
     setRecording(false);
     try {
-      pending.push(await r.stop());
+      const rec = r.stop();
+      await attaching; // after the files added before it
+      pending.push(await rec);
       renderPending();
     } catch (e) {
       ui.log.notice((e as Error).message, 'error');
