@@ -136,7 +136,7 @@ void to_f16(const float* x, uint16_t* y, int64_t n) {
 #if defined(__AVX2__)
   for (; i + VL <= n; i += VL) vstore_f16(y + i, vload(x + i));
 #endif
-  for (; i < n; i++) y[i] = f32_to_f16_soft(x[i]);
+  for (; i < n; i++) y[i] = fp32_to_fp16(x[i]);
 }
 
 void from_f16(const uint16_t* x, float* y, int64_t n) {

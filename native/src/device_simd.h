@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "device.h"
+#include "quant_common.h"  // fp32_to_fp16: the scalar f16 encoder for tails and the generic build
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -101,30 +102,6 @@ inline vf vload_i8(const int8_t* p) { return vf{(float)p[0], (float)p[1], (float
 inline float fp16_to_fp32(uint16_t h) { return fp16_to_fp32_soft(h); }
 #endif
 
-// f32 → IEEE half bits, round to nearest even (as src/tensor/dtype.ts f32ToF16); the scalar path for tails and
-// the generic build.
-inline uint16_t f32_to_f16_soft(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  const uint32_t sign = (u >> 16) & 0x8000, exp = (u >> 23) & 0xff;
-  uint32_t mant = u & 0x7fffff;
-  if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-  const int e = (int)exp - 127 + 15;
-  if (e >= 31) return (uint16_t)(sign | 0x7c00);
-  if (e <= 0) {
-    if (e < -10) return (uint16_t)sign;
-    mant |= 0x800000;
-    const int shift = 14 - e;
-    uint32_t half = mant >> shift;
-    const uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    if (rem > mid || (rem == mid && (half & 1))) half++;
-    return (uint16_t)(sign | half);
-  }
-  uint32_t half = ((uint32_t)e << 10) | (mant >> 13);
-  const uint32_t rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
-  return (uint16_t)(sign | half);
-}
 
 }  // namespace
 }  // namespace PHI_NS
