@@ -75,11 +75,22 @@ const backend = NativeBackend.create();
 const results: Record<string, number | string> = { isa: backend.isa };
 const rows: string[][] = [];
 
-for (const dtype of want('gemv') ? (['q4_k', 'q8_0'] as const) : []) {
-  const one = randomQuantWeight(dtype, GEMV_N, GEMV_K, 1);
+/**
+ * The weight in the given row order: ggml rows, or x16 (interleaved by 16, as the loader stores weights for the
+ * AVX-512 VNNI kernels; on other ISAs preferredLayout keeps rows and the x16 rows repeat the ggml figures).
+ */
+function inLayout(w: Tensor, layout: Layout): Tensor {
+  return layout === 'x16' ? backend.preferredLayout(w) : w;
+}
+type Layout = 'rows' | 'x16';
+const LAYOUTS: Layout[] = ['rows', 'x16'];
+const tag = (dtype: string, layout: Layout) => (layout === 'x16' ? `${dtype}_x16` : dtype);
+
+for (const [dtype, layout] of want('gemv') ? (['q4_k', 'q8_0'] as const).flatMap((d) => LAYOUTS.map((l) => [d, l] as const)) : []) {
+  const one = inLayout(randomQuantWeight(dtype, GEMV_N, GEMV_K, 1), layout);
   const bytesPer = one.data.byteLength;
   const copies = Math.ceil(STREAM_BYTES / bytesPer);
-  const ws = [one, ...Array.from({ length: copies - 1 }, (_, i) => randomQuantWeight(dtype, GEMV_N, GEMV_K, i + 2))];
+  const ws = [one, ...Array.from({ length: copies - 1 }, (_, i) => inLayout(randomQuantWeight(dtype, GEMV_N, GEMV_K, i + 2), layout))];
   // As the model loader does: weights on transparent huge pages (BENCH_THP=0 keeps 4 KiB pages).
   if (process.env.BENCH_THP !== '0') for (const w of ws) backend.adviseHugePages(w.data as Uint8Array);
   const x = Float32Array.from({ length: GEMV_K }, (_, i) => Math.sin(i));
@@ -88,29 +99,30 @@ for (const dtype of want('gemv') ? (['q4_k', 'q8_0'] as const) : []) {
     backend.setThreads(t);
     const s = timeRuns(() => { for (const w of ws) backend.linear(x, 1, w, null, y); });
     const gbs = (bytesPer * copies) / s / 1e9;
-    results[`${dtype}_gemv_gbs_t${t}`] = +gbs.toFixed(2);
-    rows.push([`${dtype} GEMV K=${GEMV_K} N=${GEMV_N}`, `${t}`, `${gbs.toFixed(1)} GB/s`, `${((s / copies) * 1e3).toFixed(3)} ms/call (${copies} copies, ${((bytesPer * copies) / 1e6).toFixed(0)} MB)`]);
+    results[`${tag(dtype, layout)}_gemv_gbs_t${t}`] = +gbs.toFixed(2);
+    rows.push([`${tag(dtype, layout)} GEMV K=${GEMV_K} N=${GEMV_N}`, `${t}`, `${gbs.toFixed(1)} GB/s`, `${((s / copies) * 1e3).toFixed(3)} ms/call (${copies} copies, ${((bytesPer * copies) / 1e6).toFixed(0)} MB)`]);
   }
 }
 
-for (const dtype of want('qgemm') ? (['q4_k', 'q8_0'] as const) : []) {
+for (const [dtype, layout] of want('qgemm') ? (['q4_k', 'q8_0'] as const).flatMap((d) => LAYOUTS.map((l) => [d, l] as const)) : []) {
   const { m, k, n } = QGEMM;
-  const w = randomQuantWeight(dtype, n, k, 99);
+  const w = inLayout(randomQuantWeight(dtype, n, k, 99), layout);
+  const name = tag(dtype, layout);
   const x = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i) * 0.5);
   const y = new Float32Array(m * n);
   for (const t of THREADS) {
     backend.setThreads(t);
     const s = timeRuns(() => backend.linear(x, m, w, null, y));
     const gops = (2 * m * n * k) / s / 1e9;
-    results[`${dtype}_gemm_gops_t${t}`] = +gops.toFixed(1);
-    rows.push([`${dtype} GEMM M=${m} K=${k} N=${n}`, `${t}`, `${gops.toFixed(1)} GOPS`, `${(s * 1e3).toFixed(2)} ms/call`]);
+    results[`${name}_gemm_gops_t${t}`] = +gops.toFixed(1);
+    rows.push([`${name} GEMM M=${m} K=${k} N=${n}`, `${t}`, `${gops.toFixed(1)} GOPS`, `${(s * 1e3).toFixed(2)} ms/call`]);
   }
   backend.setThreads(1);
-  for (const ms of dtype === 'q4_k' ? QGEMM_SWEEP_M : []) {
+  for (const ms of QGEMM_SWEEP_M) {
     const s = timeRuns(() => backend.linear(x.subarray(0, ms * k), ms, w, null, y));
     const gops = (2 * ms * n * k) / s / 1e9;
-    results[`${dtype}_gemm_gops_m${ms}_t1`] = +gops.toFixed(1);
-    rows.push([`${dtype} GEMM M=${ms} K=${k} N=${n} (L2-resident weights)`, '1', `${gops.toFixed(1)} GOPS`, `${(s * 1e3).toFixed(3)} ms/call`]);
+    results[`${name}_gemm_gops_m${ms}_t1`] = +gops.toFixed(1);
+    rows.push([`${name} GEMM M=${ms} K=${k} N=${n} (L2-resident weights)`, '1', `${gops.toFixed(1)} GOPS`, `${(s * 1e3).toFixed(3)} ms/call`]);
   }
 }
 

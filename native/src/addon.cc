@@ -18,6 +18,7 @@
 #endif
 
 #include "device_napi.h"
+#include "interleave.h"
 #include "kernels.h"
 #include "pool.h"
 
@@ -268,14 +269,18 @@ Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// linearQ(x, m, w, format(0 q4_k, 1 q8_0), n, k, bias|null, out); linearQRef: the same through the plain
-// reference kernel (qgemm_ref.cc, single-threaded), for the bit-exactness tests.
+// linearQ(x, m, w, format, n, k, bias|null, out), format 0 q4_k, 1 q8_0, 2 q4_k x16, 3 q8_0 x16 (interleave.h);
+// linearQRef: the same through the plain reference kernel (qgemm_ref.cc on ggml rows, single-threaded), for
+// the bit-exactness tests.
 Napi::Value LinearQ(const Napi::CallbackInfo& info, bool reference) {
   Napi::Env env = info.Env();
   const View x = typed(info, 0, "x"), w = typed(info, 2, "w");
-  const int m = dim(info, 1, "m"), fmt = dim(info, 3, "format"), n = dim(info, 4, "n"), k = dim(info, 5, "k");
+  const int m = dim(info, 1, "m"), format = dim(info, 3, "format"), n = dim(info, 4, "n"), k = dim(info, 5, "k");
   const View bias = typed_or_null(info, 6, "bias"), out = typed(info, 7, "out");
-  if (fmt > 1) throw Napi::RangeError::New(env, "format must be 0 (q4_k) or 1 (q8_0)");
+  if (format > 3) throw Napi::RangeError::New(env, "format must be 0 (q4_k), 1 (q8_0), 2 (q4_k x16) or 3 (q8_0 x16)");
+  const int fmt = format & 1;
+  const bool x16 = format >= 2;
+  if (x16 && n % X16) throw Napi::RangeError::New(env, "linear: an x16 weight needs a multiple of 16 rows, got " + std::to_string(n));
   const int bs = fmt == 0 ? QK_K : QK8_0;
   if (k % bs != 0) throw Napi::RangeError::New(env, "linear: K=" + std::to_string(k) + " is not a multiple of the block size " + std::to_string(bs));
   const int nb = k / bs;
@@ -298,10 +303,22 @@ Napi::Value LinearQ(const Napi::CallbackInfo& info, bool reference) {
   });
   QGemmArgs g{w.data, wrow, xq, xrow, reinterpret_cast<float*>(out.data), n, reinterpret_cast<const float*>(bias.data), m, n, nb};
   if (reference) {
+    std::vector<uint8_t> rows;
+    if (x16) {
+      rows.resize((size_t)n * wrow);
+      for (int r = 0; r < n; r++) x16_row(fmt, w.data, wrow, r, rows.data() + (int64_t)r * wrow);
+      g.w = rows.data();
+    }
     qgemm_ref(fmt, g);
     return env.Undefined();
   }
   const Kernels& K = kernels();
+  if (x16) {
+    // Whole groups per task; with several activation rows, whole PANEL_GROUPS spans (their weights are reused
+    // from L2 by every activation tile).
+    parallel_rows(n, m > 8 ? 64 : 16, [&](int n0, int n1) { (fmt == 0 ? K.q4kx16_q8k : K.q80x16_q80)(g, n0, n1); });
+    return env.Undefined();
+  }
   // Slices of whole 64-row panels for the tile GEMM (several activation rows); 8-row slices for GEMV.
   parallel_rows(n, m >= 8 ? 64 : 8, [&](int n0, int n1) { (fmt == 0 ? K.q4k_q8k : K.q80_q80)(g, n0, n1); });
   return env.Undefined();
@@ -545,6 +562,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }));
   register_glue(env, exports);
   register_paged_kv(env, exports);
+  register_interleave(env, exports);
   return exports;
 }
 

@@ -18,6 +18,9 @@ const DeviceKernels& active_device_kernels();
 
 void register_glue(Napi::Env env, Napi::Object exports);
 void register_paged_kv(Napi::Env env, Napi::Object exports);
+void register_interleave(Napi::Env env, Napi::Object exports);
+// Row `row` of an x16 [rows, K] table (interleave.h) → its ggml bytes (row_bytes) at dst.
+void x16_row(int fmt, const uint8_t* table, int64_t row_bytes, int row, uint8_t* dst);
 
 namespace dev {
 

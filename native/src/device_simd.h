@@ -10,7 +10,7 @@
 #include "quant_common.h"  // fp32_to_fp16: the scalar f16 encoder for tails and the generic build
 
 #if defined(__AVX2__)
-#include <immintrin.h>
+#include "immintrin_quiet.h"
 #endif
 
 namespace phi4mm {

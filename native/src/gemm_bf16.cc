@@ -8,7 +8,7 @@
 // row falls in, so a row's result is the same whatever else is in the batch.
 #include "gemm_bf16.h"
 
-#include <immintrin.h>
+#include "immintrin_quiet.h"
 
 #include <algorithm>
 

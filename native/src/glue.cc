@@ -88,7 +88,7 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
 }
 
 // ---- embedding rows: dequantizers bit-exact with src/quant (this target has no FMA contraction) ----
-enum EmbType { EMB_F32 = 0, EMB_BF16 = 1, EMB_F16 = 2, EMB_Q4_K = 3, EMB_Q8_0 = 4 };
+enum EmbType { EMB_F32 = 0, EMB_BF16 = 1, EMB_F16 = 2, EMB_Q4_K = 3, EMB_Q8_0 = 4, EMB_Q4_K_X16 = 5, EMB_Q8_0_X16 = 6 };
 
 void dequant_q8_0_row(const uint8_t* src, float* dst, int k) {
   for (int b = 0; b < k / QK8_0; b++) {
@@ -133,10 +133,13 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
   const Bytes table = typed(info, 0, "table"), ids = typed(info, 5, "ids"), out = typed(info, 6, "out");
   const int type = count(info, 1, "type"), vocab = count(info, 3, "vocab"), dim = count(info, 4, "dim");
   const int64_t off = integer(info, 2, "elemOffset");
-  if (type > EMB_Q8_0) throw range(env, "embedding: type must be 0 f32, 1 bf16, 2 f16, 3 q4_k or 4 q8_0");
+  if (type > EMB_Q8_0_X16) throw range(env, "embedding: type must be 0 f32, 1 bf16, 2 f16, 3 q4_k, 4 q8_0, 5 q4_k x16 or 6 q8_0 x16");
+  const bool x16 = type >= EMB_Q4_K_X16;
+  if (x16 && vocab % 16) throw range(env, "embedding: an x16 table needs a multiple of 16 rows, got " + std::to_string(vocab));
+  const int base = x16 ? type - EMB_Q4_K_X16 + EMB_Q4_K : type;  // the block format of the rows
   const int n = (int)(ids.size / 4);
   int64_t row_bytes;
-  switch (type) {
+  switch (base) {
     case EMB_F32: row_bytes = (int64_t)dim * 4; break;
     case EMB_BF16: case EMB_F16: row_bytes = (int64_t)dim * 2; break;
     case EMB_Q4_K:
@@ -156,10 +159,15 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
       throw range(env, "embedding: token id " + std::to_string(id[i]) + " at " + std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
   const DeviceKernels& D = active_device_kernels();
   parallel_for(n, dim, [&](int i0, int i1) {
+    std::vector<uint8_t> unpacked(x16 ? (size_t)row_bytes : 0);
     for (int i = i0; i < i1; i++) {
       const uint8_t* row = table.data + off_bytes + id[i] * row_bytes;
+      if (x16) {
+        x16_row(base - EMB_Q4_K, table.data, row_bytes, id[i], unpacked.data());
+        row = unpacked.data();
+      }
       float* o = f32(out) + (int64_t)i * dim;
-      switch (type) {
+      switch (base) {
         case EMB_F32: std::memcpy(o, row, (size_t)dim * 4); break;
         case EMB_BF16: {
           const uint16_t* h = reinterpret_cast<const uint16_t*>(row);

@@ -55,6 +55,9 @@ struct Kernels {
   void (*gemm_nt)(const GemmArgs&, int n0, int n1);
   void (*q4k_q8k)(const QGemmArgs&, int n0, int n1);
   void (*q80_q80)(const QGemmArgs&, int n0, int n1);
+  // The same over x16 weights (interleave.h): g.w is the interleaved matrix, [n0, n1) whole groups of 16.
+  void (*q4kx16_q8k)(const QGemmArgs&, int n0, int n1);
+  void (*q80x16_q80)(const QGemmArgs&, int n0, int n1);
   // One block of rows. kpacked: the block's kv head packed by attn_pack_k, or null (K read in place).
   // scratch: blk.rows rows of lds ≥ tk floats; lds a multiple of attn_key_panel when kpacked.
   void (*attention)(const AttnArgs&, const float* kpacked, const AttnBlock& blk, float* scratch, int64_t lds);

@@ -7,15 +7,13 @@
 #include <limits>
 #include <new>
 
+#include <vector>
+
+#include "interleave.h"
 #include "kernels.h"
 
 #if defined(__AVX2__)
-// GCC 12's avx512fintrin.h initialises its "undefined" vectors from themselves (`__m512i __Y = __Y;`, GCC bug
-// 105593), which -Wuninitialized reports at every inlined use. Silenced for that header only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "immintrin_quiet.h"
 #endif
 
 namespace phi4mm {
@@ -507,6 +505,8 @@ extern const Kernels kernels = {
     gemm_nt,
     qgemm_q4k,
     qgemm_q80,
+    qgemm_q4k_x16,
+    qgemm_q80_x16,
     attention,
     attn_pack_k,
     KP,

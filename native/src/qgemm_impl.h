@@ -228,4 +228,25 @@ static void qgemm_rows(const QGemmArgs& g, int n0, int n1) {
 #else
 static void qgemm_q4k(const QGemmArgs& g, int n0, int n1) { qgemm_rows<q4k_row<1>, q4k_row<2>, q4k_row<3>, q4k_row<4>>(g, n0, n1); }
 static void qgemm_q80(const QGemmArgs& g, int n0, int n1) { qgemm_rows<q80_row<1>, q80_row<2>, q80_row<3>, q80_row<4>>(g, n0, n1); }
+
+// x16 weights without the VNNI kernels: each group back to its 16 ggml rows in a scratch, then the row
+// kernels (the same exact block dots and combination order).
+template <int FMT>
+static void qgemm_x16_rows(const QGemmArgs& g, int n0, int n1) {
+  thread_local std::vector<uint8_t> rows;
+  rows.resize((size_t)X16 * g.w_row_bytes);
+  for (int r0 = n0; r0 < n1; r0 += X16) {
+    const uint8_t* group = g.w + (int64_t)r0 * g.w_row_bytes;
+    for (int r = 0; r < X16; r++) x16_unpack_row(FMT, group, g.nb, r, rows.data() + r * g.w_row_bytes);
+    QGemmArgs h = g;
+    h.w = rows.data();
+    h.y = g.y + r0;
+    h.bias = g.bias ? g.bias + r0 : nullptr;
+    h.n = X16;
+    if (FMT == 0) qgemm_q4k(h, 0, X16);
+    else qgemm_q80(h, 0, X16);
+  }
+}
+static void qgemm_q4k_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_rows<0>(g, n0, n1); }
+static void qgemm_q80_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_rows<1>(g, n0, n1); }
 #endif

@@ -243,3 +243,5 @@ static void qgemm_q80(const QGemmArgs& g, int n0, int n1) {
   qgemm_tiles(g, n0, n1, g.nb * Q8_PANEL_BLK, g.nb, pack_q80_group, q80_neg_sums,
               [&](int mt, const uint8_t* panel, const int32_t* aux, int m0, int r0, int r1) { by_mt<Q8Tile>(mt, g, panel, aux, m0, r0, r1); });
 }
+
+#include "qgemm_x16.h"

@@ -15,7 +15,7 @@
 #include "quant_common.h"
 
 #if defined(__AVX512F__)
-#include <immintrin.h>
+#include "immintrin_quiet.h"
 
 namespace phi4mm {
 namespace {

@@ -16,7 +16,8 @@ export function saveQuantizedCheckpoint(srcDir: string, outDir: string, config: 
   mkdirSync(outDir, { recursive: true });
   const quant: Record<string, { dtype: string; shape: number[] }> = {};
   const entries: StWriteTensor[] = [];
-  for (const [name, t] of [...tensors.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [name, loaded] of [...tensors.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    const t = isQuantDType(loaded.dtype) ? loaded.rowMajor() : loaded; // disk holds ggml rows, never x16
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     if (isQuantDType(t.dtype)) {
       quant[name] = { dtype: t.dtype, shape: [...t.shape] };

@@ -68,10 +68,11 @@ export interface StrictWeightsOptions {
   /** A faster ISQ (the native addon's); the TypeScript quantizers of src/quant are the default. */
   quantize?: RowQuantizer;
   /**
-   * Called once for every quantized weight buffer (ISQ'd or pre-quantized), e.g. the native backend's
-   * adviseHugePages: decode streams these from DRAM and huge pages spare a TLB miss per 4 KiB.
+   * Called once for every quantized weight (ISQ'd or pre-quantized); returns the tensor the model keeps. The
+   * native backend backs it with huge pages (decode streams weights from DRAM, and huge pages spare a TLB miss
+   * per 4 KiB) and converts it in place to the row order its kernels read (src/quant/interleave.ts).
    */
-  place?: (data: Uint8Array) => void;
+  place?: (t: Tensor) => Tensor;
   /**
    * ISQ straight from a bf16 checkpoint's raw bits (same bytes as `quantize` on the widened values): no f32
    * copy of the tensor is made, which saves a pass over 4 bytes per weight and keeps peak RSS down.
@@ -117,17 +118,20 @@ export class StrictWeights implements WeightSource {
     if (q) {
       // Already quantized on disk: taken as is, whatever the policy (re-quantizing would only lose accuracy).
       const raw = this.src.readRaw(name);
-      this.options.place?.(raw);
-      const t = new Tensor(q.dtype, shape, raw);
+      const t = this.placed(new Tensor(q.dtype, shape, raw));
       this.count(t);
       return t;
     }
     let store = as ?? this.policy(name, shape);
     if (isQuantDType(store) && (shape.length !== 2 || shape[1]! % formatOf(store).blockSize !== 0)) store = 'f32';
-    const t = this.load(name, shape, info.dtype, store);
-    if (isQuantDType(t.dtype)) this.options.place?.(t.data as Uint8Array);
+    const loaded = this.load(name, shape, info.dtype, store);
+    const t = isQuantDType(loaded.dtype) ? this.placed(loaded) : loaded;
     this.count(t);
     return t;
+  }
+
+  private placed(t: Tensor): Tensor {
+    return this.options.place ? this.options.place(t) : t;
   }
 
   private count(t: Tensor): void {

@@ -5,8 +5,8 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
-import type { Tensor } from './tensor.js';
-import type { QuantDType } from './dtype.js';
+import { Tensor } from './tensor.js';
+import { isQuantDType, type QuantDType } from './dtype.js';
 import { NativeDevice } from './native_device.js';
 
 export type Isa = 'avx512' | 'avx2' | 'scalar';
@@ -37,6 +37,8 @@ export interface NativeAddon {
   quantizeRows(format: number, src: Float32Array | Uint16Array, rows: number, k: number, out: Uint8Array, srcBf16?: boolean): void;
   bf16ToF32(src: Uint16Array, out: Float32Array): void;
   adviseHugePages(buf: ArrayBufferView): number;
+  interleaveX16(data: Uint8Array, format: number, rows: number, k: number): void;
+  deinterleaveX16(src: Uint8Array, format: number, rows: number, k: number, out: Uint8Array): void;
   expF32(x: Float32Array, out: Float32Array): void;
   setThreads(n: number): void;
   threads(): number;
@@ -120,6 +122,27 @@ export class NativeBackend implements Backend {
     return this.lib.adviseHugePages(data);
   }
 
+  /**
+   * The weight as the kernels read it best: an x16 quantized [rows, K] weight (rows interleaved by 16, see
+   * src/quant/interleave.ts) when the AVX-512 VNNI kernels are in use and the rows split into groups; the
+   * tensor itself otherwise. The conversion is in place (same bytes, same size): `w` must not be used after.
+   */
+  preferredLayout(w: Tensor): Tensor {
+    if (!isQuantDType(w.dtype) || w.layout === 'x16' || this.isa !== 'avx512' || w.shape[0]! % 16 !== 0) return w;
+    const [rows, k] = w.shape as [number, number];
+    this.lib.interleaveX16(w.data as Uint8Array, QFORMAT[w.dtype], rows, k);
+    return new Tensor(w.dtype, w.shape, w.data, undefined, 0, 'x16');
+  }
+
+  /** An x16 weight's ggml rows (a new tensor), natively; `Tensor.rowMajor` is the plain equivalent. */
+  rowMajorOf(w: Tensor): Tensor {
+    if (w.layout !== 'x16') return w;
+    const [rows, k] = w.shape as [number, number];
+    const out = new Uint8Array((w.data as Uint8Array).length);
+    this.lib.deinterleaveX16(w.data as Uint8Array, QFORMAT[w.dtype as 'q4_k' | 'q8_0'], rows, k, out);
+    return new Tensor(w.dtype, w.shape, out);
+  }
+
   /** The kernel variant in use. */
   get isa(): Isa {
     return this.lib.isa() as Isa;
@@ -142,7 +165,7 @@ export class NativeBackend implements Backend {
     switch (w.dtype) {
       case 'q4_k':
       case 'q8_0':
-        this.lib.linearQ(x, m, w.data as Uint8Array, QFORMAT[w.dtype], n, k, bias ?? null, y);
+        this.lib.linearQ(x, m, w.data as Uint8Array, QFORMAT[w.dtype] + (w.layout === 'x16' ? 2 : 0), n, k, bias ?? null, y);
         return y;
       case 'f32':
       case 'bf16':

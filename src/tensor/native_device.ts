@@ -61,7 +61,8 @@ export class NativeDevice extends HostDevice {
 
   override embedding(table: Tensor, ids: Int32Array, out: Buf): void {
     if (table.ndim !== 2) throw new Error(`embedding: table must be 2-D [vocab, hidden], got ${JSON.stringify(table.shape)}`);
-    const type = (EMB_TYPE as Record<string, number | undefined>)[table.dtype];
+    const base = (EMB_TYPE as Record<string, number | undefined>)[table.dtype];
+    const type = base === undefined ? undefined : base + (table.layout === 'x16' ? 2 : 0); // 5, 6: x16 q4_k, q8_0
     if (type === undefined) throw new Error(`embedding: unsupported table dtype ${table.dtype}`);
     const t = isQuantDType(table.dtype) ? table : this.contiguousOf(table);
     const [vocab, dim] = t.shape as [number, number];

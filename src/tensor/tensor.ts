@@ -2,6 +2,7 @@
 // Quantized tensors are 2-D [rows, K] of back-to-back block rows; only row views are allowed on them.
 import { decodeBf16, decodeF16, isQuantDType, type DType, type PlainDType } from './dtype.js';
 import { formatOf } from '../quant/index.js';
+import { deinterleaveX16, X16, x16Row, type QuantLayout } from '../quant/interleave.js';
 
 export type TensorData = Float32Array | Uint16Array | Int32Array | Uint8Array;
 
@@ -37,6 +38,8 @@ export class Tensor {
     strides?: readonly number[],
     /** Element offset into `data` (plain dtypes only). */
     readonly offset = 0,
+    /** Row order of a quantized tensor: ggml rows, or interleaved by 16 for the native kernels (quant/interleave). */
+    readonly layout: QuantLayout = 'rows',
   ) {
     checkShape(shape);
     this.shape = shape.slice();
@@ -45,6 +48,9 @@ export class Tensor {
       if (shape.length !== 2) throw new Error(`quantized tensor must be 2-D [rows, K], got ${JSON.stringify(shape)}`);
       const need = shape[0]! * formatOf(dtype).bytesPerBlock * (shape[1]! / formatOf(dtype).blockSize);
       if (data.byteLength < need) throw new Error(`${dtype} tensor ${JSON.stringify(shape)} needs ${need} bytes, got ${data.byteLength}`);
+      if (layout === 'x16' && shape[0]! % X16 !== 0) throw new Error(`an x16 ${dtype} tensor needs a multiple of ${X16} rows, got ${shape[0]}`);
+    } else if (layout !== 'rows') {
+      throw new Error(`layout '${layout}' applies to quantized tensors only, not ${dtype}`);
     } else if (!strides && offset + numel(shape) > data.length) {
       throw new Error(`tensor ${dtype}${JSON.stringify(shape)} needs ${numel(shape)} elements from offset ${offset}, buffer has ${data.length}`);
     }
@@ -112,8 +118,10 @@ export class Tensor {
     if (isQuantDType(this.dtype)) {
       if (d !== 0) throw new Error(`quantized tensors can only be narrowed along rows`);
       const rb = rowBytesOf(this);
+      // Whole groups of an x16 tensor stay x16; any other row range is read back into ggml rows.
+      if (this.layout === 'x16' && (start % X16 !== 0 || length % X16 !== 0)) return this.rowMajor().narrow(0, start, length);
       const u8 = this.data as Uint8Array;
-      return new Tensor(this.dtype, shape, u8.subarray(start * rb, (start + length) * rb));
+      return new Tensor(this.dtype, shape, u8.subarray(start * rb, (start + length) * rb), undefined, 0, this.layout);
     }
     return new Tensor(this.dtype, shape, this.data, this.strides, this.offset + start * this.strides[d]!);
   }
@@ -143,13 +151,20 @@ export class Tensor {
     return new Tensor(this.dtype, shape, out);
   }
 
+  /** A quantized tensor in ggml rows (itself unless x16; then a de-interleaved copy). */
+  rowMajor(): Tensor {
+    if (this.layout === 'rows') return this;
+    const [rows, k] = this.shape as [number, number];
+    return new Tensor(this.dtype, this.shape, deinterleaveX16(this.dtype as 'q4_k' | 'q8_0', this.data as Uint8Array, rows, k));
+  }
+
   /** A contiguous f32 tensor with the same values (decodes bf16/f16, dequantizes blocks). */
   toF32(): Tensor {
     if (this.dtype === 'f32') return this.contiguous();
     if (isQuantDType(this.dtype)) {
       const [rows, k] = this.shape as [number, number];
       const out = new Float32Array(rows * k);
-      const f = formatOf(this.dtype), rb = rowBytesOf(this), u8 = this.data as Uint8Array;
+      const f = formatOf(this.dtype), rb = rowBytesOf(this), u8 = this.rowMajor().data as Uint8Array;
       for (let r = 0; r < rows; r++) f.dequantizeRow(u8.subarray(r * rb, (r + 1) * rb), out.subarray(r * k, (r + 1) * k));
       return new Tensor('f32', this.shape, out);
     }
@@ -188,4 +203,13 @@ export class Tensor {
 export function rowBytesOf(t: Tensor): number {
   const f = formatOf(t.dtype as 'q4_k' | 'q8_0');
   return (t.shape[1]! / f.blockSize) * f.bytesPerBlock;
+}
+
+/** The ggml bytes of row j of a quantized tensor (a view for 'rows'; copied into `scratch` for x16). */
+export function quantRowBytes(t: Tensor, j: number, scratch?: Uint8Array): Uint8Array {
+  const rb = rowBytesOf(t), u8 = t.data as Uint8Array;
+  if (t.layout === 'rows') return u8.subarray(j * rb, (j + 1) * rb);
+  const dst = scratch && scratch.length >= rb ? scratch.subarray(0, rb) : new Uint8Array(rb);
+  x16Row(t.dtype as 'q4_k' | 'q8_0', u8, t.shape[0]!, t.shape[1]!, j, dst);
+  return dst;
 }

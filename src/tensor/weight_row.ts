@@ -1,7 +1,7 @@
 // Decoding one weight row of any storage dtype to f32: the reference linear, the embedding lookup and the host
 // device all read weights through this.
 import { decodeBf16, decodeF16 } from './dtype.js';
-import { rowBytesOf, type Tensor } from './tensor.js';
+import { quantRowBytes, type Tensor } from './tensor.js';
 import { formatOf } from '../quant/index.js';
 
 /** Row j of a [N, K] weight as f32 into `dst`. */
@@ -18,8 +18,7 @@ export function weightRow(w: Tensor, j: number, k: number, dst: Float32Array): v
       return;
     case 'q4_k':
     case 'q8_0': {
-      const rb = rowBytesOf(w);
-      formatOf(w.dtype).dequantizeRow((w.data as Uint8Array).subarray(j * rb, (j + 1) * rb), dst);
+      formatOf(w.dtype).dequantizeRow(quantRowBytes(w, j), dst);
       return;
     }
     default:

@@ -1,0 +1,145 @@
+// AVX-512 VNNI GEMM/GEMV over x16 weights (interleave.h), for every M: decode (M = 1), batched decode and
+// prefill read the weights in the order the micro-kernel consumes them, with no per-call packing. Included
+// by qgemm_tile512.h after its helpers; the exactness contract is qgemm_impl.h's (bit-identical to
+// qgemm_ref.cc on the de-interleaved rows).
+//
+// One vpdpbusd multiplies 16 weight rows × 4 weights (zmm lane r = 4 consecutive weights of row r) by 4
+// activation bytes broadcast from one of MT activation rows. With few activation rows the 8 dpbusd of a
+// sub-block would form one dependent chain, so they are split over PARTS accumulators (integer sums:
+// exact in any order).
+
+static inline __m512i ld512(const uint8_t* p) { return _mm512_loadu_si512(reinterpret_cast<const void*>(p)); }
+static inline __m512 f16x16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+
+// y rows [m0, m0+MT) × the 16 rows of the group at gp (output columns n0..n0+15).
+template <int MT>
+static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
+  constexpr int PARTS = MT == 1 ? 4 : MT == 2 ? 2 : 1;
+  const __m512i m4 = _mm512_set1_epi8(0xF), k1 = _mm512_set1_epi32(0x3f3f3f3f), k2 = _mm512_set1_epi32(0x0f0f0f0f),
+                k3 = _mm512_set1_epi32(0x03030303), lo8 = _mm512_set1_epi32(0xff), pairmask = _mm512_set1_epi32(0xff00);
+  __m512 acc[MT];
+  const uint8_t* y[MT];
+#pragma GCC unroll 8
+  for (int m = 0; m < MT; m++) { acc[m] = _mm512_setzero_ps(); y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes; }
+  for (int sb = 0; sb < g.nb; sb++) {
+    const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
+    _mm_prefetch(reinterpret_cast<const char*>(P) + 4 * X16_Q4_SB, _MM_HINT_T0);
+    const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;  // the qs of this block
+    // get_scale_min_k4 for 16 rows at once (ggml's kmask trick on each row's 3 words).
+    const __m512i u0 = ld512(P + X16_Q4_SCALES), u1 = ld512(P + X16_Q4_SCALES + 64), u2 = ld512(P + X16_Q4_SCALES + 128);
+    const __m512i sc_lo = _mm512_and_si512(u0, k1);
+    const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), k3), 4));
+    const __m512i mn_lo = _mm512_and_si512(u1, k1);
+    const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), k3), 4));
+    __m512i sumi[MT];
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; m++) sumi[m] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int j = 0; j < 8; j++) {  // sub-block j = 2p + hi: nibbles of chunks 8p..8p+7
+      const int p = j >> 1, hi = j & 1;
+      __m512i sub[PARTS][MT];
+#pragma GCC unroll 4
+      for (int q = 0; q < PARTS; q++)
+#pragma GCC unroll 8
+        for (int m = 0; m < MT; m++) sub[q][m] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; t++) {
+        const __m512i bits = ld512(P + X16_Q4_QS + (8 * p + t) * 64);
+        const __m512i wv = _mm512_and_si512(hi ? _mm512_srli_epi16(bits, 4) : bits, m4);
+        const int64_t off = yo + 64 * p + 32 * hi + 4 * t;
+#pragma GCC unroll 8
+        for (int m = 0; m < MT; m++) sub[t % PARTS][m] = _mm512_dpbusd_epi32(sub[t % PARTS][m], wv, bcast32(y[m] + off));
+      }
+      const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(j < 4 ? sc_lo : sc_hi, 8 * (j & 3)), lo8);
+#pragma GCC unroll 8
+      for (int m = 0; m < MT; m++) {
+        __m512i s = sub[0][m];
+#pragma GCC unroll 4
+        for (int q = 1; q < PARTS; q++) s = _mm512_add_epi32(s, sub[q][m]);
+        sumi[m] = _mm512_add_epi32(sumi[m], _mm512_mullo_epi32(s, sc));
+      }
+    }
+    // (mn[2q] | mn[2q+1] << 16) per row, against the activation's (bsum32[2q], bsum32[2q+1]) pair.
+    __m512i mnp[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+      const __m512i x = _mm512_srli_epi32(q < 2 ? mn_lo : mn_hi, 16 * (q & 1));
+      mnp[q] = _mm512_or_si512(_mm512_and_si512(x, lo8), _mm512_slli_epi32(_mm512_and_si512(x, pairmask), 8));
+    }
+    const __m512 d = f16x16(P + X16_Q4_D), dmin = f16x16(P + X16_Q4_DMIN);
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; m++) {
+      const int32_t* ax = aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4;
+      __m512i summ = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mnp[0], _mm512_set1_epi32(ax[0]));
+      summ = _mm512_dpwssd_epi32(summ, mnp[1], _mm512_set1_epi32(ax[1]));
+      summ = _mm512_dpwssd_epi32(summ, mnp[2], _mm512_set1_epi32(ax[2]));
+      summ = _mm512_dpwssd_epi32(summ, mnp[3], _mm512_set1_epi32(ax[3]));
+      const __m512 d8 = _mm512_set1_ps(load_f32(y[m] + yo - 4));
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, d8), _mm512_cvtepi32_ps(sumi[m]), acc[m]);
+      acc[m] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, d8), _mm512_cvtepi32_ps(summ), acc[m]);  // fma(−(dmin·d8), summ, acc)
+    }
+  }
+  const __m512 b = g.bias ? _mm512_loadu_ps(g.bias + n0) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(acc[m], b));
+}
+
+template <int MT>
+static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
+  constexpr int PARTS = MT == 1 ? 4 : MT == 2 ? 2 : 1;
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  __m512 acc[MT];
+  const uint8_t* y[MT];
+#pragma GCC unroll 8
+  for (int m = 0; m < MT; m++) { acc[m] = _mm512_setzero_ps(); y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes; }
+  for (int b = 0; b < g.nb; b++) {
+    const uint8_t* P = gp + (int64_t)b * X16_Q8_BLK;
+    _mm_prefetch(reinterpret_cast<const char*>(P) + 8 * X16_Q8_BLK, _MM_HINT_T0);
+    const int64_t yo = (int64_t)b * BLOCK_Q8_0_BYTES;
+    __m512i s[PARTS][MT];
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; m++) {
+      s[0][m] = _mm512_set1_epi32(aux[(int64_t)(m0 + m) * g.nb + b]);  // −128·Σa takes back the +128 below
+#pragma GCC unroll 4
+      for (int q = 1; q < PARTS; q++) s[q][m] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) {
+      const __m512i wv = _mm512_xor_si512(ld512(P + X16_Q8_QS + 64 * t), flip);  // s8 → u8 = w + 128
+#pragma GCC unroll 8
+      for (int m = 0; m < MT; m++) s[t % PARTS][m] = _mm512_dpbusd_epi32(s[t % PARTS][m], wv, bcast32(y[m] + yo + 2 + 4 * t));
+    }
+    const __m512 d = f16x16(P + X16_Q8_D);
+#pragma GCC unroll 8
+    for (int m = 0; m < MT; m++) {
+      __m512i sumi = s[0][m];
+#pragma GCC unroll 4
+      for (int q = 1; q < PARTS; q++) sumi = _mm512_add_epi32(sumi, s[q][m]);
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(fp16_to_fp32(load_u16(y[m] + yo)))), _mm512_cvtepi32_ps(sumi), acc[m]);
+    }
+  }
+  const __m512 bv = g.bias ? _mm512_loadu_ps(g.bias + n0) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(acc[m], bv));
+}
+
+template <int MT> struct Q4X { template <typename... A> static void run(A&&... a) { q4x_tile<MT>(a...); } };
+template <int MT> struct Q8X { template <typename... A> static void run(A&&... a) { q8x_tile<MT>(a...); } };
+
+// Columns [n0, n1) (whole groups). PANEL_GROUPS groups at a time, so that with many activation rows their
+// weights stay in L2 while every TM-row tile passes over them.
+template <template <int> class F>
+static void qgemm_x16_tiles(const QGemmArgs& g, int n0, int n1, int aux_per_row, void (*aux_of)(const uint8_t*, int, int32_t*)) {
+  int32_t* aux = reinterpret_cast<int32_t*>(t_tile_scratch.get((size_t)g.m * aux_per_row * 4));
+  for (int m = 0; m < g.m; m++) aux_of(g.xq + (int64_t)m * g.xq_row_bytes, g.nb, aux + (int64_t)m * aux_per_row);
+  for (int b0 = n0; b0 < n1; b0 += PANEL_GROUPS * X16) {
+    const int b1 = std::min(n1, b0 + PANEL_GROUPS * X16);
+    for (int m0 = 0; m0 < g.m; m0 += TM) {
+      const int mt = std::min(TM, g.m - m0);
+      for (int r0 = b0; r0 < b1; r0 += X16) by_mt<F>(mt, g, g.w + (int64_t)r0 * g.w_row_bytes, aux, m0, r0);
+    }
+  }
+}
+
+static void qgemm_q4k_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_tiles<Q4X>(g, n0, n1, g.nb * 4, q8k_pair_sums); }
+static void qgemm_q80_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_tiles<Q8X>(g, n0, n1, g.nb, q80_neg_sums); }
