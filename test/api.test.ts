@@ -5,6 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Phi4MM, Messages } from '../src/index.js';
 import { tinyCheckpoint } from './helpers/tiny_checkpoint.js';
+import { loadWeights } from '../src/api/load.js';
+import { NativeBackend } from '../src/tensor/native.js';
+import { ReferenceBackend } from '../src/tensor/reference.js';
+import { isQuantDType } from '../src/tensor/dtype.js';
 import { golden, goldenPath } from './helpers/golden.js';
 
 const dir = tinyCheckpoint();
@@ -95,5 +99,22 @@ describe('ISQ and the pre-quantized save format', () => {
     const a = q.model.forward(q.backend, ids).logits, b = r.model.forward(r.backend, ids).logits;
     expect(Array.from(b)).toEqual(Array.from(a));
     expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).model_type).toBe('phi4mm');
+  });
+
+  // x16 is the layout of the AVX-512 VNNI kernels only; elsewhere the loader keeps ggml rows.
+  const hasAvx512 = NativeBackend.create().availableIsas().includes('avx512');
+  it.skipIf(!hasAvx512)('the native loader interleaves quantized weights by 16 on AVX-512 (x16); the saved folder holds ggml rows', () => {
+    const be = NativeBackend.create();
+    be.setIsa('avx512');
+    const loaded = loadWeights(dir, { isq: 'q4k' }, be);
+    const quant = [...loaded.tensors.values()].filter((t) => isQuantDType(t.dtype));
+    const x16 = quant.filter((t) => t.layout === 'x16');
+    expect(x16.length).toBeGreaterThan(0);
+    expect(x16.length).toBe(quant.filter((t) => t.shape[0]! % 16 === 0).length);
+    const plain = loadWeights(dir, { isq: 'q4k' }, new ReferenceBackend());
+    for (const [name, t] of loaded.tensors) {
+      if (t.layout !== 'x16') continue;
+      expect(Buffer.from(t.rowMajor().data as Uint8Array).equals(Buffer.from(plain.tensors.get(name)!.data as Uint8Array)), name).toBe(true);
+    }
   });
 });
