@@ -16,21 +16,20 @@ template <int MT>
 static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
   constexpr int PARTS = MT == 1 ? 4 : MT == 2 ? 2 : 1;
   const __m512i m4 = _mm512_set1_epi8(0xF), k1 = _mm512_set1_epi32(0x3f3f3f3f), k2 = _mm512_set1_epi32(0x0f0f0f0f),
-                k3 = _mm512_set1_epi32(0x03030303), lo8 = _mm512_set1_epi32(0xff), pairmask = _mm512_set1_epi32(0xff00);
-  __m512 acc[MT];
+                k3 = _mm512_set1_epi32(0x03030303), lo8 = _mm512_set1_epi32(0xff);
+  // The float accumulators live in L1 (touched once per super-block), leaving the registers to the
+  // 2·MT integer accumulators of the inner loop: at MT = 8 they would otherwise spill.
+  alignas(64) float acc[MT][X16];
   const uint8_t* y[MT];
-#pragma GCC unroll 8
-  for (int m = 0; m < MT; m++) { acc[m] = _mm512_setzero_ps(); y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes; }
+  for (int m = 0; m < MT; m++) { _mm512_store_ps(acc[m], _mm512_setzero_ps()); y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes; }
   for (int sb = 0; sb < g.nb; sb++) {
     const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
     _mm_prefetch(reinterpret_cast<const char*>(P) + 4 * X16_Q4_SB, _MM_HINT_T0);
     const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;  // the qs of this block
-    // get_scale_min_k4 for 16 rows at once (ggml's kmask trick on each row's 3 words).
-    const __m512i u0 = ld512(P + X16_Q4_SCALES), u1 = ld512(P + X16_Q4_SCALES + 64), u2 = ld512(P + X16_Q4_SCALES + 128);
+    // get_scale_min_k4 for 16 rows at once (ggml's kmask trick on each row's 3 words): scales here, mins below.
+    const __m512i u0 = ld512(P + X16_Q4_SCALES), u2 = ld512(P + X16_Q4_SCALES + 128);
     const __m512i sc_lo = _mm512_and_si512(u0, k1);
     const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), k3), 4));
-    const __m512i mn_lo = _mm512_and_si512(u1, k1);
-    const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), k3), 4));
     __m512i sumi[MT];
 #pragma GCC unroll 8
     for (int m = 0; m < MT; m++) sumi[m] = _mm512_setzero_si512();
@@ -60,11 +59,14 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
       }
     }
     // (mn[2q] | mn[2q+1] << 16) per row, against the activation's (bsum32[2q], bsum32[2q+1]) pair.
+    const __m512i u1 = ld512(P + X16_Q4_SCALES + 64);
+    const __m512i mn_lo = _mm512_and_si512(u1, k1);
+    const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), k3), 4));
     __m512i mnp[4];
 #pragma GCC unroll 4
     for (int q = 0; q < 4; q++) {
       const __m512i x = _mm512_srli_epi32(q < 2 ? mn_lo : mn_hi, 16 * (q & 1));
-      mnp[q] = _mm512_or_si512(_mm512_and_si512(x, lo8), _mm512_slli_epi32(_mm512_and_si512(x, pairmask), 8));
+      mnp[q] = _mm512_or_si512(_mm512_and_si512(x, lo8), _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xff00)), 8));
     }
     const __m512 d = f16x16(P + X16_Q4_D), dmin = f16x16(P + X16_Q4_DMIN);
 #pragma GCC unroll 8
@@ -75,13 +77,14 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
       summ = _mm512_dpwssd_epi32(summ, mnp[2], _mm512_set1_epi32(ax[2]));
       summ = _mm512_dpwssd_epi32(summ, mnp[3], _mm512_set1_epi32(ax[3]));
       const __m512 d8 = _mm512_set1_ps(load_f32(y[m] + yo - 4));
-      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, d8), _mm512_cvtepi32_ps(sumi[m]), acc[m]);
-      acc[m] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, d8), _mm512_cvtepi32_ps(summ), acc[m]);  // fma(−(dmin·d8), summ, acc)
+      __m512 a = _mm512_load_ps(acc[m]);
+      a = _mm512_fmadd_ps(_mm512_mul_ps(d, d8), _mm512_cvtepi32_ps(sumi[m]), a);
+      a = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, d8), _mm512_cvtepi32_ps(summ), a);  // fma(−(dmin·d8), summ, a)
+      _mm512_store_ps(acc[m], a);
     }
   }
   const __m512 b = g.bias ? _mm512_loadu_ps(g.bias + n0) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-  for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(acc[m], b));
+  for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(_mm512_load_ps(acc[m]), b));
 }
 
 template <int MT>

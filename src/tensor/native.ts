@@ -126,9 +126,11 @@ export class NativeBackend implements Backend {
    * The weight as the kernels read it best: an x16 quantized [rows, K] weight (rows interleaved by 16, see
    * src/quant/interleave.ts) when the AVX-512 VNNI kernels are in use and the rows split into groups; the
    * tensor itself otherwise. The conversion is in place (same bytes, same size): `w` must not be used after.
+   * PHI4MM_WEIGHT_LAYOUT=rows keeps ggml rows (for A/B benchmarks of the two kernel paths).
    */
   preferredLayout(w: Tensor): Tensor {
     if (!isQuantDType(w.dtype) || w.layout === 'x16' || this.isa !== 'avx512' || w.shape[0]! % 16 !== 0) return w;
+    if (process.env.PHI4MM_WEIGHT_LAYOUT === 'rows') return w;
     const [rows, k] = w.shape as [number, number];
     this.lib.interleaveX16(w.data as Uint8Array, QFORMAT[w.dtype], rows, k);
     return new Tensor(w.dtype, w.shape, w.data, undefined, 0, 'x16');
