@@ -10,8 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "encoder_ops.h"
-#include "gemm_bf16.h"
 #include <sys/mman.h>
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25  // Linux ≥ 6.1 (older glibc headers lack the name); older kernels return EINVAL
@@ -175,100 +173,6 @@ Napi::Value LinearF(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-bool has_avx512bf16() {
-  return has_avx512() && __builtin_cpu_supports("avx512bf16");
-}
-
-// linearBf16(x, m, w(bf16), wOffset, ldw, n, k, bias|null, out): out = bf16(x) · Wᵀ (+ bias), products exact,
-// sums in f32 (gemm_bf16.cc). Throws where the CPU lacks AVX512-BF16 (hasBf16Compute() says beforehand).
-Napi::Value LinearBf16(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!has_avx512bf16()) throw Napi::Error::New(env, "linearBf16: this CPU has no AVX512-BF16; use f32 compute");
-  const View x = typed(info, 0, "x"), w = typed(info, 2, "w");
-  const int m = dim(info, 1, "m");
-  const int64_t woff = integer(info, 3, "wOffset"), ldw = integer(info, 4, "ldw");
-  const int n = dim(info, 5, "n"), k = dim(info, 6, "k");
-  const View bias = typed_or_null(info, 7, "bias"), out = typed(info, 8, "out");
-  if (woff < 0 || ldw < k) throw Napi::RangeError::New(env, "linearBf16: bad weight offset/row stride");
-  need(env, x, (uint64_t)m * k * 4, "linearBf16 x");
-  if (n > 0) need(env, w, ((uint64_t)woff + (uint64_t)(n - 1) * ldw + k) * 2, "linearBf16 weight");
-  if (bias.data) need(env, bias, (uint64_t)n * 4, "linearBf16 bias");
-  need(env, out, (uint64_t)m * n * 4, "linearBf16 out");
-  if (m == 0 || n == 0) return env.Undefined();
-  const int64_t lda = (k + 31) / 32 * 32;  // bf16 rows zero-padded to whole vdpbf16ps steps
-  std::vector<uint16_t> a((size_t)m * lda);
-  const float* xf = reinterpret_cast<const float*>(x.data);
-  parallel_rows(m, 1, [&](int i0, int i1) { bf16::round_rows(xf + (int64_t)i0 * k, i1 - i0, k, k, a.data() + i0 * lda, lda); });
-  bf16::Args g{a.data(), lda, reinterpret_cast<const uint16_t*>(w.data) + woff, ldw, reinterpret_cast<float*>(out.data), n,
-               reinterpret_cast<const float*>(bias.data), m, n, k};
-  parallel_rows(n, 6, [&](int n0, int n1) { bf16::gemm_nt(g, n0, n1); });
-  return env.Undefined();
-}
-
-// geluTanh(x, out): out = gelu_pytorch_tanh(x) element-wise (out may be x).
-Napi::Value GeluTanh(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const View x = typed(info, 0, "x"), out = typed(info, 1, "out");
-  const int64_t n = (int64_t)(x.bytes / 4);
-  need(env, out, (uint64_t)n * 4, "geluTanh out");
-  const float* xf = reinterpret_cast<const float*>(x.data);
-  float* yf = reinterpret_cast<float*>(out.data);
-  const auto exp = kernels().exp;
-  constexpr int64_t TASK = 1 << 16;  // values per pool task
-  const int tasks = (int)((n + TASK - 1) / TASK);
-  pool().run(tasks, [&](int t, int) { encoder_ops::gelu_tanh(xf, yf, t * TASK, std::min(n, (t + 1) * TASK), exp); });
-  return env.Undefined();
-}
-
-// conv3x3s2(x, h, w, c, cin, weight, bias, relu, out): the audio subsampling convs (encoder_ops.h).
-Napi::Value Conv3x3s2(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const View x = typed(info, 0, "x"), wt = typed(info, 5, "weight"), b = typed(info, 6, "bias"), out = typed(info, 8, "out");
-  const int h = dim(info, 1, "h"), w = dim(info, 2, "w"), c = dim(info, 3, "c"), cin = dim(info, 4, "cin");
-  const bool relu = info[7].ToBoolean().Value();
-  if (cin != 1 && cin != c) throw Napi::RangeError::New(env, "conv3x3s2: cin must be 1 or c");
-  const int ho = (h + 2 - 3) / 2 + 1, wo = (w + 2 - 3) / 2 + 1;
-  need(env, x, (uint64_t)h * w * cin * 4, "conv3x3s2 x");
-  need(env, wt, (uint64_t)9 * c * 4, "conv3x3s2 weight");
-  need(env, b, (uint64_t)c * 4, "conv3x3s2 bias");
-  need(env, out, (uint64_t)ho * wo * c * 4, "conv3x3s2 out");
-  if (h == 0 || w == 0) return env.Undefined();
-  parallel_rows(ho, 1, [&](int y0, int y1) {
-    encoder_ops::conv3x3s2(reinterpret_cast<const float*>(x.data), h, w, c, cin, reinterpret_cast<const float*>(wt.data),
-                           reinterpret_cast<const float*>(b.data), relu, reinterpret_cast<float*>(out.data), y0, y1);
-  });
-  return env.Undefined();
-}
-
-// relu(x): x = max(x, 0) in place.
-Napi::Value Relu(const Napi::CallbackInfo& info) {
-  const View x = typed(info, 0, "x");
-  const int64_t n = (int64_t)(x.bytes / 4);
-  constexpr int64_t TASK = 1 << 18;
-  const int tasks = (int)((n + TASK - 1) / TASK);
-  float* xf = reinterpret_cast<float*>(x.data);
-  pool().run(tasks, [&](int t, int) { encoder_ops::relu(xf, t * TASK, std::min(n, (t + 1) * TASK)); });
-  return info.Env().Undefined();
-}
-
-// layerNorm(x, rows, dim, w, b|null, eps, out): per-row LayerNorm (out may be x).
-Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const View x = typed(info, 0, "x"), w = typed(info, 3, "w"), b = typed_or_null(info, 4, "b"), out = typed(info, 6, "out");
-  const int rows = dim(info, 1, "rows"), d = dim(info, 2, "dim");
-  if (!info[5].IsNumber()) throw Napi::TypeError::New(env, "eps must be a number");
-  const float eps = info[5].As<Napi::Number>().FloatValue();
-  need(env, x, (uint64_t)rows * d * 4, "layerNorm x");
-  need(env, w, (uint64_t)d * 4, "layerNorm w");
-  if (b.data) need(env, b, (uint64_t)d * 4, "layerNorm b");
-  need(env, out, (uint64_t)rows * d * 4, "layerNorm out");
-  parallel_rows(rows, 1, [&](int r0, int r1) {
-    encoder_ops::layer_norm(reinterpret_cast<const float*>(x.data), reinterpret_cast<float*>(out.data), d, reinterpret_cast<const float*>(w.data),
-                            reinterpret_cast<const float*>(b.data), eps, r0, r1);
-  });
-  return env.Undefined();
-}
-
 // linearQ(x, m, w, format, n, k, bias|null, out), format 0 q4_k, 1 q8_0, 2 q4_k x16, 3 q8_0 x16 (interleave.h);
 // linearQRef: the same through the plain reference kernel (qgemm_ref.cc on ggml rows, single-threaded), for
 // the bit-exactness tests.
@@ -405,70 +309,6 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// quantizeQ8K(x, out) / quantizeQ80(x, out): the activation quantizers, exposed for tests.
-Napi::Value Quantize(const Napi::CallbackInfo& info, bool q8k) {
-  Napi::Env env = info.Env();
-  const View x = typed(info, 0, "x"), out = typed(info, 1, "out");
-  const int bs = q8k ? QK_K : QK8_0;
-  const int k = (int)(x.bytes / 4);
-  if (k % bs != 0) throw Napi::RangeError::New(env, "quantize: length " + std::to_string(k) + " is not a multiple of " + std::to_string(bs));
-  need(env, out, (uint64_t)(k / bs) * (q8k ? BLOCK_Q8_K_BYTES : BLOCK_Q8_0_BYTES), "quantize out");
-  if (q8k) (g_kernels_are_avx512() ? quantize_row_q8_K_avx512 : quantize_row_q8_K)(reinterpret_cast<const float*>(x.data), out.data, k);
-  else quantize_row_q8_0(reinterpret_cast<const float*>(x.data), out.data, k);
-  return env.Undefined();
-}
-
-// quantizeRows(format (0 q4_k, 1 q8_0), src, rows, k, out, srcBf16 = false): ISQ of a row-major [rows, k] f32 matrix into
-// rows · (k / blockSize) blocks, rows spread over the pool. Bit-identical to src/quant's quantizeRow.
-Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const int fmt = dim(info, 0, "format");
-  const View src = typed(info, 1, "src");
-  const int rows = dim(info, 2, "rows"), k = dim(info, 3, "k");
-  const View out = typed(info, 4, "out");
-  // src f32, or (bf16 = true) raw bf16 bits widened row by row in each worker: no f32 copy of the tensor.
-  const bool bf16 = info.Length() > 5 && info[5].ToBoolean();
-  if (fmt > 1) throw Napi::RangeError::New(env, "format must be 0 (q4_k) or 1 (q8_0)");
-  const int bs = fmt == 0 ? QK_K : QK8_0;
-  const char* name = fmt == 0 ? "q4_k" : "q8_0";
-  if (k % bs != 0)
-    throw Napi::RangeError::New(env, std::string("quantize ") + name + ": row length " + std::to_string(k) + " is not a multiple of the block size " + std::to_string(bs));
-  const int64_t row_bytes = (int64_t)(k / bs) * (fmt == 0 ? BLOCK_Q4_K_BYTES : BLOCK_Q8_0_BYTES);
-  need(env, src, (uint64_t)rows * k * (bf16 ? 2 : 4), "quantize src");
-  need(env, out, (uint64_t)rows * row_bytes, "quantize out");
-  const float* x = reinterpret_cast<const float*>(src.data);
-  // The first failing row (lowest index) is reported, whatever the thread order.
-  std::atomic<int64_t> bad_row{INT64_MAX};
-  std::vector<QuantStatus> status(rows > 0 ? 1 : 0);
-  std::mutex mu;
-  // The AVX-512 Q4_K quantizer is byte-identical to the reference; it runs whenever the avx512 kernels do.
-  auto q4k = g_kernels_are_avx512() ? quantize_weights_q4_K_avx512 : quantize_weights_q4_K;
-  parallel_rows(rows, 1, [&](int r0, int r1) {
-    thread_local std::vector<float> widened;
-    for (int r = r0; r < r1 && r < bad_row.load(std::memory_order_relaxed); r++) {
-      const float* xr = x + (int64_t)r * k;
-      if (bf16) {
-        widened.resize((size_t)k);
-        const uint16_t* br = reinterpret_cast<const uint16_t*>(src.data) + (int64_t)r * k;
-        for (int e = 0; e < k; e++) { const uint32_t u = (uint32_t)br[e] << 16; std::memcpy(&widened[e], &u, 4); }
-        xr = widened.data();
-      }
-      const QuantStatus s = fmt == 0 ? q4k(xr, out.data + r * row_bytes, k) : quantize_weights_q8_0(xr, out.data + r * row_bytes, k);
-      if (s.code == QuantStatus::OK) continue;
-      std::lock_guard<std::mutex> lock(mu);
-      if (r < bad_row.load()) { bad_row.store(r); status[0] = s; }
-      return;
-    }
-  });
-  if (bad_row.load() != INT64_MAX) {
-    const std::string where = std::string("quantize ") + name + ": row " + std::to_string(bad_row.load());
-    if (status[0].code == QuantStatus::NON_FINITE)
-      throw Napi::RangeError::New(env, where + " element " + std::to_string(status[0].index) + " is not finite; only finite values can be quantized");
-    throw Napi::RangeError::New(env, where + " block " + std::to_string(status[0].index) + ": the block scale overflows f16 (inputs too large in magnitude)");
-  }
-  return env.Undefined();
-}
-
 // expF32(x, out): the attention kernels' vectorized exp of the current ISA, for its accuracy test.
 Napi::Value ExpF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -494,24 +334,6 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)(e - b));
 }
 
-// bf16ToF32(src, out): widens bf16 bits to f32 (exact), spread over the pool.
-Napi::Value Bf16ToF32(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const View src = typed(info, 0, "src"), out = typed(info, 1, "out");
-  const int64_t n = (int64_t)(src.bytes / 2);
-  need(env, out, (uint64_t)n * 4, "bf16ToF32 out");
-  const uint16_t* s = reinterpret_cast<const uint16_t*>(src.data);
-  uint32_t* d = reinterpret_cast<uint32_t*>(out.data);
-  constexpr int64_t CHUNK = 1 << 16;  // elements per task
-  const int64_t tasks = (n + CHUNK - 1) / CHUNK;
-  if (tasks > INT32_MAX) throw Napi::RangeError::New(env, "bf16ToF32: array too large");
-  pool().run((int)tasks, [&](int t, int) {
-    const int64_t i1 = std::min(n, (t + 1) * CHUNK);
-    for (int64_t i = t * CHUNK; i < i1; i++) d[i] = (uint32_t)s[i] << 16;
-  });
-  return env.Undefined();
-}
-
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const int n = dim(info, 0, "threads");
   if (n < 1 || n > 1024) throw Napi::RangeError::New(info.Env(), "threads must be between 1 and 1024, got " + std::to_string(n));
@@ -534,22 +356,12 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearF", Napi::Function::New(env, LinearF));
-  exports.Set("linearBf16", Napi::Function::New(env, LinearBf16));
-  exports.Set("geluTanh", Napi::Function::New(env, GeluTanh));
-  exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
-  exports.Set("conv3x3s2", Napi::Function::New(env, Conv3x3s2));
-  exports.Set("relu", Napi::Function::New(env, Relu));
-  exports.Set("hasBf16Compute", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Boolean::New(i.Env(), has_avx512bf16()); }));
   exports.Set("linearQ", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return LinearQ(i, false); }));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages));
   exports.Set("linearQRef", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return LinearQ(i, true); }));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("attention", Napi::Function::New(env, Attention));
-  exports.Set("quantizeQ8K", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Quantize(i, true); }));
-  exports.Set("quantizeQ80", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Quantize(i, false); }));
-  exports.Set("quantizeRows", Napi::Function::New(env, QuantizeRows));
   exports.Set("expF32", Napi::Function::New(env, ExpF32));
-  exports.Set("bf16ToF32", Napi::Function::New(env, Bf16ToF32));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("threads", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), pool().threads()); }));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));
@@ -563,13 +375,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_glue(env, exports);
   register_paged_kv(env, exports);
   register_interleave(env, exports);
+  register_encoder_ops(env, exports);
+  register_isq(env, exports);
   return exports;
 }
 
 }  // namespace
 
-// The device ops (glue.cc, paged_attention.cc) share the pool and the ISA choice.
+// The device ops (glue.cc, paged_attention.cc) and the other N-API files share the pool and the ISA choice.
 Pool& shared_pool() { return pool(); }
+bool kernels_are_avx512() { return g_kernels_are_avx512(); }
 const Kernels& active_kernels() { return kernels(); }
 }  // namespace phi4mm
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -19,6 +20,10 @@ const DeviceKernels& active_device_kernels();
 void register_glue(Napi::Env env, Napi::Object exports);
 void register_paged_kv(Napi::Env env, Napi::Object exports);
 void register_interleave(Napi::Env env, Napi::Object exports);
+void register_encoder_ops(Napi::Env env, Napi::Object exports);
+void register_isq(Napi::Env env, Napi::Object exports);
+// Whether the AVX-512 kernels are the active ones (their ISQ and activation quantizers may then be used).
+bool kernels_are_avx512();
 // Row `row` of an x16 [rows, K] table (interleave.h) → its ggml bytes (row_bytes) at dst.
 void x16_row(int fmt, const uint8_t* table, int64_t row_bytes, int row, uint8_t* dst);
 
@@ -35,6 +40,11 @@ inline Bytes typed(const Napi::CallbackInfo& info, int i, const char* what) {
   if (!info[i].IsTypedArray()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a typed array");
   auto t = info[i].As<Napi::TypedArray>();
   return {static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), t.ByteLength()};
+}
+
+inline Bytes typed_or_null(const Napi::CallbackInfo& info, int i, const char* what) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return {nullptr, 0};
+  return typed(info, i, what);
 }
 
 inline int64_t integer(const Napi::CallbackInfo& info, int i, const char* what) {
@@ -73,6 +83,21 @@ void parallel_for(int n, int64_t cost, F&& fn) {
   }
   const int tasks = std::min(n, pool.threads() * 4), per = (n + tasks - 1) / tasks;
   pool.run((n + per - 1) / per, [&](int t, int) { fn(t * per, std::min(n, (t + 1) * per)); });
+}
+
+// Runs f(n0, n1) over [0, n) in tasks of `align`-multiples, about 4 per thread so dynamic scheduling evens out
+// (the split addon.cc uses for its kernels).
+template <typename F>
+void parallel_rows(int n, int align, F&& f) {
+  Pool& pool = shared_pool();
+  int c = std::max(n, 1);
+  if (pool.threads() > 1) {
+    const int target = pool.threads() * 4;
+    c = ((n + target - 1) / target + align - 1) / align * align;
+    c = std::max(c, align);
+  }
+  const int tasks = (n + c - 1) / c;
+  pool.run(tasks, [&](int t, int) { f(t * c, std::min(n, (t + 1) * c)); });
 }
 
 }  // namespace dev
