@@ -1,0 +1,91 @@
+// The row-invariant GEMM of the LoRA deltas, included by device_impl.h inside its ISA namespace.
+// ---- row-invariant GEMM for LoRA ------------------------------------------------------------------------------
+#if defined(__AVX512F__)
+constexpr int GM = 4, GN = 4;
+#elif defined(__AVX2__)
+constexpr int GM = 3, GN = 4;
+#else
+constexpr int GM = 2, GN = 2;
+#endif
+
+template <WType T>
+inline vf loadw(const void* b, int64_t i) {
+  if constexpr (T == WType::F32) return vload((const float*)b + i);
+  else if constexpr (T == WType::BF16) return vload_bf16((const uint16_t*)b + i);
+  else return vload_f16((const uint16_t*)b + i);
+}
+template <WType T>
+inline vf loadw_tail(const void* b, int64_t i, int n) {
+  if constexpr (T == WType::F32) return vload_n((const float*)b + i, n);
+  alignas(64) uint16_t h[VL] = {};
+  std::memcpy(h, (const uint16_t*)b + i, n * sizeof(uint16_t));
+  return T == WType::BF16 ? vload_bf16(h) : vload_f16(h);
+}
+
+template <int mr, int nr, WType T>
+inline void gemm_tile(const float* x, int64_t ldx, const void* w, int64_t ldw, float* y, int64_t ldy, int k, int i0, int j0,
+                      float alpha, bool accumulate) {
+  vf acc[mr][nr];
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) acc[i][j] = vzero();
+  int kk = 0;
+  for (; kk + VL <= k; kk += VL) {
+    vf xv[mr];
+    for (int i = 0; i < mr; i++) xv[i] = vload(x + (int64_t)(i0 + i) * ldx + kk);
+    for (int j = 0; j < nr; j++) {
+      const vf wv = loadw<T>(w, (int64_t)(j0 + j) * ldw + kk);
+      for (int i = 0; i < mr; i++) acc[i][j] = vfma(xv[i], wv, acc[i][j]);
+    }
+  }
+  if (kk < k) {
+    vf xv[mr];
+    for (int i = 0; i < mr; i++) xv[i] = vload_n(x + (int64_t)(i0 + i) * ldx + kk, k - kk);
+    for (int j = 0; j < nr; j++) {
+      const vf wv = loadw_tail<T>(w, (int64_t)(j0 + j) * ldw + kk, k - kk);
+      for (int i = 0; i < mr; i++) acc[i][j] = vfma(xv[i], wv, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < mr; i++) {
+    float* yr = y + (int64_t)(i0 + i) * ldy + j0;
+    for (int j = 0; j < nr; j++) {
+      const float dot = vhsum(acc[i][j]);
+      yr[j] = accumulate ? yr[j] + alpha * dot : dot;
+    }
+  }
+}
+
+template <int nr, WType T>
+inline void gemm_tile_m(int mr, const float* x, int64_t ldx, const void* w, int64_t ldw, float* y, int64_t ldy, int k, int i0,
+                        int j0, float alpha, bool acc) {
+  switch (mr) {
+    case 1: gemm_tile<1, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
+    case 2: if constexpr (GM >= 2) gemm_tile<2, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
+    case 3: if constexpr (GM >= 3) gemm_tile<3, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
+    case 4: if constexpr (GM >= 4) gemm_tile<4, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
+  }
+}
+
+template <WType T>
+void gemm_rows_t(const float* x, int64_t ldx, const void* w, int64_t ldw, float* y, int64_t ldy, int m, int k, int n0, int n1,
+                 float alpha, bool acc) {
+  for (int j0 = n0; j0 < n1; j0 += GN) {
+    const int nr = std::min(GN, n1 - j0);
+    for (int i0 = 0; i0 < m; i0 += GM) {
+      const int mr = std::min(GM, m - i0);
+      if (nr == GN) gemm_tile_m<GN, T>(mr, x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc);
+      else for (int j = 0; j < nr; j++) gemm_tile_m<1, T>(mr, x, ldx, w, ldw, y, ldy, k, i0, j0 + j, alpha, acc);
+    }
+  }
+}
+
+void gemm_rows(const float* x, int64_t ldx, const void* w, WType wt, int64_t ldw, float* y, int64_t ldy, int m, int k, int n0,
+               int n1, float alpha, bool acc) {
+  switch (wt) {
+    case WType::F32: gemm_rows_t<WType::F32>(x, ldx, w, ldw, y, ldy, m, k, n0, n1, alpha, acc); break;
+    case WType::BF16: gemm_rows_t<WType::BF16>(x, ldx, w, ldw, y, ldy, m, k, n0, n1, alpha, acc); break;
+    case WType::F16: gemm_rows_t<WType::F16>(x, ldx, w, ldw, y, ldy, m, k, n0, n1, alpha, acc); break;
+  }
+}
+
+}  // namespace
+
