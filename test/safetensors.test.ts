@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { SafetensorsCheckpoint, SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
 import { GOLDEN_DIR } from './helpers/golden.js';
+import { NativeBackend } from '../src/tensor/native.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'phi4mm-st-'));
 
@@ -37,7 +38,24 @@ describe('safetensors', () => {
     expect(ck.names().sort()).toEqual(['a', 'b', 'c']);
     for (const n of ['a', 'b', 'c']) expect([...ck.readF32(n)]).toEqual([...a]);
     expect(ck.info('c').shape).toEqual([3, 2]);
+    // readRaw into a caller's buffer (the native loader's huge-page memory): same bytes, and a wrong size is named.
+    const into = new Uint8Array(24);
+    expect(ck.readRaw('a', into)).toBe(into);
+    expect(into).toEqual(ck.readRaw('a'));
+    expect(() => ck.readRaw('a', new Uint8Array(20))).toThrow(/tensor "a" has 24 bytes, the buffer given for it 20/);
     ck.close();
+  });
+
+  it('the native allocWeights gives zeroed, writable memory of the size asked (huge pages advised)', () => {
+    let be: NativeBackend;
+    try { be = NativeBackend.create(); } catch (e) { if (process.env.PHI4MM_NO_NATIVE === '1') return; throw e; }
+    for (const n of [0, 1, 4097, (2 << 20) + 3]) {
+      const b = be.allocWeights(n);
+      expect(b.length).toBe(n);
+      expect(b.every((v) => v === 0)).toBe(true);
+      if (n) { b[n - 1] = 7; expect(b[n - 1]).toBe(7); }
+      expect(be.adviseHugePages(b)).toBe(0); // already on huge pages: nothing to collapse
+    }
   });
 
   it('rejects truncated files, bad headers and unknown dtypes with messages naming the problem', () => {

@@ -113,7 +113,7 @@ function progressProvider(p: CheckpointProvider, cb: ((x: LoadProgress) => void)
   return {
     where: p.where, names: () => names, info: (n) => p.info(n),
     readF32: (n) => { const r = p.readF32(n); tick(n); return r; },
-    readRaw: (n) => { const r = p.readRaw(n); tick(n); return r; },
+    readRaw: (n, into) => { const r = p.readRaw(n, into); tick(n); return r; },
     quantInfo: (n) => p.quantInfo(n),
   };
 }
@@ -152,7 +152,7 @@ export function loadWeights(dir: string, options: LoadOptions, backend: Backend)
   let model: Phi4MMForCausalLM, report: LoadReport, rec: RecordingWeights;
   try {
     const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;
-    const ws = new StrictWeights(progressProvider(provider, options.onProgress), storagePolicy(isq, options.quantizeEncoders), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), quantizeBf16: bf16Quantizer(backend) } : {});
+    const ws = new StrictWeights(progressProvider(provider, options.onProgress), storagePolicy(isq, options.quantizeEncoders), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), alloc: allocator(backend), quantizeBf16: bf16Quantizer(backend) } : {});
     rec = new RecordingWeights(ws);
     model = new Phi4MMForCausalLM(rec, config);
     model.encoderPrecision = options.encoderPrecision ?? 'f32';
@@ -175,6 +175,12 @@ function placement(backend: object): ((t: Tensor) => Tensor) | undefined {
     b.adviseHugePages!.call(backend, t.data as Uint8Array);
     return b.preferredLayout!.call(backend, t);
   };
+}
+
+/** The backend's allocation of weight memory, when it has one (the native backend: huge pages from the start). */
+function allocator(backend: object): ((bytes: number) => Uint8Array) | undefined {
+  const a = (backend as { allocWeights?: (bytes: number) => Uint8Array }).allocWeights;
+  return a ? (n) => a.call(backend, n) : undefined;
 }
 
 /** The backend's ISQ from raw bf16 bits, when it has one (the native backend). */

@@ -103,12 +103,13 @@ export class SafetensorsFile {
     return t;
   }
 
-  /** Raw little-endian bytes of one tensor, in a fresh aligned buffer. */
-  readRaw(name: string): Uint8Array {
+  /** Raw little-endian bytes of one tensor, in a fresh aligned buffer or in `into` (exactly its size). */
+  readRaw(name: string, into?: Uint8Array): Uint8Array {
     const t = this.info(name);
     if (this.fd === null) throw new SafetensorsError(`${this.path}: file already closed`);
+    if (into && into.length !== t.end - t.begin) throw new SafetensorsError(`${this.path}: tensor "${name}" has ${t.end - t.begin} bytes, the buffer given for it ${into.length}`);
     // ArrayBuffer (not a pooled Buffer) so typed views over it are always aligned.
-    const out = new Uint8Array(new ArrayBuffer(t.end - t.begin));
+    const out = into ?? new Uint8Array(new ArrayBuffer(t.end - t.begin));
     readExact(this.fd, out, t.begin, `tensor "${name}"`, this.path);
     return out;
   }
@@ -196,8 +197,8 @@ export class SafetensorsCheckpoint {
     if (!f) throw new SafetensorsError(`no tensor named "${name}" in ${this.files.map((x) => x.path).join(', ')}`);
     return f.info(name);
   }
-  readRaw(name: string): Uint8Array {
-    return this.fileOf(name).readRaw(name);
+  readRaw(name: string, into?: Uint8Array): Uint8Array {
+    return this.fileOf(name).readRaw(name, into);
   }
   readF32(name: string): Float32Array {
     return this.fileOf(name).readF32(name);

@@ -40,15 +40,15 @@ export interface TensorProvider {
   info(name: string): Pick<StTensorInfo, 'dtype' | 'shape'>;
   /** f32 values of the tensor. */
   readF32(name: string): Float32Array;
-  /** Raw bytes (for keeping bf16 as is). */
-  readRaw(name: string): Uint8Array;
+  /** Raw bytes (for keeping bf16 as is), in a new buffer or in `into` (exactly the tensor's size). */
+  readRaw(name: string, into?: Uint8Array): Uint8Array;
   readonly where: string;
   /** For pre-quantized checkpoints: the block format and logical [rows, K] shape of a stored U8 tensor. */
   quantInfo?(name: string): { dtype: QuantDType; shape: number[] } | undefined;
 }
 
 export function checkpointProvider(ck: SafetensorsCheckpoint, where: string): TensorProvider {
-  return { names: () => ck.names(), info: (n) => ck.info(n), readF32: (n) => ck.readF32(n), readRaw: (n) => ck.readRaw(n), where };
+  return { names: () => ck.names(), info: (n) => ck.info(n), readF32: (n) => ck.readF32(n), readRaw: (n, into) => ck.readRaw(n, into), where };
 }
 
 export interface LoadReport {
@@ -73,6 +73,8 @@ export interface StrictWeightsOptions {
    * per 4 KiB) and converts it in place to the row order its kernels read (src/quant/interleave.ts).
    */
   place?: (t: Tensor) => Tensor;
+  /** Memory for a pre-quantized weight's bytes (the native backend's allocWeights: huge pages from the start). */
+  alloc?: (bytes: number) => Uint8Array;
   /**
    * ISQ straight from a bf16 checkpoint's raw bits (same bytes as `quantize` on the widened values): no f32
    * copy of the tensor is made, which saves a pass over 4 bytes per weight and keeps peak RSS down.
@@ -117,7 +119,7 @@ export class StrictWeights implements WeightSource {
     }
     if (q) {
       // Already quantized on disk: taken as is, whatever the policy (re-quantizing would only lose accuracy).
-      const raw = this.src.readRaw(name);
+      const raw = this.src.readRaw(name, this.options.alloc?.(this.src.info(name).shape[0]!));
       const t = this.placed(new Tensor(q.dtype, shape, raw));
       this.count(t);
       return t;

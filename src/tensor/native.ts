@@ -19,6 +19,8 @@ const BLOCK_Q4_K_BYTES = 144;
 const QK8_0 = 32;
 const BLOCK_Q8_0_BYTES = 34;
 const ADDON_FILE = 'native/build/Release/phi4mm_native.node';
+/** ArrayBuffers from allocWeights (already on huge pages). */
+const onHugePages = new WeakSet<ArrayBufferLike>();
 
 /** The raw addon surface (see native/src/addon.cc, glue.cc and paged_attention.cc for the argument order). */
 export interface NativeAddon {
@@ -37,6 +39,7 @@ export interface NativeAddon {
   quantizeRows(format: number, src: Float32Array | Uint16Array, rows: number, k: number, out: Uint8Array, srcBf16?: boolean): void;
   bf16ToF32(src: Uint16Array, out: Float32Array): void;
   adviseHugePages(buf: ArrayBufferView): number;
+  allocWeights(bytes: number): ArrayBuffer;
   interleaveX16(data: Uint8Array, format: number, rows: number, k: number): void;
   deinterleaveX16(src: Uint8Array, format: number, rows: number, k: number, out: Uint8Array): void;
   expF32(x: Float32Array, out: Float32Array): void;
@@ -119,7 +122,18 @@ export class NativeBackend implements Backend {
    * weights stream from DRAM); returns the bytes advised. The contents are unchanged.
    */
   adviseHugePages(data: ArrayBufferView): number {
+    if (onHugePages.has(data.buffer)) return 0; // allocated that way: nothing to collapse
     return this.lib.adviseHugePages(data);
+  }
+
+  /**
+   * `bytes` zeroed bytes for a weight, on huge pages advised before the first touch (see allocWeights in
+   * native/src/addon.cc): reading or quantizing into them needs no MADV_COLLAPSE afterwards.
+   */
+  allocWeights(bytes: number): Uint8Array {
+    const buf = this.lib.allocWeights(bytes);
+    onHugePages.add(buf);
+    return new Uint8Array(buf);
   }
 
   /**
@@ -259,7 +273,7 @@ export class NativeBackend implements Backend {
     const [bs, bb] = dtype === 'q4_k' ? [QK_K, BLOCK_Q4_K_BYTES] : [QK8_0, BLOCK_Q8_0_BYTES];
     if (k % bs !== 0) throw new Error(`quantizeRows ${dtype}: row length ${k} is not a multiple of the block size ${bs}`);
     const bytes = rows * (k / bs) * bb;
-    const q = out ?? new Uint8Array(bytes);
+    const q = out ?? this.allocWeights(bytes);
     if (q.length !== bytes) throw new Error(`quantizeRows ${dtype}: out has ${q.length} bytes, expected ${bytes}`);
     this.lib.quantizeRows(fmt, src, rows, k, q);
     return q;
@@ -273,7 +287,7 @@ export class NativeBackend implements Backend {
     if (bits.length !== rows * k) throw new Error(`quantizeRowsBf16: ${bits.length} values do not form a [${rows}, ${k}] matrix`);
     const [bs, bb] = dtype === 'q4_k' ? [QK_K, BLOCK_Q4_K_BYTES] : [QK8_0, BLOCK_Q8_0_BYTES];
     if (k % bs !== 0) throw new Error(`quantizeRowsBf16 ${dtype}: row length ${k} is not a multiple of the block size ${bs}`);
-    const q = new Uint8Array(rows * (k / bs) * bb);
+    const q = this.allocWeights(rows * (k / bs) * bb);
     this.lib.quantizeRows(fmt, bits, rows, k, q, true);
     return q;
   }

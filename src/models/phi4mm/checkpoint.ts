@@ -52,9 +52,9 @@ export class CheckpointProvider implements TensorProvider {
     const s = this.get(name);
     return s.ck.readF32(s.name);
   }
-  readRaw(name: string): Uint8Array {
+  readRaw(name: string, into?: Uint8Array): Uint8Array {
     const s = this.get(name);
-    return s.ck.readRaw(s.name);
+    return s.ck.readRaw(s.name, into);
   }
   quantInfo(name: string): { dtype: QuantDType; shape: number[] } | undefined {
     const s = this.get(name);
