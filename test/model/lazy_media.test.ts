@@ -210,3 +210,15 @@ describe('through the engine', () => {
     expect(lazy).toEqual(await run(false));
   });
 });
+
+describe('options', () => {
+  it('lazyMedia and the quantize flags are booleans; the CLI maps --eager-media, --quantize-encoders, --quantize-adapters', async () => {
+    const { validateLoadOptions } = await import('../../src/api/load.js');
+    expect(() => validateLoadOptions({ lazyMedia: 'no' as never })).toThrow(/lazyMedia must be true or false \(got "no"\)/);
+    expect(() => validateLoadOptions({ quantizeAdapters: 1 as never })).toThrow(/quantizeAdapters must be true or false/);
+    const { loadOptions } = await import('../../src/cli/main.js');
+    const o = loadOptions({ 'eager-media': true, 'quantize-encoders': true, 'quantize-adapters': true });
+    expect([o.lazyMedia, o.quantizeEncoders, o.quantizeAdapters]).toEqual([false, true, true]);
+    expect(loadOptions({}).lazyMedia).toBeUndefined(); // lazy unless asked
+  });
+});
