@@ -121,6 +121,17 @@ function alteredCheckpoint(edit: (t: StWriteTensor) => StWriteTensor | null, src
   return dir;
 }
 
+describe('the transformers layout (adapters in their own files)', () => {
+  it('loads lazily and reads the speech adapter from speech-lora/ on first use: same logits as the eager original layout', () => {
+    const m = loadWeights(join(GOLDEN_DIR, 'model_hf'), {}, be).model;
+    const x = Int32Array.from([200022, 3575, 553, 261, 200020, 200021, 12194, 200020, 200019]);
+    expect(m.loadedParts().speech_lora).toBe(false);
+    const a = m.forward(be, x, { mode: 'speech' }).logits;
+    expect(m.loadedParts()).toEqual({ image_embed: false, audio_embed: false, vision_lora: false, speech_lora: true });
+    expect(Array.from(a)).toEqual(Array.from(eager.forward(be, x, { mode: 'speech' }).logits));
+  });
+});
+
 describe('lazy loading still validates the deferred parts at load', () => {
   it('a missing encoder tensor and mis-shaped encoder and adapter tensors are reported together by the load', () => {
     const gone = 'model.embed_tokens_extend.image_embed.img_processor.encoder.layers.0.mlp.fc1.weight';
