@@ -3,7 +3,8 @@
 // Each (variant, use) runs in a fresh child process: load the folder, one chat request, and the process's
 // current RSS and peak RSS (process.resourceUsage().maxRSS) after the load and after the request. Worker host
 // (the default), so the figures are the whole process's. The KV pool is fixed (--kv-cache-gb) so that it does
-// not follow the free RAM. `all` runs text, then image, then audio in one process.
+// not follow the free RAM. `all` runs text, then image, then audio in one process. `parts` loads lazily in
+// process (no engine) and times each part's first read alone: what the first request of a modality pays.
 //
 //   npx tsx bench/memory.ts --model /work/ckpt/phi4mm-q4k [--threads 1] [--uses text,image,audio]
 //     [--variants lazy,eager] [--kv-cache-gb 0.25]
@@ -12,7 +13,9 @@
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { Phi4MM, type LoadOptions } from '../src/api/phi4mm.js';
+import { loadModelFolder } from '../src/api/load.js';
 import type { ChatMessage } from '../src/api/types.js';
 
 const { values: a } = parseArgs({ options: {
@@ -28,7 +31,7 @@ const VARIANTS: Record<string, LoadOptions> = {
   eager: { lazyMedia: false },
   'lazy-q': { isq: 'q4k', quantizeEncoders: true, quantizeAdapters: true },
 };
-const USES = ['text', 'image', 'audio', 'all'];
+const USES = ['text', 'image', 'audio', 'all', 'parts'];
 
 /** A 448×448 RGB test pattern (one crop plus the global view: 545 image tokens). */
 function image448(): ChatMessage {
@@ -58,7 +61,22 @@ function memory(): { rss_gib: number; peak_gib: number } {
   return { rss_gib: +(process.memoryUsage().rss / GIB).toFixed(3), peak_gib: +((process.resourceUsage().maxRSS * 1024) / GIB).toFixed(3) };
 }
 
+/** Lazy load in process, then each part's first read timed alone, with the RSS after it. */
+async function parts(variant: string): Promise<void> {
+  const t0 = performance.now();
+  const l = await loadModelFolder(a.model!, { ...VARIANTS[variant], backend: 'native', threads: Number(a.threads ?? availableParallelism()) });
+  const line = (step: string, seconds: number) => console.log(JSON.stringify({ variant, use: 'parts', step, ...memory(), seconds: +seconds.toFixed(2) }));
+  line('load', (performance.now() - t0) / 1000);
+  const m = l.model;
+  for (const [step, read] of [['image encoder', () => m.image_embed], ['vision LoRA', () => m.lm.useAdapter('vision')], ['audio encoder', () => m.audio_embed], ['speech LoRA', () => m.lm.useAdapter('speech')]] as const) {
+    const t1 = performance.now();
+    read();
+    line(step, (performance.now() - t1) / 1000);
+  }
+}
+
 async function child(variant: string, use: string): Promise<void> {
+  if (use === 'parts') return parts(variant);
   const t0 = performance.now();
   const m = await Phi4MM.fromPretrained(a.model!, { ...VARIANTS[variant], backend: 'native', threads: Number(a.threads), engine: { kvCacheGb: Number(a['kv-cache-gb']) } });
   const line = (step: string, extra: Record<string, unknown>) => console.log(JSON.stringify({ variant, use, step, ...memory(), ...extra }));
@@ -96,6 +114,6 @@ if (a.child) {
   console.log('\n| use | variant | after load: RSS / peak (GiB) | after the request: RSS / peak (GiB) | request (s) |\n|---|---|---|---|---|');
   for (const u of uses) for (const v of variants) {
     const mine = rows.filter((r) => r.variant === v && r.use === u), load = mine.find((r) => r.step === 'load')!;
-    for (const r of mine.filter((x) => x.step !== 'load')) console.log(`| ${u === 'all' ? `all: ${r.step}` : u} | ${v} | ${load.rss_gib.toFixed(2)} / ${load.peak_gib.toFixed(2)} | ${r.rss_gib.toFixed(2)} / ${r.peak_gib.toFixed(2)} | ${r.seconds} |`);
+    for (const r of mine.filter((x) => x.step !== 'load')) console.log(`| ${u === 'all' || u === 'parts' ? `${u}: ${r.step}` : u} | ${v} | ${load.rss_gib.toFixed(2)} / ${load.peak_gib.toFixed(2)} | ${r.rss_gib.toFixed(2)} / ${r.peak_gib.toFixed(2)} | ${r.seconds} |`);
   }
 }
