@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { createBackend, type Backend, type BackendKind } from '../tensor/backend.js';
 import { StrictWeights, type LoadReport, type StorageDType, type StoragePolicy, type TensorProvider, type WeightSource } from '../nn/weights.js';
+import { LazyWeights } from '../nn/lazy_weights.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { openCheckpoint, type CheckpointProvider } from '../models/phi4mm/checkpoint.js';
 import { Phi4MMForCausalLM } from '../models/phi4mm/model.js';
@@ -36,6 +37,18 @@ export interface LoadOptions {
   encoderPrecision?: ComputePrecision;
   /** Also quantize the image/audio encoders' linears with the same format (default false). */
   quantizeEncoders?: boolean;
+  /**
+   * Also quantize the vision/speech LoRA adapters' A and B (1.5 GiB of bf16 at the real size) with the same
+   * format, Q8_0 where K is not a multiple of 256 (default false).
+   */
+  quantizeAdapters?: boolean;
+  /**
+   * Read the image and audio encoders and the vision/speech LoRA adapters on first use (default true), so
+   * text-only use never holds them (3.3 of the 5.6 GiB of the real model's q4k folder). Their names and
+   * shapes are still checked at load, with everything else; the first image or audio request pays the read
+   * (and the ISQ, with quantizeEncoders). false: everything at load.
+   */
+  lazyMedia?: boolean;
   /** Compute threads (default: all cores). */
   threads?: number;
   /** 'auto' (native addon, else the TS reference with a warning), 'native' or 'reference'. */
@@ -51,7 +64,7 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
 }
 
-export const LOAD_OPTION_KEYS: ReadonlySet<string> = new Set(['revision', 'isq', 'encoderPrecision', 'quantizeEncoders', 'threads', 'backend', 'dynamicHd', 'cacheDir', 'hubUrl', 'token', 'offline', 'onProgress']);
+export const LOAD_OPTION_KEYS: ReadonlySet<string> = new Set(['revision', 'isq', 'encoderPrecision', 'quantizeEncoders', 'quantizeAdapters', 'lazyMedia', 'threads', 'backend', 'dynamicHd', 'cacheDir', 'hubUrl', 'token', 'offline', 'onProgress']);
 
 
 export class ValidationError extends Error {
@@ -64,13 +77,17 @@ export function validateLoadOptions(o: LoadOptions, keys: ReadonlySet<string> = 
   if (unknown.length) throw new ValidationError(`unknown option(s) ${unknown.join(', ')}; known: ${[...keys].join(', ')}`);
   if (o.isq !== undefined && !['q4k', 'q8_0', 'none'].includes(o.isq)) throw new ValidationError(`isq must be 'q4k', 'q8_0' or 'none' (got ${JSON.stringify(o.isq)})`);
   if (o.encoderPrecision !== undefined && !['f32', 'bf16'].includes(o.encoderPrecision)) throw new ValidationError(`encoderPrecision must be 'f32' or 'bf16' (got ${JSON.stringify(o.encoderPrecision)})`);
+  for (const k of ['quantizeEncoders', 'quantizeAdapters', 'lazyMedia'] as const) if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new ValidationError(`${k} must be true or false (got ${JSON.stringify(o[k])})`);
   if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 1)) throw new ValidationError(`threads must be a positive integer (got ${JSON.stringify(o.threads)})`);
   if (o.backend !== undefined && !['auto', 'native', 'reference'].includes(o.backend)) throw new ValidationError(`backend must be 'auto', 'native' or 'reference'`);
   if (o.dynamicHd !== undefined && !(Number.isInteger(o.dynamicHd) && o.dynamicHd >= 1)) throw new ValidationError(`dynamicHd must be a positive integer`);
 }
 
-/** Where each tensor lives: LM linears follow `isq`, the tied embedding/LM head is Q8_0 under ISQ (decode reads it every token), encoders stay bf16/f32 unless asked. */
-export function storagePolicy(isq: IsqKind, quantizeEncoders = false): StoragePolicy {
+/**
+ * Where each tensor lives: LM linears follow `isq`, the tied embedding/LM head is Q8_0 under ISQ (decode reads it
+ * every token), encoders and LoRA adapters stay bf16/f32 unless asked.
+ */
+export function storagePolicy(isq: IsqKind, quantizeEncoders = false, quantizeAdapters = false): StoragePolicy {
   return (name, shape) => {
     const k = shape.length === 2 ? shape[1]! : 0;
     const pick = (want: 'q4_k' | 'q8_0'): StorageDType => (want === 'q4_k' && k % 256 === 0 ? 'q4_k' : k % 32 === 0 ? 'q8_0' : 'bf16');
@@ -79,6 +96,8 @@ export function storagePolicy(isq: IsqKind, quantizeEncoders = false): StoragePo
       if (isLmLinear) return pick(isq === 'q4k' ? 'q4_k' : 'q8_0');
       if (name === 'model.embed_tokens.weight') return pick('q8_0');
       if (quantizeEncoders && name.startsWith('model.embed_tokens_extend.') && /\.weight$/.test(name) && shape[0]! >= 256) return pick(isq === 'q4k' ? 'q4_k' : 'q8_0');
+      // A [r, in] and B [out, r] alike (their rank r is 4 to 320 rows or columns, so no row-count rule here).
+      if (quantizeAdapters && /\.lora_[AB]\.\w+\.weight$/.test(name)) return pick(isq === 'q4k' ? 'q4_k' : 'q8_0');
     }
     return 'bf16'; // bf16 checkpoints stay bf16 in memory (decoded on the fly by the kernels); f32 ones stay f32
   };
@@ -86,8 +105,7 @@ export function storagePolicy(isq: IsqKind, quantizeEncoders = false): StoragePo
 
 /** Records every tensor the model takes, so a loaded (quantized) model can be written back out. */
 class RecordingWeights implements WeightSource {
-  readonly taken = new Map<string, Tensor>();
-  constructor(private readonly inner: StrictWeights) {}
+  constructor(private readonly inner: WeightSource, readonly taken: Map<string, Tensor>) {}
   take(name: string, shape: readonly number[], as?: StorageDType): Tensor {
     const t = this.inner.take(name, shape, as);
     this.taken.set(name, t);
@@ -102,29 +120,46 @@ class RecordingWeights implements WeightSource {
   has(name: string): boolean { return this.inner.has(name); }
 }
 
-/** Reports load progress by bytes read. */
-function progressProvider(p: CheckpointProvider, cb: ((x: LoadProgress) => void) | undefined): TensorProvider {
-  if (!cb) return p;
+/** Bytes of a tensor as stored in the checkpoint. */
+function storedBytes(p: TensorProvider, name: string): number {
+  const i = p.info(name);
+  return i.shape.reduce((a, b) => a * b, 1) * ST_DTYPE_BYTES[i.dtype];
+}
+
+/** Reports load progress by bytes read; `defer` takes a tensor whose read is deferred out of the total. */
+function progressProvider(p: CheckpointProvider, cb: ((x: LoadProgress) => void) | undefined): { provider: TensorProvider; defer: (name: string) => void } {
+  if (!cb) return { provider: p, defer: () => {} };
   const names = p.names();
-  const size = (n: string) => { const i = p.info(n); return i.shape.reduce((a, b) => a * b, 1) * ST_DTYPE_BYTES[i.dtype]; };
-  const total = names.reduce((a, n) => a + size(n), 0);
+  let total = names.reduce((a, n) => a + storedBytes(p, n), 0);
   let loaded = 0;
-  const tick = (n: string) => { loaded += size(n); cb({ stage: 'load', loaded, total, detail: n }); };
-  return {
+  const tick = (n: string) => { loaded += storedBytes(p, n); cb({ stage: 'load', loaded, total, detail: n }); };
+  const provider: TensorProvider = {
     where: p.where, names: () => names, info: (n) => p.info(n),
     readF32: (n) => { const r = p.readF32(n); tick(n); return r; },
     readRaw: (n, into) => { const r = p.readRaw(n, into); tick(n); return r; },
     quantInfo: (n) => p.quantInfo(n),
   };
+  return { provider, defer: (n) => void (total -= storedBytes(p, n)) };
 }
 
 
 export interface LoadedModel {
   model: Phi4MMForCausalLM;
   backend: Backend;
-  report: LoadReport & { seconds: number; isq: IsqKind };
-  /** Every tensor the model took, by checkpoint name (for saveQuantized). */
+  /**
+   * bytes/counts: the weights in memory (a deferred part adds to them when it is read; the engine worker's
+   * copy of the report is taken at load). deferred: what lazyMedia left for first use, as stored on disk.
+   */
+  report: LoadReport & { seconds: number; isq: IsqKind; deferred: { tensors: number; bytes: number } };
+  /** Every tensor the model took, by checkpoint name (for saveQuantized; deferred parts join when read). */
   tensors: Map<string, Tensor>;
+}
+
+/** "q4_k 2.30 GiB (129 tensors), ...", and what is read on first use: the load line of the CLI and the server. */
+export function describeWeights(r: LoadedModel['report']): string {
+  const parts = Object.entries(r.bytes).map(([d, n]) => `${d} ${(n / 2 ** 30).toFixed(2)} GiB (${r.counts[d]} tensors)`);
+  const later = r.deferred?.tensors ? `; encoders and LoRA adapters read on first use: ${(r.deferred.bytes / 2 ** 30).toFixed(2)} GiB on disk (${r.deferred.tensors} tensors)` : '';
+  return `${parts.join(', ')}${later}`;
 }
 
 /** Resolves a hub id (downloading it) or checks a folder; returns the folder. */
@@ -149,19 +184,30 @@ export function loadWeights(dir: string, options: LoadOptions, backend: Backend)
   const t0 = performance.now();
   const { config, provider } = openCheckpoint(dir);
   const isq = options.isq ?? 'none';
-  let model: Phi4MMForCausalLM, report: LoadReport, rec: RecordingWeights;
+  const taken = new Map<string, Tensor>(), deferred = { tensors: 0, bytes: 0 };
+  let model: Phi4MMForCausalLM, report: LoadReport;
   try {
     const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;
-    const ws = new StrictWeights(progressProvider(provider, options.onProgress), storagePolicy(isq, options.quantizeEncoders), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), alloc: allocator(backend), quantizeBf16: bf16Quantizer(backend) } : {});
-    rec = new RecordingWeights(ws);
-    model = new Phi4MMForCausalLM(rec, config);
+    const progress = progressProvider(provider, options.onProgress);
+    const ws = new StrictWeights(progress.provider, storagePolicy(isq, options.quantizeEncoders, options.quantizeAdapters), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), alloc: allocator(backend), quantizeBf16: bf16Quantizer(backend) } : {});
+    const record = (w: WeightSource) => new RecordingWeights(w, taken);
+    // Lazy: the files are closed below and opened again for each deferred part's read, which refuses a folder
+    // whose files changed in between. (Keeping them open would leak descriptors: a worker that ends does not
+    // close what it opened.) Everything is synchronous, so the engine's worker thread needs nothing more.
+    const identity = provider.identity();
+    const source = options.lazyMedia === false ? record(ws) : new LazyWeights(ws, {
+      reopen: () => provider.reopen(identity),
+      wrap: record,
+      onDeferred: (n) => { deferred.tensors++; deferred.bytes += storedBytes(provider, n); progress.defer(n); },
+    });
+    model = new Phi4MMForCausalLM(source, config);
     model.encoderPrecision = options.encoderPrecision ?? 'f32';
     report = ws.finish();
   } finally {
     provider.close();
   }
   options.onProgress?.({ stage: 'load', loaded: 1, total: 1, done: true, detail: `${((performance.now() - t0) / 1000).toFixed(1)} s` });
-  return { model, backend, report: { ...report, seconds: (performance.now() - t0) / 1000, isq }, tensors: rec.taken };
+  return { model, backend, report: { ...report, seconds: (performance.now() - t0) / 1000, isq, deferred }, tensors: taken };
 }
 
 /**

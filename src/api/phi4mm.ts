@@ -26,7 +26,7 @@ import { preparePrompt } from './prompt.js';
 import { Messages, toMessageList } from './messages.js';
 import { makeUsage, type ChatEngine, type ChatEvent, type ChatMessage, type ChatResult, type FinishReason, type SamplingOptions, type TokenLogprob } from './types.js';
 import { saveQuantizedCheckpoint } from './save.js';
-import { DEFAULT_MODEL_ID, dynamicHdOf, loadModelFolder, loadWeights, resolveModelDir, validateLoadOptions, LOAD_OPTION_KEYS, ValidationError, type LoadedModel, type LoadOptions as BaseLoadOptions } from './load.js';
+import { DEFAULT_MODEL_ID, describeWeights, dynamicHdOf, loadModelFolder, loadWeights, resolveModelDir, validateLoadOptions, LOAD_OPTION_KEYS, ValidationError, type LoadedModel, type LoadOptions as BaseLoadOptions } from './load.js';
 import { Engine } from '../engine/engine.js';
 import type { EngineStats } from '../engine/types.js';
 import { inlineEngine, workerEngine } from '../engine/host.js';
@@ -78,7 +78,7 @@ export class Phi4MM implements ChatEngine {
     if (eo.host === 'inline') {
       const local = await loadModelFolder(dir, options);
       const bm = new DeviceBatchModel(local.model, local.backend, eo.kvDtype, () => tokenizer);
-      const { settings, note } = resolveSettings(eo, bm.kvBytesPerToken, bm.maxPositions);
+      const { settings, note } = resolveSettings(eo, bm.kvBytesPerToken, bm.maxPositions, local.report.deferred.bytes);
       const { engine } = inlineEngine(bm, settings);
       return new Phi4MM(idOrPath, dir, config, tokenizer, engine, local, local.backend, options, imageCfg, { describe: describeLoaded(local), kvNote: note }, local.report);
     }
@@ -212,14 +212,13 @@ export class Phi4MM implements ChatEngine {
   async saveQuantized(outDir: string): Promise<void> {
     void this.model;
     const local = this.local!;
+    local.model.loadAll(); // deferred encoders and adapters are read (and quantized) now, so the folder is whole
     saveQuantizedCheckpoint(this.dir, outDir, this.config, local.tensors, local.report.isq);
   }
 }
 
 function describeLoaded(l: LoadedModel): string {
-  const b = l.report.bytes;
-  const parts = Object.entries(b).map(([d, n]) => `${d} ${(n / 2 ** 30).toFixed(2)} GiB (${l.report.counts[d]} tensors)`);
-  return `${l.backend.name} backend, ${l.backend.threads} threads, isq ${l.report.isq}; weights: ${parts.join(', ')}; loaded in ${l.report.seconds.toFixed(1)} s`;
+  return `${l.backend.name} backend, ${l.backend.threads} threads, isq ${l.report.isq}; weights: ${describeWeights(l.report)}; loaded in ${l.report.seconds.toFixed(1)} s`;
 }
 
 function samplingParams(o: SamplingOptions, vocabLimit: number): SamplingParams {

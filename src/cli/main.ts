@@ -44,6 +44,9 @@ export function loadOptions(v: Values, onProgress?: (p: LoadProgress) => void): 
     if (!['f32', 'bf16'].includes(precision)) throw new UsageError(`--encoder-precision must be f32 or bf16 (got "${precision}")`);
     o.encoderPrecision = precision as 'f32' | 'bf16';
   }
+  if (v['quantize-encoders'] === true) o.quantizeEncoders = true;
+  if (v['quantize-adapters'] === true) o.quantizeAdapters = true;
+  if (v['eager-media'] === true) o.lazyMedia = false;
   const backend = str(v, 'backend');
   if (backend !== undefined) {
     if (!['native', 'reference', 'auto'].includes(backend)) throw new UsageError('--backend must be native, reference or auto');

@@ -44,8 +44,11 @@ export function validateEngineOptions(o: EngineOptions): string | null {
   return null;
 }
 
-/** Settings for a model whose KV takes `kvBytesPerToken`, and a line saying how the pool was sized. */
-export function resolveSettings(o: EngineOptions, kvBytesPerToken: number, maxPositions: number): { settings: EngineSettings; note: string } {
+/**
+ * Settings for a model whose KV takes `kvBytesPerToken`, and a line saying how the pool was sized. `pendingBytes`:
+ * weights not read yet (lazily loaded encoders and adapters) that the default budget leaves room for.
+ */
+export function resolveSettings(o: EngineOptions, kvBytesPerToken: number, maxPositions: number, pendingBytes = 0): { settings: EngineSettings; note: string } {
   const blockSize = o.blockSize ?? 16, maxRunning = o.maxRunning ?? 8;
   const blockBytes = kvBytesPerToken * blockSize;
   let bytes: number, how: string;
@@ -54,8 +57,10 @@ export function resolveSettings(o: EngineOptions, kvBytesPerToken: number, maxPo
     how = 'kvCacheGb';
   } else {
     // Never more than every running sequence at full context could use.
-    bytes = Math.min(freemem() * DEFAULT_KV_SHARE_OF_FREE, maxRunning * maxPositions * kvBytesPerToken);
-    how = `default: ${Math.round(DEFAULT_KV_SHARE_OF_FREE * 100)}% of ${(freemem() / 2 ** 30).toFixed(1)} GiB free RAM`;
+    const free = Math.max(0, freemem() - pendingBytes);
+    bytes = Math.min(free * DEFAULT_KV_SHARE_OF_FREE, maxRunning * maxPositions * kvBytesPerToken);
+    const pending = pendingBytes > 0 ? ` (less ${(pendingBytes / 2 ** 30).toFixed(1)} GiB of weights read on first use)` : '';
+    how = `default: ${Math.round(DEFAULT_KV_SHARE_OF_FREE * 100)}% of ${(free / 2 ** 30).toFixed(1)} GiB free RAM${pending}`;
   }
   const numBlocks = Math.max(1, Math.floor(bytes / blockBytes));
   const settings: EngineSettings = {

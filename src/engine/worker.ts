@@ -1,7 +1,7 @@
 // The engine worker: loads the model, owns it and runs the scheduler loop; the main thread talks to it with
 // small messages (see loop.ts). Started by host.ts workerEngine().
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadModelFolder } from '../api/load.js';
+import { describeWeights, loadModelFolder } from '../api/load.js';
 import { EngineLoop, type ToEngine } from './loop.js';
 import { DeviceBatchModel } from './device_model.js';
 import { resolveSettings } from './settings.js';
@@ -15,14 +15,12 @@ try {
   const loaded = await loadModelFolder(init.dir, { ...init.load, onProgress: (p) => port.postMessage({ type: 'progress', progress: p }) });
   let tokenizer: Phi4Tokenizer | null = null;
   const model = new DeviceBatchModel(loaded.model, loaded.backend, init.engine.kvDtype, () => (tokenizer ??= Phi4Tokenizer.fromDir(init.dir)));
-  const { settings, note } = resolveSettings(init.engine, model.kvBytesPerToken, model.maxPositions);
+  const { settings, note } = resolveSettings(init.engine, model.kvBytesPerToken, model.maxPositions, loaded.report.deferred.bytes);
   const loop = new EngineLoop(model, settings, (m) => port.postMessage(m));
   port.on('message', (m: ToEngine) => loop.handle(m));
-  const b = loaded.report.bytes;
-  const weights = Object.entries(b).map(([d, n]) => `${d} ${(n / 2 ** 30).toFixed(2)} GiB (${loaded.report.counts[d]} tensors)`).join(', ');
   const ready: WorkerReady = {
     type: 'ready', settings, kvBytesPerToken: model.kvBytesPerToken, kvNote: note, report: loaded.report,
-    describe: `${loaded.backend.name} backend, ${loaded.backend.threads} threads, isq ${loaded.report.isq}; weights: ${weights}; loaded in ${loaded.report.seconds.toFixed(1)} s`,
+    describe: `${loaded.backend.name} backend, ${loaded.backend.threads} threads, isq ${loaded.report.isq}; weights: ${describeWeights(loaded.report)}; loaded in ${loaded.report.seconds.toFixed(1)} s`,
   };
   port.postMessage(ready);
 } catch (e) {

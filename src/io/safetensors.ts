@@ -189,6 +189,10 @@ export class SafetensorsCheckpoint {
   names(): string[] {
     return [...this.where.keys()];
   }
+  /** The files opened (one, or the shards). */
+  paths(): string[] {
+    return this.files.map((f) => f.path);
+  }
   has(name: string): boolean {
     return this.where.has(name);
   }

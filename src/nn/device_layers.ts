@@ -23,7 +23,25 @@ export interface LoraAdapter {
  * one call; the two rank-r GEMMs cost ~10% of the base at Phi-4-mini's r = 256/320).
  */
 export class LoraLinear {
-  constructor(readonly weight: Tensor, readonly adapters: ReadonlyMap<string, LoraAdapter>) {}
+  private readonly map: Map<string, LoraAdapter>;
+
+  constructor(readonly weight: Tensor, adapters: ReadonlyMap<string, LoraAdapter> = new Map()) {
+    this.map = new Map(adapters);
+  }
+
+  /** The adapters attached so far, by name. */
+  get adapters(): ReadonlyMap<string, LoraAdapter> {
+    return this.map;
+  }
+
+  /** Adds an adapter after construction (lazy loading reads them on first use); A [r, in], B [out, r]. */
+  attach(name: string, ad: LoraAdapter): void {
+    const r = ad.A.shape[0]!;
+    if (ad.A.shape[1] !== this.inFeatures || ad.B.shape[0] !== this.outFeatures || ad.B.shape[1] !== r) {
+      throw new Error(`LoRA "${name}": A ${JSON.stringify(ad.A.shape)} / B ${JSON.stringify(ad.B.shape)} do not fit a [${this.outFeatures}, ${this.inFeatures}] weight`);
+    }
+    this.map.set(name, ad);
+  }
 
   get inFeatures(): number {
     return this.weight.shape[1]!;
@@ -38,7 +56,7 @@ export class LoraLinear {
     const segs: LoraSegment[] = [];
     for (const r of runs) {
       if (r.adapter === null || r.rows === 0) continue;
-      const ad = this.adapters.get(r.adapter);
+      const ad = this.map.get(r.adapter);
       if (!ad) throw new Error(`no "${r.adapter}" LoRA adapter is loaded: the checkpoint config declares none; use mode 'language'`);
       segs.push({ rowStart: r.rowStart, rows: r.rows, a: ad.A, b: ad.B, scale: ad.scale });
     }
@@ -50,14 +68,16 @@ export class LoraLinear {
 export function loadLoraLinear(ws: WeightSource, prefix: string, inFeatures: number, outFeatures: number, adapters: Record<string, { r: number; lora_alpha: number } | null | undefined>): LoraLinear {
   const weight = ws.take(`${prefix}.base_layer.weight`, [outFeatures, inFeatures]);
   const map = new Map<string, LoraAdapter>();
-  for (const [name, cfg] of Object.entries(adapters)) {
-    if (!cfg) continue;
-    // Declared by the config, so required (strict loading reports them if absent); stored as the policy says.
-    const A = ws.take(`${prefix}.lora_A.${name}.weight`, [cfg.r, inFeatures]);
-    const B = ws.take(`${prefix}.lora_B.${name}.weight`, [outFeatures, cfg.r]);
-    map.set(name, { A, B, scale: cfg.lora_alpha / cfg.r });
-  }
+  for (const [name, cfg] of Object.entries(adapters)) if (cfg) map.set(name, loadLoraAdapter(ws, prefix, inFeatures, outFeatures, name, cfg));
   return new LoraLinear(weight, map);
+}
+
+/** One adapter of the linear at `prefix` (peft: `{prefix}.lora_{A,B}.{name}.weight`), stored as the policy says. */
+export function loadLoraAdapter(ws: WeightSource, prefix: string, inFeatures: number, outFeatures: number, name: string, cfg: { r: number; lora_alpha: number }): LoraAdapter {
+  // Declared by the config, so required (strict loading reports them if absent).
+  const A = ws.take(`${prefix}.lora_A.${name}.weight`, [cfg.r, inFeatures]);
+  const B = ws.take(`${prefix}.lora_B.${name}.weight`, [outFeatures, cfg.r]);
+  return { A, B, scale: cfg.lora_alpha / cfg.r };
 }
 
 export class DeviceRMSNorm {

@@ -21,6 +21,19 @@ export interface WeightSource {
   /** Names the model knows it does not use (e.g. SigLIP's head); they are not reported as unused. */
   ignore(pred: (name: string) => boolean): void;
   has(name: string): boolean;
+  /**
+   * Lazy loading (nn/lazy_weights.ts): checks now every tensor `build` takes (present, right shape), reads
+   * them on the part's first get(). Absent: parts are built at once (see deferOrBuild).
+   */
+  defer?<T>(what: string, build: (ws: WeightSource) => T): Deferred<T>;
+}
+
+/** A part of a model (an encoder, an adapter) that may be read on first use. */
+export interface Deferred<T> {
+  /** Whether its weights are in memory. */
+  readonly loaded: boolean;
+  /** The part, reading its weights first if they were deferred. */
+  get(): T;
 }
 
 export class WeightLoadError extends Error {
@@ -87,9 +100,13 @@ export class StrictWeights implements WeightSource {
   private readonly missing: string[] = [];
   private readonly misshaped: string[] = [];
   private readonly ignored: Array<(n: string) => boolean> = [];
-  readonly report: LoadReport = { bytes: {}, counts: {} };
 
-  constructor(private readonly src: TensorProvider, private readonly policy: StoragePolicy = KEEP_F32, private readonly options: StrictWeightsOptions = {}) {}
+  constructor(private readonly src: TensorProvider, private readonly policy: StoragePolicy = KEEP_F32, private readonly options: StrictWeightsOptions = {}, readonly report: LoadReport = { bytes: {}, counts: {} }) {}
+
+  /** The same policy and options over another provider (a reopened checkpoint), counting into this report. */
+  withSource(src: TensorProvider): StrictWeights {
+    return new StrictWeights(src, this.policy, this.options, this.report);
+  }
 
   has(name: string): boolean {
     return this.hasName(name);
@@ -104,10 +121,15 @@ export class StrictWeights implements WeightSource {
     return this.take(name, shape, as);
   }
 
-  take(name: string, shape: readonly number[], as?: StorageDType): Tensor {
+  /**
+   * What take() checks before reading, from the header alone: `name` is there with `shape` (a pre-quantized
+   * tensor: its logical [rows, K], stored in at least the bytes its format takes). Problems are recorded for
+   * finish(); null when there was one. Lazy loading validates deferred parts with this at load time.
+   */
+  check(name: string, shape: readonly number[]): { q: { dtype: QuantDType; shape: number[] } | undefined; info: Pick<StTensorInfo, 'dtype' | 'shape'> } | null {
     if (!this.hasName(name)) {
       this.missing.push(`${name} ${JSON.stringify(shape)}`);
-      return Tensor.zeros(shape);
+      return null;
     }
     this.used.add(name);
     const q = this.src.quantInfo?.(name);
@@ -115,8 +137,20 @@ export class StrictWeights implements WeightSource {
     const same = info.shape.length === shape.length && info.shape.every((d, i) => d === shape[i]);
     if (!same) {
       this.misshaped.push(`${name}: checkpoint ${JSON.stringify(info.shape)}, model expects ${JSON.stringify(shape)}`);
-      return Tensor.zeros(shape);
+      return null;
     }
+    const bad = q && quantBytesProblem(q, this.src.info(name));
+    if (bad) {
+      this.misshaped.push(`${name}: ${bad}`);
+      return null;
+    }
+    return { q, info: this.src.info(name) };
+  }
+
+  take(name: string, shape: readonly number[], as?: StorageDType): Tensor {
+    const checked = this.check(name, shape);
+    if (!checked) return Tensor.zeros(shape);
+    const { q, info } = checked;
     if (q) {
       // Already quantized on disk: taken as is, whatever the policy (re-quantizing would only lose accuracy).
       const raw = this.src.readRaw(name, this.options.alloc?.(this.src.info(name).shape[0]!));
@@ -139,6 +173,14 @@ export class StrictWeights implements WeightSource {
   private count(t: Tensor): void {
     this.report.bytes[t.dtype] = (this.report.bytes[t.dtype] ?? 0) + t.data.byteLength;
     this.report.counts[t.dtype] = (this.report.counts[t.dtype] ?? 0) + 1;
+  }
+
+  /**
+   * For a part read on its own (lazy loading): throws a WeightLoadError listing every missing and mis-shaped
+   * tensor it took. Unused tensors are not its business (the whole checkpoint was checked at load).
+   */
+  finishPart(): void {
+    if (this.missing.length || this.misshaped.length) throw new WeightLoadError(this.missing, this.misshaped, [], this.src.where);
   }
 
   /** Throws a WeightLoadError listing every missing, mis-shaped and unused tensor, if any. */
@@ -173,6 +215,16 @@ export class StrictWeights implements WeightSource {
     for (let r = 0; r < rows; r++) fmt.quantizeRow(f.subarray(r * k, (r + 1) * k), q.subarray(r * rb, (r + 1) * rb));
     return new Tensor(store, shape, q);
   }
+}
+
+/** Why a pre-quantized tensor's stored bytes cannot hold its logical shape, or null when they can. */
+function quantBytesProblem(q: { dtype: QuantDType; shape: number[] }, stored: Pick<StTensorInfo, 'dtype' | 'shape'>): string | null {
+  if (!isQuantDType(q.dtype)) return `unknown quantized format ${JSON.stringify(q.dtype)} in the checkpoint's quantization table`;
+  const f = formatOf(q.dtype), [rows, k] = q.shape as [number, number];
+  if (q.shape.length !== 2 || k % f.blockSize !== 0) return `${q.dtype} needs [rows, K] with K a multiple of ${f.blockSize}, the table says ${JSON.stringify(q.shape)}`;
+  const need = rows * (k / f.blockSize) * f.bytesPerBlock, have = stored.shape.reduce((a, b) => a * b, 1);
+  // At least `need` bytes, the rule the quantized Tensor itself enforces when the data is read.
+  return stored.dtype === 'U8' && have >= need ? null : `${q.dtype} ${JSON.stringify(q.shape)} takes ${need} bytes, the checkpoint stores ${stored.dtype}${JSON.stringify(stored.shape)}`;
 }
 
 /** Test helper: a provider over in-memory f32 tensors. */

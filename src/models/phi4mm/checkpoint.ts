@@ -2,7 +2,7 @@
 //  - original: model.safetensors (single or sharded) as is;
 //  - transformers: model.safetensors(+index) renamed through the table (base linears → `...base_layer.weight`),
 //    plus {vision,speech}-lora/adapter_model.safetensors renamed to `...<module>.lora_{A,B}.<adapter>.weight`.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsCheckpoint } from '../../io/safetensors.js';
 import type { TensorProvider } from '../../nn/weights.js';
@@ -35,6 +35,27 @@ export class CheckpointProvider implements TensorProvider {
       const ck = this.open(f);
       for (const n of ck.names()) this.add(adapterKeyToOrig(n, adapter), ck, n);
     }
+  }
+
+  /**
+   * The files as they are now (path, size, mtime, inode of each): a lazy read opens the folder again and
+   * refuses it if this changed, rather than mixing tensors of two checkpoints in one model.
+   */
+  identity(): string {
+    return this.opened.flatMap((c) => c.paths()).map((p) => {
+      const s = statSync(p);
+      return `${p} ${s.size} ${Math.trunc(s.mtimeMs)} ${s.ino}`;
+    }).join('\n');
+  }
+
+  /** The same folder opened again (lazy loading reads the deferred parts through this; close it after). */
+  reopen(identity: string): CheckpointProvider {
+    const again = new CheckpointProvider(this.dir, this.layout);
+    if (again.identity() !== identity) {
+      again.close();
+      throw new Error(`the checkpoint files in ${this.dir} changed since the model was loaded; load the model again`);
+    }
+    return again;
   }
 
   get where(): string {

@@ -11,11 +11,12 @@ import type { Buf, DeviceOps, KvDType, KvSpec, KvStore, SeqRows } from '../../te
 import type { Tensor } from '../../tensor/tensor.js';
 import { embedding } from '../../tensor/ops.js';
 import { kvRowBytes } from '../../tensor/host_kv.js';
-import type { WeightSource } from '../../nn/weights.js';
-import { DeviceRMSNorm, RoPE, SwiGLU, type AdapterRun, type LoraLinear } from '../../nn/device_layers.js';
+import type { Deferred, WeightSource } from '../../nn/weights.js';
+import { deferOrBuild } from '../../nn/lazy_weights.js';
+import { DeviceRMSNorm, RoPE, SwiGLU, loadLoraLinear, type AdapterRun, type LoraAdapter, type LoraLinear } from '../../nn/device_layers.js';
 import type { TextConfig } from './config.js';
 import { LongRope } from './rope.js';
-import { phi4LoraLinear, type LoraConfigs } from './lora.js';
+import { loadAdapter, loraTargets, type AdaptedPath, type Adapter, type LoraConfigs } from './lora.js';
 import { DeviceScratch } from './decoder_scratch.js';
 import { planBatch, type BatchSeq } from './decoder_batch.js';
 import { KVCache, forwardWithCache, type DecoderForwardOptions, type DecoderOutput } from './kv_cache.js';
@@ -42,11 +43,12 @@ export class Phi3Attention {
   private readonly H: number;
   private readonly KV: number;
 
-  constructor(ws: WeightSource, prefix: string, cfg: TextConfig, readonly headDim: number, rotaryDim: number, loras: LoraConfigs) {
+  /** The base weights; the decoder attaches the adapters (lora.ts). */
+  constructor(ws: WeightSource, prefix: string, cfg: TextConfig, readonly headDim: number, rotaryDim: number) {
     this.H = cfg.num_attention_heads;
     this.KV = cfg.num_key_value_heads;
-    this.qkv_proj = phi4LoraLinear(ws, `${prefix}.qkv_proj`, cfg.hidden_size, (this.H + 2 * this.KV) * headDim, loras);
-    this.o_proj = phi4LoraLinear(ws, `${prefix}.o_proj`, this.H * headDim, cfg.hidden_size, loras);
+    this.qkv_proj = loadLoraLinear(ws, `${prefix}.qkv_proj`, cfg.hidden_size, (this.H + 2 * this.KV) * headDim, {});
+    this.o_proj = loadLoraLinear(ws, `${prefix}.o_proj`, this.H * headDim, cfg.hidden_size, {});
     this.rotary = new RoPE(headDim, rotaryDim);
   }
 
@@ -70,9 +72,10 @@ export class Phi3MLP {
   readonly down_proj: LoraLinear;
   readonly act: SwiGLU;
 
-  constructor(ws: WeightSource, prefix: string, readonly cfg: TextConfig, loras: LoraConfigs) {
-    this.gate_up_proj = phi4LoraLinear(ws, `${prefix}.gate_up_proj`, cfg.hidden_size, 2 * cfg.intermediate_size, loras);
-    this.down_proj = phi4LoraLinear(ws, `${prefix}.down_proj`, cfg.intermediate_size, cfg.hidden_size, loras);
+  /** The base weights; the decoder attaches the adapters (lora.ts). */
+  constructor(ws: WeightSource, prefix: string, readonly cfg: TextConfig) {
+    this.gate_up_proj = loadLoraLinear(ws, `${prefix}.gate_up_proj`, cfg.hidden_size, 2 * cfg.intermediate_size, {});
+    this.down_proj = loadLoraLinear(ws, `${prefix}.down_proj`, cfg.intermediate_size, cfg.hidden_size, {});
     this.act = new SwiGLU(cfg.intermediate_size);
   }
 
@@ -93,11 +96,21 @@ export class Phi3DecoderLayer {
   readonly self_attn: Phi3Attention;
   readonly mlp: Phi3MLP;
 
-  constructor(ws: WeightSource, prefix: string, readonly cfg: TextConfig, headDim: number, rotaryDim: number, loras: LoraConfigs) {
+  constructor(ws: WeightSource, prefix: string, readonly cfg: TextConfig, headDim: number, rotaryDim: number) {
     this.input_layernorm = new DeviceRMSNorm(ws, `${prefix}.input_layernorm`, cfg.hidden_size, cfg.rms_norm_eps);
     this.post_attention_layernorm = new DeviceRMSNorm(ws, `${prefix}.post_attention_layernorm`, cfg.hidden_size, cfg.rms_norm_eps);
-    this.self_attn = new Phi3Attention(ws, `${prefix}.self_attn`, cfg, headDim, rotaryDim, loras);
-    this.mlp = new Phi3MLP(ws, `${prefix}.mlp`, cfg, loras);
+    this.self_attn = new Phi3Attention(ws, `${prefix}.self_attn`, cfg, headDim, rotaryDim);
+    this.mlp = new Phi3MLP(ws, `${prefix}.mlp`, cfg);
+  }
+
+  /** The LoRA-adapted linear at `path` under this layer. */
+  adapted(path: AdaptedPath): LoraLinear {
+    switch (path) {
+      case 'self_attn.qkv_proj': return this.self_attn.qkv_proj;
+      case 'self_attn.o_proj': return this.self_attn.o_proj;
+      case 'mlp.gate_up_proj': return this.mlp.gate_up_proj;
+      case 'mlp.down_proj': return this.mlp.down_proj;
+    }
   }
 
   /** x [T, hidden]: the residual stream, updated in place. */
@@ -133,16 +146,54 @@ export class Phi4MiniDecoder {
   readonly lm_head: Tensor; // [vocab, hidden]
   readonly rope: LongRope;
   readonly headDim: number;
+  /** Every LoRA adapter the config declares, loaded or not. */
+  readonly adapterNames: ReadonlySet<Adapter>;
+  /** Declared adapters whose weights are not read yet (lazy loading); useAdapter attaches them. */
+  private readonly pendingAdapters = new Map<string, Deferred<Map<string, LoraAdapter>>>();
   private readonly scratch = new WeakMap<DeviceOps, DeviceScratch>();
 
+  /** With a deferring source (nn/lazy_weights.ts) the adapters are checked now and read on first use. */
   constructor(ws: WeightSource, readonly cfg: TextConfig, loras: LoraConfigs) {
     this.headDim = cfg.hidden_size / cfg.num_attention_heads;
     this.rope = new LongRope(cfg);
+    // Adapters first: deferred, this only checks them, so the reads that follow (and the progress) are the base.
+    const targets = loraTargets(cfg, this.headDim);
+    const adapters = (['vision', 'speech'] as const).flatMap((name) => {
+      const c = loras[name];
+      return c ? [[name, deferOrBuild(ws, `${name} LoRA adapter`, (w) => loadAdapter(w, name, c, targets))] as const] : [];
+    });
+    this.adapterNames = new Set(adapters.map(([name]) => name));
     this.embed_tokens = ws.take('model.embed_tokens.weight', [cfg.vocab_size, cfg.hidden_size]);
-    this.layers = Array.from({ length: cfg.num_hidden_layers }, (_, i) => new Phi3DecoderLayer(ws, `model.layers.${i}`, cfg, this.headDim, this.rope.rotaryDim, loras));
+    this.layers = Array.from({ length: cfg.num_hidden_layers }, (_, i) => new Phi3DecoderLayer(ws, `model.layers.${i}`, cfg, this.headDim, this.rope.rotaryDim));
     this.norm = new DeviceRMSNorm(ws, 'model.norm', cfg.hidden_size, cfg.rms_norm_eps);
     // Tied (Phi-4-mini): the checkpoint has no lm_head.weight, as expected; untied: it must be there.
     this.lm_head = cfg.tie_word_embeddings ? this.embed_tokens : ws.take('lm_head.weight', [cfg.vocab_size, cfg.hidden_size]);
+    for (const [name, part] of adapters) {
+      if (part.loaded) this.attachAdapter(name, part.get());
+      else this.pendingAdapters.set(name, part);
+    }
+  }
+
+  /**
+   * Whether the config declares adapter `name`; if its weights were deferred, reads and attaches them first
+   * (once; every layer at the same time, so a forward never sees half an adapter).
+   */
+  useAdapter(name: string): boolean {
+    const part = this.pendingAdapters.get(name);
+    if (part) {
+      this.attachAdapter(name, part.get());
+      this.pendingAdapters.delete(name);
+    }
+    return this.adapterNames.has(name as Adapter);
+  }
+
+  /** Whether adapter `name` is declared and its weights are in memory. */
+  adapterLoaded(name: string): boolean {
+    return this.adapterNames.has(name as Adapter) && !this.pendingAdapters.has(name);
+  }
+
+  private attachAdapter(name: string, byPrefix: Map<string, LoraAdapter>): void {
+    for (const t of loraTargets(this.cfg, this.headDim)) this.layers[t.layer]!.adapted(t.path).attach(name, byPrefix.get(t.prefix)!);
   }
 
   /** The KV pool layout of this model: numBlocks blocks of blockSize tokens, every layer, K and V. */
@@ -180,7 +231,7 @@ export class Phi4MiniDecoder {
     if (sp.layers !== this.layers.length || sp.nKvHeads !== cfg.num_key_value_heads || sp.headDim !== this.headDim) {
       throw new Error(`forwardBatch: the KV store (${sp.layers} layers x ${sp.nKvHeads} kv heads x ${sp.headDim}) was made for another model; use decoder.kvSpec()`);
     }
-    const plan = planBatch(cfg, this.rope, sp, (a) => this.layers[0]?.self_attn.qkv_proj.adapters.has(a) ?? true, seqs);
+    const plan = planBatch(cfg, this.rope, sp, (a) => this.useAdapter(a), seqs);
     const dev = be.device, t = plan.t, rd = this.rope.rotaryDim;
     const s = this.scratchFor(dev);
     const x = s.get('x', t * hd); // [T, hidden] residual stream

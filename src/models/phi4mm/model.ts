@@ -1,9 +1,14 @@
 // Phi4MMForCausalLM: the language model plus the image and audio embedders (original layout:
 // `model.embed_tokens_extend.{image_embed,audio_embed}`), the per-request routing (LoRA adapter and audio
 // projection by input mode) and generation with the LongRoPE cache rebuild.
+//
+// Built from a deferring source (api/load.ts with lazyMedia, the default), the media parts are checked at load
+// and read on first use: the image encoder on the first image, the audio encoder on the first audio, each LoRA
+// adapter on the first forward of its mode. Text-only use holds the language model alone.
 import type { Backend } from '../../tensor/backend.js';
 import { withComputePrecision, type ComputePrecision } from '../../tensor/precision.js';
-import { StrictWeights, type LoadReport, type StoragePolicy, type WeightSource } from '../../nn/weights.js';
+import { StrictWeights, type Deferred, type LoadReport, type StoragePolicy, type WeightSource } from '../../nn/weights.js';
+import { deferOrBuild } from '../../nn/lazy_weights.js';
 import type { Phi4MMConfig } from './config.js';
 import { openCheckpoint } from './checkpoint.js';
 import { Phi4MiniDecoder, type KVCache, type DecoderOutput } from './decoder.js';
@@ -25,10 +30,17 @@ export interface EmbeddedInputs {
 
 export type GenerateOptions = GenerateTokensOptions;
 
+/** Which parts' weights are in memory (all true unless loaded lazily). */
+export interface LoadedParts {
+  image_embed: boolean;
+  audio_embed: boolean;
+  vision_lora: boolean;
+  speech_lora: boolean;
+}
+
 export class Phi4MMForCausalLM {
   readonly lm: Phi4MiniDecoder;
-  readonly image_embed: Phi4MMImageEmbedding;
-  readonly audio_embed: Phi4MMAudioEmbedding;
+  private readonly media: { image: Deferred<Phi4MMImageEmbedding>; audio: Deferred<Phi4MMAudioEmbedding> };
   /**
    * The image and audio encoders' linears over bf16 weights: 'f32' (exact products with f32 activations, as the
    * golden fixtures) or 'bf16' (activations rounded to bf16, vdpbf16ps; see tensor/precision.ts).
@@ -37,9 +49,33 @@ export class Phi4MMForCausalLM {
 
   constructor(ws: WeightSource, readonly config: Phi4MMConfig) {
     const hidden = config.text.hidden_size;
+    // Encoders first: deferred, this only checks them, so the reads that follow (and the progress) are the LM's.
+    this.media = {
+      image: deferOrBuild(ws, 'image encoder', (w) => new Phi4MMImageEmbedding(w, config.vision_config, hidden)),
+      audio: deferOrBuild(ws, 'audio encoder', (w) => new Phi4MMAudioEmbedding(w, config.audio_config, hidden)),
+    };
     this.lm = new Phi4MiniDecoder(ws, config.text, { vision: config.vision_lora, speech: config.speech_lora });
-    this.image_embed = new Phi4MMImageEmbedding(ws, config.vision_config, hidden);
-    this.audio_embed = new Phi4MMAudioEmbedding(ws, config.audio_config, hidden);
+  }
+
+  /** SigLIP, separators and projection (`model.embed_tokens_extend.image_embed`), read on first access if deferred. */
+  get image_embed(): Phi4MMImageEmbedding {
+    return this.media.image.get();
+  }
+
+  /** The conformer and both projections (`model.embed_tokens_extend.audio_embed`), read on first access if deferred. */
+  get audio_embed(): Phi4MMAudioEmbedding {
+    return this.media.audio.get();
+  }
+
+  loadedParts(): LoadedParts {
+    return { image_embed: this.media.image.loaded, audio_embed: this.media.audio.loaded, vision_lora: this.lm.adapterLoaded('vision'), speech_lora: this.lm.adapterLoaded('speech') };
+  }
+
+  /** Reads every deferred part now (saving a quantized copy needs them all). */
+  loadAll(): void {
+    void this.image_embed;
+    void this.audio_embed;
+    for (const a of this.lm.adapterNames) this.lm.useAdapter(a);
   }
 
   /** Load a checkpoint folder of either layout; strict: every tensor used or knowingly ignored. */
