@@ -48,7 +48,7 @@ const Isa ISAS[] = {
 
 const Kernels* g_kernels = nullptr;
 std::unique_ptr<Pool> g_pool;
-std::vector<uint8_t> g_scratch;  // quantized activations / transposed B; only the JS thread resizes it
+thread_local std::vector<uint8_t> g_scratch;  // quantized activations / transposed B, per calling JS thread (main, engine worker)
 
 int default_threads() {
   const unsigned n = std::thread::hardware_concurrency();

@@ -218,7 +218,7 @@ WType wtype_of(const Napi::Env& env, int64_t t) {
 // Both products go through the row-invariant GEMM (all of K per output), so a row's delta is the same
 // whichever rows share its segment.
 constexpr int LORA_FIELDS = 10;
-std::vector<float> g_lora_ax;
+thread_local std::vector<float> g_lora_ax;  // per calling JS thread
 
 Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

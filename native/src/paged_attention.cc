@@ -202,7 +202,7 @@ Napi::Value KvReadBlock(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-std::vector<float> g_attn_scratch;  // only the JS thread resizes it
+thread_local std::vector<float> g_attn_scratch;  // per calling JS thread (main, engine worker)
 
 // pagedAttention(q, qStride, qOffset, kv, layer, meta, tables, nHeads, scale, out)
 Napi::Value PagedAttention(const Napi::CallbackInfo& info) {

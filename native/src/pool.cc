@@ -42,6 +42,9 @@ void Pool::run(int tasks, const std::function<void(int, int)>& fn) {
     for (int t = 0; t < tasks; t++) fn(t, 0);
     return;
   }
+  // One job at a time: the engine's worker thread and the main thread (research API, a second engine) may both
+  // submit, and the job state below is single-slot. Jobs never submit nested jobs, so this cannot deadlock.
+  std::lock_guard<std::mutex> one_job(run_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     fn_ = &fn;

@@ -25,6 +25,7 @@ class Pool {
   int threads_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
+  std::mutex run_mu_;  // serializes run() between calling threads
   std::condition_variable cv_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> next_{0};

@@ -4,6 +4,7 @@
 import type { Backend } from '../tensor/backend.js';
 import type { KvDType, KvStore } from '../tensor/device.js';
 import { kvRowBytes } from '../tensor/host_kv.js';
+import { withComputePrecision } from '../tensor/precision.js';
 import type { Phi4MMForCausalLM } from '../models/phi4mm/model.js';
 import type { Phi4Tokenizer } from '../text/tokenizer.js';
 import type { ConstraintSpec, LogitsConstraint } from '../text/sampler.js';
@@ -52,11 +53,11 @@ export class DeviceBatchModel implements BatchModel {
   }
 
   encodeImages(x: ImageBatchInput): Float32Array[] {
-    return this.model.image_embed.encode(this.be, x.pixelValues, x.attentionMask, x.imageSizes, x.numImgTokens);
+    return this.model.image_embed.encode(withComputePrecision(this.be, this.model.encoderPrecision), x.pixelValues, x.attentionMask, x.imageSizes, x.numImgTokens);
   }
 
   encodeAudio(x: AudioBatchInput, projection: 'vision' | 'speech'): Float32Array[] {
-    return this.model.audio_embed.encode(this.be, x.features, x.frames, projection);
+    return this.model.audio_embed.encode(withComputePrecision(this.be, this.model.encoderPrecision), x.features, x.frames, projection);
   }
 
   private store(): KvStore {

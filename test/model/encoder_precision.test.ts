@@ -12,6 +12,9 @@ import { decodeAudio } from '../../src/io/audio.js';
 import { processImages } from '../../src/models/phi4mm/image_processor.js';
 import { extractAudioFeatures } from '../../src/models/phi4mm/audio_processor.js';
 import { argmax } from '../../src/text/sampling.js';
+import { DeviceBatchModel } from '../../src/engine/device_model.js';
+import type { ImageBatchInput } from '../../src/engine/types.js';
+import { withComputePrecision } from '../../src/tensor/precision.js';
 
 const be = await createBackend('auto');
 // bf16 storage (what fromPretrained keeps for a bf16 checkpoint): only bf16 weights take the bf16 path.
@@ -47,4 +50,22 @@ describe('encoderPrecision bf16 on the e_multimodal fixtures', () => {
       }
     });
   }
+});
+
+describe('encoderPrecision through the engine', () => {
+  it("the engine's encoders run at the model's encoderPrecision (bf16 differs from f32, equals the direct bf16 encode)", () => {
+    const dm = new DeviceBatchModel(model, be);
+    const p = processImages([img('image_A_320x240.png')]);
+    const input: ImageBatchInput = { pixelValues: p.pixelValues, attentionMask: p.attentionMask, imageSizes: p.imageSizes, numImgTokens: p.numImgTokens };
+    const f32 = dm.encodeImages(input)[0]!;
+    model.encoderPrecision = 'bf16';
+    try {
+      const viaEngine = dm.encodeImages(input)[0]!;
+      const direct = model.image_embed.encode(withComputePrecision(be, 'bf16'), p.pixelValues, p.attentionMask, p.imageSizes, p.numImgTokens)[0]!;
+      expect(viaEngine).toEqual(direct);
+      expect(closeStats(viaEngine, f32).maxAbs).toBeGreaterThan(1e-4);
+    } finally {
+      model.encoderPrecision = 'f32';
+    }
+  });
 });
