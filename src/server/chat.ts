@@ -86,10 +86,24 @@ async function chatCompletions(ctx: RequestContext): Promise<void> {
     const messages = await toChatMessages(r, pending, budget);
     const id = `chatcmpl-${randomUUID()}`;
     if (r.user != null || r.metadata != null) server.opts.log?.(`${id}: user=${JSON.stringify(r.user ?? null)} metadata=${JSON.stringify(r.metadata ?? null)}`);
-    const run: Run = { ctx, r, id, model, plan, current: null, open: (i) => {
-      void run.current?.return?.(undefined); // the previous choice is done: let the engine clean up
-      return (run.current = engine.streamEvents(messages, withSeed(base, i))[Symbol.asyncIterator]());
-    } };
+    // Choice 0 runs alone until its prompt is in (its first event); then choices 1..n−1 start together, so they
+    // find the prompt's blocks in the prefix cache and decode in one batch, while the response still lists
+    // the choices in order.
+    const started: Events[] = [];
+    const start = (i: number): Events => {
+      const it = engine.streamEvents(messages, withSeed(base, i))[Symbol.asyncIterator]();
+      const first = it.next();
+      first.catch(() => {}); // surfaced when this choice is read
+      let primed: Promise<IteratorResult<ChatEvent>> | null = first;
+      const ev: Events = {
+        next: () => { const p = primed ?? it.next(); primed = null; return p; },
+        return: (v) => it.return!(v),
+        [Symbol.asyncIterator]() { return this; },
+      } as Events;
+      started.push(ev);
+      return ev;
+    };
+    const run: Run = { ctx, r, id, model, plan, current: null, open: (i) => (run.current = i === 0 ? start(0) : started[i]!) };
     try {
       const events = run.open(0);
       const firstToken = server.metrics.firstTokenTimer(PATH);
@@ -97,10 +111,12 @@ async function chatCompletions(ctx: RequestContext): Promise<void> {
       const first = await events.next(); // prompt building and prefill errors surface here, before any header
       ctx.stats.ttftMs = performance.now() - t0;
       firstToken();
+      if (!first.done) for (let j = 1; j < (r.n ?? 1); j++) start(j);
       if (r.stream) await streamResponse(run, first);
       else await plainResponse(run, first);
     } finally {
-      await run.current?.return?.(undefined); // runs the engine's own cleanup when we stop at the 'done' event
+      // Runs the engine's own cleanup when we stop at the 'done' event, and frees choices never read.
+      await Promise.all(started.map((e) => e.return?.(undefined).catch(() => undefined)));
     }
   } finally {
     ticket.release();
@@ -114,7 +130,7 @@ interface Run {
   model: string;
   plan: ToolPlan;
   current: Events | null;
-  /** Starts choice i (seed + i) and makes it `current`. */
+  /** Choice i (seed + i), made `current`: choice 0 starts here; the others were started after its first event. */
   open(i: number): Events;
 }
 
