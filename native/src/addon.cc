@@ -10,10 +10,6 @@
 #include <string>
 #include <vector>
 
-#include <sys/mman.h>
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25  // Linux ≥ 6.1 (older glibc headers lack the name); older kernels return EINVAL
-#endif
 
 #include "device_napi.h"
 #include "interleave.h"
@@ -320,38 +316,6 @@ Napi::Value ExpF32(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// adviseHugePages(typedArray): backs the buffer's 2 MiB-aligned interior with transparent huge pages
-// (MADV_HUGEPAGE, then MADV_COLLAPSE to move pages already written): weight streams then take no TLB miss
-// per 4 KiB, which bench/stream measures at ~35% more DRAM read bandwidth here. Returns the bytes now
-// advised (0 when the buffer is smaller than a huge page or the kernel refuses; the data never changes).
-// allocWeights(bytes): a zeroed ArrayBuffer on 2 MiB-aligned anonymous memory advised MADV_HUGEPAGE before its
-// first touch, so reading or quantizing weights into it faults huge pages directly (no MADV_COLLAPSE copy,
-// which cost ~8 s per 5.6 GiB of weights at load). Freed (munmap) when the ArrayBuffer is collected.
-Napi::Value AllocWeights(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const int64_t bytes = integer(info, 0, "bytes");
-  if (bytes < 0) throw Napi::RangeError::New(env, "allocWeights: bytes must be >= 0");
-  constexpr size_t HUGE = 2u << 20;
-  const size_t len = std::max<size_t>((size_t)bytes, 1), total = len + HUGE;
-  void* base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) throw Napi::Error::New(env, "allocWeights: cannot map " + std::to_string(bytes) + " bytes");
-  uint8_t* p = reinterpret_cast<uint8_t*>(((uintptr_t)base + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
-  madvise(p, (len + HUGE - 1) & ~(HUGE - 1), MADV_HUGEPAGE);  // best effort: 4 KiB pages where THP is off
-  struct Mapping { void* base; size_t total; };
-  auto* m = new Mapping{base, total};
-  return Napi::ArrayBuffer::New(env, p, (size_t)bytes, [](Napi::Env, void*, Mapping* m) { munmap(m->base, m->total); delete m; }, m);
-}
-
-Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
-  const View v = typed(info, 0, "buffer");
-  constexpr uintptr_t HUGE = 2u << 20;
-  const uintptr_t b = ((uintptr_t)v.data + HUGE - 1) & ~(HUGE - 1), e = ((uintptr_t)v.data + v.bytes) & ~(HUGE - 1);
-  if (e <= b) return Napi::Number::New(info.Env(), 0);
-  if (madvise((void*)b, e - b, MADV_HUGEPAGE) != 0) return Napi::Number::New(info.Env(), 0);
-  madvise((void*)b, e - b, MADV_COLLAPSE);  // best effort: fails (harmlessly) without free huge pages
-  return Napi::Number::New(info.Env(), (double)(e - b));
-}
-
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const int n = dim(info, 0, "threads");
   if (n < 1 || n > 1024) throw Napi::RangeError::New(info.Env(), "threads must be between 1 and 1024, got " + std::to_string(n));
@@ -375,8 +339,6 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearF", Napi::Function::New(env, LinearF));
   exports.Set("linearQ", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return LinearQ(i, false); }));
-  exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages));
-  exports.Set("allocWeights", Napi::Function::New(env, AllocWeights));
   exports.Set("linearQRef", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return LinearQ(i, true); }));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("attention", Napi::Function::New(env, Attention));
@@ -396,6 +358,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_interleave(env, exports);
   register_encoder_ops(env, exports);
   register_isq(env, exports);
+  register_memory(env, exports);
   return exports;
 }
 

@@ -22,6 +22,7 @@ void register_paged_kv(Napi::Env env, Napi::Object exports);
 void register_interleave(Napi::Env env, Napi::Object exports);
 void register_encoder_ops(Napi::Env env, Napi::Object exports);
 void register_isq(Napi::Env env, Napi::Object exports);
+void register_memory(Napi::Env env, Napi::Object exports);
 // Whether the AVX-512 kernels are the active ones (their ISQ and activation quantizers may then be used).
 bool kernels_are_avx512();
 // Row `row` of an x16 [rows, K] table (interleave.h) → its ggml bytes (row_bytes) at dst.
