@@ -39,7 +39,10 @@ function randomBytes(n: number, seed: number): Uint8Array {
 /** A [n, k] quantized weight of random quants with small finite f16 scales at each block's scale fields. */
 function randomQuantWeight(dtype: 'q4_k' | 'q8_0', n: number, k: number, seed: number): Tensor {
   const [bs, bb] = dtype === 'q4_k' ? [QK_K, BLOCK_Q4_K_BYTES] : [QK8_0, BLOCK_Q8_0_BYTES];
-  const bytes = randomBytes((n * k / bs) * bb, seed);
+  // In weight memory as the loader allocates it (2 MiB-aligned, huge pages); BENCH_THP=0: a plain array.
+  const size = (n * k / bs) * bb;
+  const bytes = process.env.BENCH_THP === '0' ? new Uint8Array(size) : backend.allocWeights(size);
+  bytes.set(randomBytes(bytes.length, seed));
   const scale = f32ToF16(1e-3);
   const scaleFields = dtype === 'q4_k' ? [0, 2] : [0]; // d (and dmin)
   for (let o = 0; o < bytes.length; o += bb) {
@@ -91,8 +94,6 @@ for (const [dtype, layout] of want('gemv') ? (['q4_k', 'q8_0'] as const).flatMap
   const bytesPer = one.data.byteLength;
   const copies = Math.ceil(STREAM_BYTES / bytesPer);
   const ws = [one, ...Array.from({ length: copies - 1 }, (_, i) => inLayout(randomQuantWeight(dtype, GEMV_N, GEMV_K, i + 2), layout))];
-  // As the model loader does: weights on transparent huge pages (BENCH_THP=0 keeps 4 KiB pages).
-  if (process.env.BENCH_THP !== '0') for (const w of ws) backend.adviseHugePages(w.data as Uint8Array);
   const x = Float32Array.from({ length: GEMV_K }, (_, i) => Math.sin(i));
   const y = new Float32Array(GEMV_N);
   for (const t of THREADS) {
