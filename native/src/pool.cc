@@ -28,11 +28,17 @@ Pool::~Pool() {
   for (auto& t : workers_) t.join();
 }
 
-void Pool::drain(int thread) {
+// Claims and runs tasks of job `gen` until none is left. A task is claimed by a CAS on the job word, whose
+// high half is the job's generation: a worker that wakes late, after its job ended or a new one began, claims
+// nothing, so it never calls a stale fn and the caller never waits for it.
+void Pool::work(uint32_t gen, const std::function<void(int, int)>& fn, int tasks, int thread) {
+  uint64_t j = job_.load(std::memory_order_acquire);
   for (;;) {
-    const int t = next_.fetch_add(1, std::memory_order_relaxed);
-    if (t >= tasks_) break;
-    (*fn_)(t, thread);
+    if ((uint32_t)(j >> 32) != gen || (int)(uint32_t)j >= tasks) return;
+    if (!job_.compare_exchange_weak(j, j + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    fn((int)(uint32_t)j, thread);
+    done_.fetch_add(1, std::memory_order_release);
+    j = job_.load(std::memory_order_acquire);
   }
 }
 
@@ -45,17 +51,21 @@ void Pool::run(int tasks, const std::function<void(int, int)>& fn) {
   // One job at a time: the engine's worker thread and the main thread (research API, a second engine) may both
   // submit, and the job state below is single-slot. Jobs never submit nested jobs, so this cannot deadlock.
   std::lock_guard<std::mutex> one_job(run_mu_);
+  uint32_t gen;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    gen = ++job_gen_;
     fn_ = &fn;
     tasks_ = tasks;
-    next_.store(0);
-    busy_.store(threads_ - 1);
+    done_.store(0, std::memory_order_relaxed);
+    job_.store((uint64_t)gen << 32, std::memory_order_release);
     generation_.fetch_add(1, std::memory_order_release);
   }
   cv_.notify_all();
-  drain(0);
-  while (busy_.load(std::memory_order_acquire) != 0) PHI_PAUSE();
+  // The caller works too and waits only for tasks other threads have claimed: on a machine where another
+  // process holds a core, a descheduled worker no longer stalls every kernel of a decode step.
+  work(gen, fn, tasks, 0);
+  while (done_.load(std::memory_order_acquire) != tasks) PHI_PAUSE();
 }
 
 void Pool::worker(int index) {
@@ -72,12 +82,17 @@ void Pool::worker(int index) {
       g = generation_.load();
     }
     seen = g;
+    uint32_t gen;
+    const std::function<void(int, int)>* fn;
+    int tasks;
     {
-      std::lock_guard<std::mutex> lock(mu_);  // pairs with run(): fn_/tasks_ are published under mu_
+      std::lock_guard<std::mutex> lock(mu_);  // pairs with run(): the job is published under mu_
       if (stop_) return;
+      gen = job_gen_;
+      fn = fn_;
+      tasks = tasks_;
     }
-    drain(index);
-    busy_.fetch_sub(1, std::memory_order_acq_rel);
+    if (fn) work(gen, *fn, tasks, index);
   }
 }
 

@@ -20,7 +20,7 @@ class Pool {
 
  private:
   void worker(int index);
-  void drain(int thread);
+  void work(uint32_t gen, const std::function<void(int, int)>& fn, int tasks, int thread);
 
   int threads_;
   std::vector<std::thread> workers_;
@@ -28,8 +28,9 @@ class Pool {
   std::mutex run_mu_;  // serializes run() between calling threads
   std::condition_variable cv_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> next_{0};
-  std::atomic<int> busy_{0};  // workers still inside the current job
+  std::atomic<uint64_t> job_{0};  // (job generation << 32) | next task to claim
+  std::atomic<int> done_{0};      // tasks of the current job finished
+  uint32_t job_gen_ = 0;          // generation of the current job (under mu_)
   int tasks_ = 0;
   const std::function<void(int, int)>* fn_ = nullptr;
   bool stop_ = false;
