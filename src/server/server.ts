@@ -14,6 +14,7 @@ import type { OpenAIRouteOptions } from './common.js';
 import { EngineAdmission } from '../engine/admission.js';
 import type { Engine } from '../engine/engine.js';
 import { webUiRoutes } from './webui.js';
+import type { MediaNetwork } from '../io/media.js';
 
 export { HttpError, toEnvelope, sendJson as json, readJson } from './http.js';
 
@@ -26,6 +27,8 @@ export interface ServerOptions extends Partial<RequestLimits> {
   allowLocalMedia?: string;
   /** Let media URLs resolve to loopback/private addresses (off by default: SSRF protection). */
   allowPrivateMedia?: boolean;
+  /** Resolver and address filter of media URLs, in code only (tests, custom DNS); default: system DNS, IANA lists. */
+  mediaNetwork?: MediaNetwork;
   mediaTimeoutMs?: number;
   maxRedirects?: number;
   /** Requests allowed to wait while one runs (default 16); the single-runner queue only (an engine that schedules itself has its own maxWaiting). */
