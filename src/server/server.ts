@@ -43,6 +43,11 @@ export interface ServerOptions extends Partial<RequestLimits> {
   allowedHosts?: string[];
   /** How long a shutdown waits for running requests before closing their connections (default 10 000 ms). */
   shutdownGraceMs?: number;
+  /**
+   * The server owns its model: close() also closes it (the CLI's `serve`). Off by default, since a model handed
+   * in may be shared (several servers, or the caller's own use).
+   */
+  closeEngine?: boolean;
   /** Per-request log line format (default 'text'). */
   logFormat?: 'text' | 'json';
   log?: (line: string) => void;
@@ -82,8 +87,8 @@ export interface Route {
   contentTypes?: string[];
 }
 
-/** Engines may offer a shutdown hook, and the library's Phi4MM its scheduler (`engine`). */
-type ServerEngine = ChatEngine & { shutdown?: () => Promise<void> | void; engine?: Engine };
+/** The library's Phi4MM offers its scheduler (`engine`). */
+type ServerEngine = ChatEngine & { engine?: Engine };
 
 export interface LoadingState { stage: string; progress: number }
 
@@ -182,7 +187,8 @@ export class ChatServer {
 
   /**
    * Stop admitting (new requests and queued ones get 503), end running requests (streams with a final chunk and
-   * [DONE], others with a 503 envelope), then close. Connections still open after `graceMs` are cut.
+   * [DONE], others with a 503 envelope), then close. Connections still open after `graceMs` are cut. With
+   * `closeEngine`, the model is closed last (Phi4MM: its worker threads stop).
    */
   close(graceMs = this.opts.shutdownGraceMs ?? 10_000): Promise<void> {
     if (this.closed) return this.closed;
@@ -200,7 +206,7 @@ export class ChatServer {
         clearTimeout(timer);
         clearInterval(idle);
       }
-      await this.engineRef?.shutdown?.();
+      if (this.opts.closeEngine) await this.engineRef?.close?.();
     })();
     return this.closed;
   }
