@@ -2,22 +2,21 @@
 //
 // Generation goes through the engine (src/engine/): by default a worker thread that loads and owns the model
 // and runs the continuous-batching scheduler, so any number of concurrent chat() calls run together and the
-// calling thread stays free. This thread does validation, media decoding and processing, tokenization,
-// detokenization and stop strings. The research API (`model`, `backend`: forward, hidden states, encoders)
-// is an in-process copy of the model, loaded on first access with the worker host (twice the memory) and
-// shared with the engine with `engine: { host: 'inline' }`.
+// calling thread stays free. This thread does validation, media decoding, detokenization and stop strings;
+// tokenizing long prompts and image/audio processing run in a second worker (src/engine/prep_pool.ts). The
+// research API (`model`, `backend`: forward, hidden states, encoders) is an in-process copy of the model, loaded
+// on first access with the worker host (twice the memory) and shared with the engine with
+// `engine: { host: 'inline' }`.
 import { loadConfig, type Phi4MMConfig } from '../models/phi4mm/config.js';
 import type { Phi4MMForCausalLM } from '../models/phi4mm/model.js';
 import { PromptError, inputModeOf } from '../models/phi4mm/multimodal.js';
-import { processImages, type ImageProcessorConfig } from '../models/phi4mm/image_processor.js';
-import { extractAudioFeatures } from '../models/phi4mm/audio_processor.js';
+import type { ImageProcessorConfig } from '../models/phi4mm/image_processor.js';
 import { createBackend, type Backend } from '../tensor/backend.js';
 import { availableParallelism } from 'node:os';
 import { loadImage } from '../io/image.js';
 import { loadAudio } from '../io/audio.js';
 import { Phi4Tokenizer } from '../text/tokenizer.js';
 import { renderChat } from '../text/chat.js';
-import { buildInputIds } from '../text/prompt.js';
 import { validateSamplingParams, type SamplingParams } from '../text/sampling.js';
 import { validateSamplerSpec, type SamplerSpec } from '../text/sampler.js';
 import { toTokenLogprob } from '../text/logprobs.js';
@@ -32,7 +31,9 @@ import type { EngineStats } from '../engine/types.js';
 import { inlineEngine, workerEngine } from '../engine/host.js';
 import { DeviceBatchModel } from '../engine/device_model.js';
 import { resolveSettings, validateEngineOptions, type EngineOptions } from '../engine/settings.js';
-import { mediaGroups, transferables } from '../engine/request.js';
+import { transferables } from '../engine/request.js';
+import { preparePromptInputs, prepIsSmall, promptIds, textIsSmall, type Prepared, type PrepInput } from '../engine/prep.js';
+import { PrepPool } from '../engine/prep_pool.js';
 
 export { DEFAULT_MODEL_ID, ValidationError, storagePolicy, type IsqKind, type LoadProgress } from './load.js';
 export type { EngineOptions } from '../engine/settings.js';
@@ -62,6 +63,8 @@ export class Phi4MM implements ChatEngine {
     private readonly info: { describe: string; kvNote: string },
     /** What was loaded (by the engine's copy): tensors per storage dtype, bytes, seconds, ISQ. */
     readonly loadReport: LoadedModel['report'],
+    /** Tokenizing and media processing off this thread (worker host); null: on it (inline host). */
+    private readonly prep: PrepPool | null,
   ) {}
 
   /** A local checkpoint folder (either layout) or a hub id downloaded into the Hugging Face cache. */
@@ -80,12 +83,14 @@ export class Phi4MM implements ChatEngine {
       const bm = new DeviceBatchModel(local.model, local.backend, eo.kvDtype, () => tokenizer);
       const { settings, note } = resolveSettings(eo, bm.kvBytesPerToken, bm.maxPositions, local.report.deferred.bytes);
       const { engine } = inlineEngine(bm, settings);
-      return new Phi4MM(idOrPath, dir, config, tokenizer, engine, local, local.backend, options, imageCfg, { describe: describeLoaded(local), kvNote: note }, local.report);
+      // A forward blocks this thread anyway, so preparing prompts here costs nothing more.
+      return new Phi4MM(idOrPath, dir, config, tokenizer, engine, local, local.backend, options, imageCfg, { describe: describeLoaded(local), kvNote: note }, local.report, null);
     }
     const backend = await createBackend(options.backend ?? 'auto', options.threads ?? availableParallelism());
     const { onProgress, engine: _e, ...load } = options;
     const { engine, ready } = await workerEngine({ dir, load, engine: eo }, onProgress ? (p) => onProgress(p as Parameters<typeof onProgress>[0]) : undefined);
-    return new Phi4MM(idOrPath, dir, config, tokenizer, engine, null, backend, options, imageCfg, { describe: ready.describe, kvNote: ready.kvNote }, ready.report);
+    const prep = new PrepPool({ dir, imageCfg });
+    return new Phi4MM(idOrPath, dir, config, tokenizer, engine, null, backend, options, imageCfg, { describe: ready.describe, kvNote: ready.kvNote }, ready.report, prep);
   }
 
   /**
@@ -116,9 +121,12 @@ export class Phi4MM implements ChatEngine {
     return this.engine.stats();
   }
 
-  /** Stops the engine (the worker and its model). */
+  /**
+   * Stops the engine (its worker thread and the model it holds) and the prompt worker. Requests in flight fail,
+   * and later calls fail at once; afterwards nothing of this model keeps the process alive.
+   */
   async close(): Promise<void> {
-    await this.engine.close();
+    await Promise.all([this.engine.close(), this.prep?.close()]);
   }
 
   async chat(messages: Messages | ChatMessage[], opts: SamplingOptions = {}): Promise<ChatResult> {
@@ -165,13 +173,10 @@ export class Phi4MM implements ChatEngine {
       Promise.all(prepared.audios.map((s) => loadAudio(s as Parameters<typeof loadAudio>[0], so))),
     ]);
     const promptText = rawPrompt ?? renderChat(this.tokenizer, prepared.messages, { addGenerationPrompt: true });
-    const pi = images.length ? processImages(images, this.imageCfg) : null;
-    const af = audios.length ? extractAudioFeatures(audios) : null;
-    const ids = buildInputIds(this.tokenizer, promptText, pi?.numImgTokens ?? [], af?.embedSizes ?? []);
+    const mode = inputModeOf(images.length, audios.length);
+    const { ids, media } = await this.preparePrompt({ promptText, images, audios, mode }, [...prepared.images, ...prepared.audios]);
     const maxPos = this.config.text.max_position_embeddings;
     if (ids.length >= maxPos) throw new PromptError(`the prompt is ${ids.length} tokens; the model's context is ${maxPos}`);
-    const mode = inputModeOf(images.length, audios.length);
-    const media = mediaGroups(pi, af, mode, this.imageCfg);
     const text = new TokenTextStream(this.tokenizer, { stopIds: this.tokenizer.eosTokenIds, stopStrings: stop, maxTokens });
     // Logprob info of the tokens consumed since the last event (eos ids are not part of the output).
     const eos = new Set(this.tokenizer.eosTokenIds);
@@ -208,6 +213,24 @@ export class Phi4MM implements ChatEngine {
     yield { type: 'done', finishReason: finish, usage: { ...usage, prompt_tokens_details: { cached_tokens: cached } }, ...take() };
   }
 
+  /**
+   * Token ids and processed media of a prompt: media and long prompts in the prompt worker, short text here.
+   * Media buffers this call decoded itself move to the worker; the caller's own buffers are copied (or shared,
+   * over a SharedArrayBuffer), never detached.
+   */
+  private async preparePrompt(input: PrepInput, sources: unknown[]): Promise<Prepared> {
+    if (!this.prep || prepIsSmall(input)) return preparePromptInputs(this.tokenizer, this.imageCfg, input);
+    const foreign = new Set<ArrayBufferLike>();
+    for (const s of sources) for (const b of buffersOf(s)) foreign.add(b);
+    const own = new Set<ArrayBuffer>();
+    for (const a of [...input.images.map((i) => i.data), ...input.audios.map((x) => x.samples)]) {
+      if (a.buffer instanceof ArrayBuffer && !foreign.has(a.buffer) && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength) own.add(a.buffer);
+    }
+    const here = textIsSmall(input);
+    const out = await this.prep.prepare(input, [...own], !here);
+    return { ...out, ids: out.ids ?? promptIds(this.tokenizer, input.promptText, out) };
+  }
+
   /** Write the loaded (quantized) weights as a folder that loads without re-quantizing. */
   async saveQuantized(outDir: string): Promise<void> {
     void this.model;
@@ -215,6 +238,15 @@ export class Phi4MM implements ChatEngine {
     local.model.loadAll(); // deferred encoders and adapters are read (and quantized) now, so the folder is whole
     saveQuantizedCheckpoint(this.dir, outDir, this.config, local.tensors, local.report.isq);
   }
+}
+
+/** The buffers a media input given by the caller may hold (bytes, pixels, samples, channels). */
+function buffersOf(src: unknown): ArrayBufferLike[] {
+  if (src instanceof ArrayBuffer) return [src];
+  if (ArrayBuffer.isView(src)) return [src.buffer];
+  if (!src || typeof src !== 'object') return [];
+  const o = src as { data?: unknown; samples?: unknown; channels?: unknown };
+  return [o.data, o.samples, ...(Array.isArray(o.channels) ? o.channels : [])].filter(ArrayBuffer.isView).map((v) => v.buffer);
 }
 
 function describeLoaded(l: LoadedModel): string {

@@ -113,6 +113,8 @@ export interface ChatEngine {
   readonly vocabSize?: number;
   /** The engine's load when it schedules requests itself (the library's engine: src/engine). */
   stats?(): Promise<EngineLoad>;
+  /** Frees the model (the library's Phi4MM stops its worker threads); a server calls it only for a model it owns. */
+  close?(): Promise<void> | void;
 }
 
 export function makeUsage(promptTokens: number, completionTokens: number, promptSec: number, complSec: number): Usage {

@@ -95,7 +95,8 @@ function serverOptions(v: Values): ServerOptions {
   const logFormat = str(v, 'log-format') ?? 'text';
   if (logFormat !== 'text' && logFormat !== 'json') throw new UsageError(`--log-format must be text or json (got "${logFormat}")`);
   const list = (k: string) => (Array.isArray(v[k]) ? (v[k] as string[]).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : undefined);
-  const o: ServerOptions = { port, host: str(v, 'host') ?? '127.0.0.1', allowPrivateMedia: v['allow-private-media'] === true, logFormat, log: (l) => process.stderr.write(`${l}\n`) };
+  // The server owns the model it loads: closing the server stops the model's worker threads.
+  const o: ServerOptions = { port, host: str(v, 'host') ?? '127.0.0.1', allowPrivateMedia: v['allow-private-media'] === true, logFormat, log: (l) => process.stderr.write(`${l}\n`), closeEngine: true };
   if (apiKey !== undefined) o.apiKey = apiKey;
   if (local !== undefined) o.allowLocalMedia = local;
   if (list('served-model-name')?.length) o.servedModelNames = list('served-model-name')!;
@@ -133,7 +134,7 @@ async function serve(argv: string[]): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const model = await load(v, (p) => server.setLoading({ stage: p.stage, progress: p.total > 0 ? Math.min(1, p.loaded / p.total) : 0 }));
-  if (server.shuttingDown) return;
+  if (server.shuttingDown) { await model.close(); return; } // a signal came while loading
   server.setEngine(model);
   process.stderr.write(`serving ${server.modelNames().join(', ')} on ${url}/v1 (chat/completions, completions, responses, audio/transcriptions, audio/translations, models; GET /metrics, /health); chat page: ${url}/\n`);
 }

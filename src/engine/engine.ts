@@ -59,7 +59,7 @@ export class Engine {
    * Throws EngineError for refused requests (status 400 / 429) and failed ones.
    */
   async *generate(req: Omit<EngineRequest, 'id'>, signal?: AbortSignal, transfer?: ArrayBuffer[]): AsyncGenerator<SeqEvent> {
-    if (this.dead) throw new EngineError(this.dead, 500, 'engine_failed');
+    if (this.dead) throw new EngineError(this.dead.message, this.dead.status, this.dead.code);
     const id = this.nextId++;
     const p: Pending = { events: [], error: null, open: req.n, wake: null };
     this.track(id, p);
@@ -112,25 +112,28 @@ export class Engine {
     if (this.pending.size === 0 && this.statsWaiters.size === 0) this.port.setBusy?.(false);
   }
 
+  /** Stops the scheduler (a worker host terminates its thread). Requests in flight and later ones fail with 503. */
   close(): Promise<void> {
+    // Without this a request submitted after close would wait forever on a scheduler that is gone.
+    this.failAll('the engine was closed', 503, 'engine_closed');
     return this.port.close();
   }
 
-  /** The scheduler is gone (the worker died): every request in flight fails with this error. */
-  failAll(message: string): void {
+  /** The scheduler is gone (the worker died, or close()): every request in flight and every later one fails with this error. */
+  failAll(message: string, status = 500, code = 'engine_failed'): void {
     for (const p of this.pending.values()) {
       if (p.error || p.open === 0) continue;
-      p.error = { name: 'EngineError', message, status: 500, code: 'engine_failed' };
+      p.error = { name: 'EngineError', message, status, code };
       p.wake?.();
     }
     for (const [id, ok] of this.statsWaiters) {
       ok({ running: 0, waiting: 0, blocksTotal: 0, blocksFree: 0, blocksCached: 0, blocksInUse: 0, blockSize: 0, kvBytesPerToken: 0, mediaCacheBytes: 0, mediaCacheEntries: 0, steps: 0 });
       this.statsWaiters.delete(id);
     }
-    this.dead = message;
+    this.dead ??= { message, status, code };
   }
 
-  private dead: string | null = null;
+  private dead: { message: string; status: number; code: string } | null = null;
 
   private onMessage(m: FromEngine): void {
     if (m.type === 'stats') {

@@ -21,12 +21,10 @@ parentPort?.on('message', (job: DecodeJob) => {
         parentPort!.postMessage({ id: job.id, ok: true, bytes: b } satisfies DecodeReply, [b.buffer as ArrayBuffer]);
       } else if (job.kind === 'image') {
         const img = decodeImage(job.bytes!, job.maxPixels !== undefined ? { maxPixels: job.maxPixels } : {});
-        const data = img.data.byteOffset === 0 && img.data.byteLength === img.data.buffer.byteLength ? img.data : img.data.slice();
-        parentPort!.postMessage({ id: job.id, ok: true, image: { width: img.width, height: img.height, data } } satisfies DecodeReply, [data.buffer as ArrayBuffer]);
+        parentPort!.postMessage({ id: job.id, ok: true, image: { width: img.width, height: img.height, data: shared(img.data) } } satisfies DecodeReply);
       } else {
         const a = await decodeAudio(job.bytes!);
-        const samples = a.samples.byteOffset === 0 && a.samples.byteLength === a.samples.buffer.byteLength ? a.samples : a.samples.slice();
-        parentPort!.postMessage({ id: job.id, ok: true, audio: { samples, sampleRate: a.sampleRate } } satisfies DecodeReply, [samples.buffer as ArrayBuffer]);
+        parentPort!.postMessage({ id: job.id, ok: true, audio: { samples: shared(a.samples), sampleRate: a.sampleRate } } satisfies DecodeReply);
       }
     } catch (e) {
       const err = e as Error & { code?: string };
@@ -35,6 +33,18 @@ parentPort?.on('message', (job: DecodeJob) => {
     }
   })();
 });
+
+/**
+ * Decoded pixels and samples go out over a SharedArrayBuffer (copied into it here, off the main thread): the
+ * main thread hands them on to the model's prompt worker, and a shared buffer crosses that boundary without a
+ * copy (108 MB of 36 MP pixels took 0.4 s to copy on the main thread) and without being detached, so a request
+ * with n > 1 choices can hand the same pixels over again.
+ */
+function shared<T extends Uint8Array | Float32Array>(a: T): T {
+  const out = (a instanceof Uint8Array ? new Uint8Array(new SharedArrayBuffer(a.byteLength)) : new Float32Array(new SharedArrayBuffer(a.byteLength))) as T;
+  out.set(a);
+  return out;
+}
 
 /** Standard or URL-safe base64 (whitespace ignored) → a fresh buffer; a MediaError-shaped failure otherwise. */
 function decodeBase64Strict(text: string): Uint8Array {

@@ -27,6 +27,20 @@ export interface MediaFetchOptions {
   /** true: any local path; false: none; a string: only paths inside that directory (default true). */
   allowLocalFiles?: boolean | string;
   signal?: AbortSignal;
+  /** How URL hosts are resolved and vetted (default: the system resolver and the IANA special-purpose lists). */
+  network?: MediaNetwork;
+}
+
+/**
+ * The resolver and the address filter of media fetches, replaceable in code only (tests, embedders with their own
+ * DNS); no CLI flag or request field reaches it. Whatever `resolve` answers is vetted once and is exactly what
+ * the socket connects to.
+ */
+export interface MediaNetwork {
+  /** Every address of `hostname` (default: node:dns lookup, all addresses). */
+  resolve?: (hostname: string, family: 0 | 4 | 6) => Promise<LookupAddress[]>;
+  /** Whether an address must not be fetched from unless private media are allowed (default: isPrivateAddress). */
+  isPrivate?: (address: string) => boolean;
 }
 
 export type MediaErrorCode =
@@ -151,10 +165,10 @@ async function fetchUrl(url0: string, kind: string, opts: MediaFetchOptions, max
         throw new MediaError('bad_url', `${kind} URL redirected to unsupported scheme ${parsed.protocol}`);
       }
       const literal = parsed.hostname.replace(/^\[|\]$/g, '');
-      if (pinPublic && isIP(literal) && isPrivateAddress(literal)) {
+      if (pinPublic && isIP(literal) && (opts.network?.isPrivate ?? isPrivateAddress)(literal)) {
         throw new MediaError('private_address', `${kind} URL host ${literal} is a private/local address; not allowed`);
       }
-      const res = await get(parsed, signal, pinPublic ? publicOnlyLookup(kind) : undefined);
+      const res = await get(parsed, signal, pinPublic || opts.network?.resolve ? pinnedLookup(kind, pinPublic, opts.network) : undefined);
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400 && res.headers.location) {
         res.resume();
@@ -177,32 +191,42 @@ async function fetchUrl(url0: string, kind: string, opts: MediaFetchOptions, max
   }
 }
 
-/** One GET; `lookup` (when given) resolves and vets the address the socket then connects to. */
+/**
+ * One GET on a fresh connection; `lookup` (when given) resolves and vets the address the socket then connects to.
+ * No pooled socket: Node's global agent keys sockets by host and port only, so a keep-alive socket that a
+ * permissive fetch opened to a private address would otherwise serve a later vetted fetch of the same name.
+ */
 function get(url: URL, signal: AbortSignal, lookup: LookupFunction | undefined): Promise<IncomingMessage> {
   return new Promise((ok, fail) => {
-    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: 'GET', signal, ...(lookup ? { lookup } : {}), headers: { 'user-agent': 'phi4mm' } }, ok);
+    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: 'GET', signal, agent: false, ...(lookup ? { lookup } : {}), headers: { 'user-agent': 'phi4mm' } }, ok);
     req.on('error', fail);
     req.end();
   });
 }
 
 /**
- * A DNS lookup for the connection itself: every resolved address is checked and the socket connects to exactly
- * what was checked, so a rebinding DNS server cannot answer the check with a public address and the connect
- * with a private one.
+ * A DNS lookup for the connection itself: every resolved address is checked (when `vet`) and the socket connects
+ * to exactly what was checked, so a rebinding DNS server cannot answer the check with a public address and the
+ * connect with a private one: there is one resolution, not one per step.
  */
-function publicOnlyLookup(kind: string): LookupFunction {
+function pinnedLookup(kind: string, vet: boolean, network: MediaNetwork = {}): LookupFunction {
+  const isPrivate = network.isPrivate ?? isPrivateAddress;
   return (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addrs: LookupAddress[]) => {
-      if (err) return callback(err, '', 0);
-      const bad = addrs.find((a) => isPrivateAddress(a.address));
+    const family = options.family === 4 || options.family === 6 ? options.family : 0;
+    const resolved = network.resolve ? network.resolve(hostname, family) : new Promise<LookupAddress[]>((ok, fail) => {
+      dnsLookup(hostname, { ...options, all: true }, (err, addrs: LookupAddress[]) => (err ? fail(err) : ok(addrs)));
+    });
+    const deliver = (addrs: LookupAddress[]) => {
+      if (!addrs.length) return callback(Object.assign(new Error(`${kind} URL host ${hostname} has no address`), { code: 'ENOTFOUND' }), '', 0);
+      const bad = vet ? addrs.find((a) => isPrivate(a.address)) : undefined;
       if (bad) {
         const e = new MediaError('private_address', `${kind} URL host ${hostname} resolves to a private/local address (${bad.address}); not allowed`);
         return callback(Object.assign(new Error(e.message), { cause: e, code: 'EPRIVATE' }) as NodeJS.ErrnoException, '', 0);
       }
       if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addrs);
       callback(null, addrs[0]!.address, addrs[0]!.family);
-    });
+    };
+    resolved.then(deliver, (err: NodeJS.ErrnoException) => callback(err, '', 0));
   };
 }
 

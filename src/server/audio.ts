@@ -5,12 +5,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { deflateSync } from 'node:zlib';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { decodeAudio } from '../io/audio.js';
 import type { SamplingOptions } from '../api/types.js';
 import { HttpError, sendJson as json } from './http.js';
 import { parseRequest, requestController, type RouteContext } from './common.js';
 import { readMultipart } from './multipart.js';
 import { cutOnSilence, toSrt, toVtt, type TimedText } from './audio_chunks.js';
+import { decodePool } from './limits.js';
 
 /** Phi-4-multimodal model card prompts (speech recognition; speech translation to a language). */
 export const ASR_PROMPT = 'Transcribe the audio clip into text.';
@@ -56,7 +56,7 @@ async function handleAudio(ctx: RouteContext, req: IncomingMessage, res: ServerR
   }
   let audio;
   try {
-    audio = await decodeAudio(new Uint8Array(body.file.bytes));
+    audio = await decodePool().decodeAudio(new Uint8Array(body.file.bytes)); // in the decode worker: a long MP3 takes seconds
   } catch (e) {
     throw new HttpError(400, 'invalid_request_error', `file: ${(e as Error).message}`, 'file', 'invalid_audio');
   }

@@ -142,6 +142,7 @@ async function fetchMedia(ctx: RequestContext, r: ChatRequest, budget: Budget, b
   const opts: MediaFetchOptions = {
     timeoutMs: o.mediaTimeoutMs ?? 20_000, maxBytes: budget.limits.maxMediaBytes, maxRedirects: o.maxRedirects ?? 3,
     allowPrivateNetwork: o.allowPrivateMedia ?? false, allowLocalFiles: o.allowLocalMedia ?? false, signal: ctx.signal,
+    ...(o.mediaNetwork ? { network: o.mediaNetwork } : {}),
   };
   const out: PendingPart[][] = [];
   for (const [i, m] of r.messages.entries()) {

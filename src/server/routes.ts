@@ -65,6 +65,7 @@ function mediaOptions(c: RequestContext, signal: AbortSignal): MediaFetchOptions
   return {
     timeoutMs: o.mediaTimeoutMs ?? 20_000, maxBytes: c.server.limits.maxMediaBytes, maxRedirects: o.maxRedirects ?? 3,
     allowPrivateNetwork: o.allowPrivateMedia ?? false, allowLocalFiles: o.allowLocalMedia ?? false, signal,
+    ...(o.mediaNetwork ? { network: o.mediaNetwork } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ import type { OpenAIRouteOptions } from './common.js';
 import { EngineAdmission } from '../engine/admission.js';
 import type { Engine } from '../engine/engine.js';
 import { webUiRoutes } from './webui.js';
+import type { MediaNetwork } from '../io/media.js';
 
 export { HttpError, toEnvelope, sendJson as json, readJson } from './http.js';
 
@@ -26,6 +27,8 @@ export interface ServerOptions extends Partial<RequestLimits> {
   allowLocalMedia?: string;
   /** Let media URLs resolve to loopback/private addresses (off by default: SSRF protection). */
   allowPrivateMedia?: boolean;
+  /** Resolver and address filter of media URLs, in code only (tests, custom DNS); default: system DNS, IANA lists. */
+  mediaNetwork?: MediaNetwork;
   mediaTimeoutMs?: number;
   maxRedirects?: number;
   /** Requests allowed to wait while one runs (default 16); the single-runner queue only (an engine that schedules itself has its own maxWaiting). */
@@ -40,6 +43,11 @@ export interface ServerOptions extends Partial<RequestLimits> {
   allowedHosts?: string[];
   /** How long a shutdown waits for running requests before closing their connections (default 10 000 ms). */
   shutdownGraceMs?: number;
+  /**
+   * The server owns its model: close() also closes it (the CLI's `serve`). Off by default, since a model handed
+   * in may be shared (several servers, or the caller's own use).
+   */
+  closeEngine?: boolean;
   /** Per-request log line format (default 'text'). */
   logFormat?: 'text' | 'json';
   log?: (line: string) => void;
@@ -79,8 +87,8 @@ export interface Route {
   contentTypes?: string[];
 }
 
-/** Engines may offer a shutdown hook, and the library's Phi4MM its scheduler (`engine`). */
-type ServerEngine = ChatEngine & { shutdown?: () => Promise<void> | void; engine?: Engine };
+/** The library's Phi4MM offers its scheduler (`engine`). */
+type ServerEngine = ChatEngine & { engine?: Engine };
 
 export interface LoadingState { stage: string; progress: number }
 
@@ -179,7 +187,8 @@ export class ChatServer {
 
   /**
    * Stop admitting (new requests and queued ones get 503), end running requests (streams with a final chunk and
-   * [DONE], others with a 503 envelope), then close. Connections still open after `graceMs` are cut.
+   * [DONE], others with a 503 envelope), then close. Connections still open after `graceMs` are cut. With
+   * `closeEngine`, the model is closed last (Phi4MM: its worker threads stop).
    */
   close(graceMs = this.opts.shutdownGraceMs ?? 10_000): Promise<void> {
     if (this.closed) return this.closed;
@@ -197,7 +206,7 @@ export class ChatServer {
         clearTimeout(timer);
         clearInterval(idle);
       }
-      await this.engineRef?.shutdown?.();
+      if (this.opts.closeEngine) await this.engineRef?.close?.();
     })();
     return this.closed;
   }

@@ -1,9 +1,9 @@
 // SIGTERM/SIGINT on a real `phi4mm serve` child: a running stream ends with a final 'cancelled' chunk and
 // [DONE], a queued request gets 503, a running non-streaming request gets a 503 envelope, and the process exits
-// 0 well within the grace period. Also: the port is bound before the model loads.
+// 0 well within the grace period; a second signal exits at once. Also: the port is bound before the model loads.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tinyCheckpoint } from '../helpers/tiny_checkpoint.js';
 import { exited, spawnCli, waitFor } from './child.js';
 
@@ -61,6 +61,28 @@ describe('shutdown of a real server process', () => {
     expect(r.status).toBe(503);
     expect(((await r.json()) as { error: { type: string } }).error.type).toBe('server_error');
     expect((await exited(child)).code).toBe(0);
+  });
+
+  it.each([['SIGTERM', 143], ['SIGINT', 130]] as const)('%s twice: the second exits at once with code %i, long before the grace period ends', async (sig, code) => {
+    const url = await startServer(); // grace 8 s
+    // A request whose body never completes: its connection is not idle, so the first signal waits out the grace.
+    const { port } = new URL(url);
+    const stuck = connect(Number(port), '127.0.0.1');
+    await new Promise<void>((ok) => stuck.once('connect', ok));
+    stuck.write('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model":');
+    stuck.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 300));
+    child!.kill(sig);
+    await waitFor(child!, /shutting down/);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(child!.exitCode).toBeNull(); // the first signal alone is still waiting for the stuck request
+    const t0 = Date.now();
+    child!.kill(sig);
+    const ended = await exited(child!);
+    const ms = Date.now() - t0;
+    stuck.destroy();
+    expect(ended).toEqual({ code, signal: null });
+    expect(ms).toBeLessThan(2000); // against 8 s of grace, of which 6.7 s were left
   });
 
   it('a busy port fails before the model is loaded', async () => {
