@@ -5,6 +5,7 @@
 // Prints one JSON line per figure and a markdown table at the end.
 //
 //   npm run bench -- --model /tmp/phi4mm-real [--isq q4k,q8_0,none] [--threads 1,2] [--runs 3] [--skip image,audio]
+//        [--encoder-precision f32|bf16]
 import { spawnSync } from 'node:child_process';
 import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -15,12 +16,12 @@ interface Figure { isq: string; threads: number | null; metric: string; value: n
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-async function child(model: string, isq: IsqKind, threads: number[], runs: number, skip: Set<string>): Promise<void> {
+async function child(model: string, isq: IsqKind, threads: number[], runs: number, skip: Set<string>, encoderPrecision: 'f32' | 'bf16'): Promise<void> {
   const out = (metric: string, value: number, unit: string, t: number | null = null) =>
     console.log(JSON.stringify({ isq, threads: t, metric, value: +value.toFixed(3), unit } satisfies Figure));
   const t0 = performance.now();
   // Inline engine: the research API (m.model, m.backend) and chat share one copy of the weights.
-  const m = await Phi4MM.fromPretrained(model, { isq, backend: 'native', threads: Math.max(...threads), engine: { host: 'inline', prefixCache: false, mediaCacheMb: 0 } }); // cold figures: no prefix or media cache
+  const m = await Phi4MM.fromPretrained(model, { isq, backend: 'native', threads: Math.max(...threads), encoderPrecision, engine: { host: 'inline', prefixCache: false, mediaCacheMb: 0 } }); // cold figures: no prefix or media cache
   out('load_s', (performance.now() - t0) / 1000, 's');
   out('rss_after_load_gib', process.memoryUsage().rss / 2 ** 30, 'GiB');
   out('peak_rss_load_gib', process.resourceUsage().maxRSS / 2 ** 20, 'GiB');
@@ -85,13 +86,16 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     model: { type: 'string' }, isq: { type: 'string', default: 'q4k' }, threads: { type: 'string', default: '1,2' },
     runs: { type: 'string', default: '3' }, skip: { type: 'string', default: '' }, child: { type: 'boolean' },
+    'encoder-precision': { type: 'string', default: 'f32' },
   } });
   if (!values.model) throw new Error('usage: npm run bench -- --model <checkpoint dir> [--isq q4k,q8_0,none] [--threads 1,2] [--runs 3] [--skip image,audio]');
   const threads = values.threads!.split(',').map(Number), runs = Number(values.runs), skip = new Set(values.skip!.split(',').filter(Boolean));
-  if (values.child) return child(values.model, values.isq as IsqKind, threads, runs, skip);
+  const enc = values['encoder-precision'] as 'f32' | 'bf16';
+  if (enc !== 'f32' && enc !== 'bf16') throw new Error(`--encoder-precision must be f32 or bf16 (got ${enc})`);
+  if (values.child) return child(values.model, values.isq as IsqKind, threads, runs, skip, enc);
   const figures: Figure[] = [];
   for (const isq of values.isq!.split(',')) {
-    const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', '--model', values.model, '--isq', isq, '--threads', values.threads!, '--runs', values.runs!, '--skip', values.skip!], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+    const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', '--model', values.model, '--isq', isq, '--threads', values.threads!, '--runs', values.runs!, '--skip', values.skip!, '--encoder-precision', enc], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
     for (const line of r.stdout.split('\n')) {
       if (!line.startsWith('{')) continue;
       console.log(line);
