@@ -12,6 +12,9 @@ export interface OpenAIRouteOptions {
   transcriptionWindowSec?: number;
   /** Token budget for each transcribed piece (default 448: ample for 30 s of fast speech). */
   transcriptionMaxTokens?: number;
+  /** Longest audio a transcription or translation request may hold, checked from the header before decoding
+   * and again after (default 1800 s). */
+  transcriptionMaxSec?: number;
 }
 
 /** What the server hands the route handlers. */

@@ -9,7 +9,7 @@ import { startServer, type Running } from './helpers.js';
 
 let s: Running;
 const WINDOW_SEC = 1; // a short window so the 3.3 s clip is cut into several pieces
-beforeAll(async () => { s = await startServer({ maxQueue: 8, openai: { transcriptionWindowSec: WINDOW_SEC, transcriptionMaxTokens: 4 } }); }, 120_000);
+beforeAll(async () => { s = await startServer({ maxQueue: 8, openai: { transcriptionWindowSec: WINDOW_SEC, transcriptionMaxTokens: 4, transcriptionMaxSec: 60 } }); }, 120_000);
 afterAll(async () => { await s?.close(); });
 
 const wavPath = goldenPath('inputs', 'audio_16k_3.3s.wav');
@@ -76,6 +76,12 @@ describe('audio', () => {
     await expect(s.client.audio.transcriptions.create({ model: 'm', file: createReadStream(wavPath), language: 'xx' })).rejects.toMatchObject({ status: 400 });
     await expect(s.client.audio.transcriptions.create({ model: 'm', file: createReadStream(wavPath), timestamp_granularities: ['word'], response_format: 'verbose_json' })).rejects.toMatchObject({ status: 400 });
     await expect(s.client.audio.transcriptions.create({ model: 'm', file: new File([png], 'a.png') })).rejects.toMatchObject({ status: 400 });
+    // Longer than the server's transcriptionMaxSec (60 s here): refused from the WAV header, before decoding.
+    const secs = 61, hdr = Buffer.alloc(44 + secs * 32000);
+    hdr.write('RIFF', 0); hdr.writeUInt32LE(hdr.length - 8, 4); hdr.write('WAVEfmt ', 8); hdr.writeUInt32LE(16, 16);
+    hdr.writeUInt16LE(1, 20); hdr.writeUInt16LE(1, 22); hdr.writeUInt32LE(16000, 24); hdr.writeUInt32LE(32000, 28);
+    hdr.writeUInt16LE(2, 32); hdr.writeUInt16LE(16, 34); hdr.write('data', 36); hdr.writeUInt32LE(secs * 32000, 40);
+    await expect(s.client.audio.transcriptions.create({ model: 'm', file: new File([hdr], 'long.wav') })).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/61\.0 s of audio, more than the limit of 60 s \(server option transcriptionMaxSec\)/) });
     const res = await fetch(`${s.url}/v1/audio/transcriptions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(res.status).toBe(415); // the route table refuses other media types before the handler runs
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/multipart/);
