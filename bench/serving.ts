@@ -88,9 +88,13 @@ if (!skip.has('health')) {
   const server = new ChatServer(m, { port: 0 });
   const { url } = await server.listen();
   const P = Number(a['prompt-tokens']);
+  // The server refuses other model names (404 model_not_found): ask it for its own.
+  const model = ((await (await fetch(`${url}/v1/models`)).json()) as { data: Array<{ id: string }> }).data[0]!.id;
   let done = false;
   const req = fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: filler(P, 2) }], max_tokens: 1 }) }).then((r) => r.json()).finally(() => (done = true));
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: filler(P, 2) }], max_tokens: 1 }) })
+    .then(async (r) => { if (!r.ok) throw new Error(`the prefill request failed: ${r.status} ${await r.text()}`); return r.json(); })
+    .finally(() => (done = true));
   const lat: number[] = [];
   await new Promise((r) => setTimeout(r, 500)); // let the prefill start
   while (!done) {
