@@ -16,6 +16,12 @@ static inline void prefetch_span(const uint8_t* p, int bytes) {
 }
 
 static inline __m512i ld512(const uint8_t* p) { return _mm512_loadu_si512(reinterpret_cast<const void*>(p)); }
+// 64 bytes as two 32-byte loads: a Q8_0 group block is 544 bytes, so every other one starts 32 bytes into a cache
+// line, and a single 64-byte load there would straddle two lines.
+static inline __m512i ld512_halves(const uint8_t* p) {
+  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
 static inline __m512 f16x16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
 // y rows [m0, m0+MT) × the 16 rows of the group at gp (output columns n0..n0+15).
@@ -115,7 +121,7 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
     }
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++) {
-      const __m512i wv = _mm512_xor_si512(ld512(P + X16_Q8_QS + 64 * t), flip);  // s8 → u8 = w + 128
+      const __m512i wv = _mm512_xor_si512(ld512_halves(P + X16_Q8_QS + 64 * t), flip);  // s8 → u8 = w + 128
 #pragma GCC unroll 8
       for (int m = 0; m < MT; m++) s[t % PARTS][m] = _mm512_dpbusd_epi32(s[t % PARTS][m], wv, bcast32(y[m] + yo + 2 + 4 * t));
     }
