@@ -10,7 +10,7 @@ import { HttpError, sendJson as json } from './http.js';
 import { parseRequest, requestController, type RouteContext } from './common.js';
 import { readMultipart } from './multipart.js';
 import { cutOnSilence, toSrt, toVtt, type TimedText } from './audio_chunks.js';
-import { decodePool, MAX_AUDIO_RATE_HZ, MIN_AUDIO_RATE_HZ } from './limits.js';
+import { checkAudioRateAndLength, decodePool } from './limits.js';
 import { probeAudio } from '../io/probe.js';
 
 /** Phi-4-multimodal model card prompts (speech recognition; speech translation to a language). */
@@ -40,11 +40,6 @@ export const handleTranslations = (ctx: RouteContext, req: IncomingMessage, res:
 
 const DEFAULT_MAX_SEC = 1800;
 
-function checkLength(rate: number, seconds: number, maxSec: number, from: string): void {
-  if (!(rate >= MIN_AUDIO_RATE_HZ && rate <= MAX_AUDIO_RATE_HZ)) throw new HttpError(400, 'invalid_request_error', `file: ${from} says ${rate} Hz; supported sample rates are ${MIN_AUDIO_RATE_HZ}..${MAX_AUDIO_RATE_HZ} Hz`, 'file', 'invalid_audio');
-  if (seconds > maxSec) throw new HttpError(400, 'invalid_request_error', `file: ${from} gives ${seconds.toFixed(1)} s of audio, more than the limit of ${maxSec} s (server option transcriptionMaxSec)`, 'file', 'limit_exceeded');
-}
-
 async function handleAudio(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, task: Task): Promise<void> {
   const path = task === 'transcribe' ? '/v1/audio/transcriptions' : '/v1/audio/translations';
   const body = await readMultipart(req, ctx.maxBodyBytes);
@@ -71,7 +66,7 @@ async function handleAudio(ctx: RouteContext, req: IncomingMessage, res: ServerR
   } catch (e) {
     throw new HttpError(400, 'invalid_request_error', `file: ${(e as Error).message}`, 'file', 'invalid_audio');
   }
-  checkLength(declared.sampleRate, declared.seconds, maxSec, `the ${declared.format} header`);
+  checkAudioRateAndLength(declared.sampleRate, declared.seconds, maxSec, 'transcriptionMaxSec', 'file', `${declared.format} header`);
   let audio;
   try {
     audio = await decodePool().decodeAudio(bytes); // in the decode worker: a long MP3 takes seconds
@@ -79,7 +74,7 @@ async function handleAudio(ctx: RouteContext, req: IncomingMessage, res: ServerR
     throw new HttpError(400, 'invalid_request_error', `file: ${(e as Error).message}`, 'file', 'invalid_audio');
   }
   if (!audio.samples.length) throw new HttpError(400, 'invalid_request_error', 'file: the audio is empty', 'file', 'invalid_audio');
-  checkLength(audio.sampleRate, audio.samples.length / audio.sampleRate, maxSec, 'the decoded audio'); // headers can lie
+  checkAudioRateAndLength(audio.sampleRate, audio.samples.length / audio.sampleRate, maxSec, 'transcriptionMaxSec', 'file', 'decoded audio'); // headers can lie
   const instruction = task === 'translate' ? astPrompt('English')
     // The card's ASR prompt names no language; a given language is stated in it so the request's choice counts.
     : languageName ? `Transcribe the audio clip into ${languageName} text.` : ASR_PROMPT;

@@ -57,6 +57,12 @@ export function resolveLimits(o: Partial<RequestLimits>): RequestLimits {
 const limitError = (message: string, param: string | null, code = 'limit_exceeded') => new HttpError(400, 'invalid_request_error', message, param, code);
 
 /** Tracks a request's running totals against the limits. */
+/** A clip's sample rate and length against the supported rates and a server option's limit (header or decoded). */
+export function checkAudioRateAndLength(rate: number, seconds: number, maxSeconds: number, option: string, param: string, from: string): void {
+  if (!(rate >= MIN_AUDIO_RATE_HZ && rate <= MAX_AUDIO_RATE_HZ)) throw limitError(`${param}: ${from} says ${rate} Hz; supported sample rates are ${MIN_AUDIO_RATE_HZ}..${MAX_AUDIO_RATE_HZ} Hz`, param, 'invalid_audio');
+  if (seconds > maxSeconds) throw limitError(`${param}: ${from} gives ${seconds.toFixed(1)} s of audio, more than the limit of ${maxSeconds} s (server option ${option})`, param);
+}
+
 export class Budget {
   private pixels = 0;
   private seconds = 0;
@@ -102,8 +108,7 @@ export class Budget {
   }
 
   private checkAudio(rate: number, seconds: number, param: string, from: string): void {
-    if (!(rate >= MIN_AUDIO_RATE_HZ && rate <= MAX_AUDIO_RATE_HZ)) throw limitError(`${param}: ${from} says ${rate} Hz; supported sample rates are ${MIN_AUDIO_RATE_HZ}..${MAX_AUDIO_RATE_HZ} Hz`, param, 'invalid_audio');
-    if (seconds > this.limits.maxAudioSeconds) throw limitError(`${param}: ${from} gives ${seconds.toFixed(1)} s of audio, more than the limit of ${this.limits.maxAudioSeconds} s (server option maxAudioSeconds)`, param);
+    checkAudioRateAndLength(rate, seconds, this.limits.maxAudioSeconds, 'maxAudioSeconds', param, from);
     if (seconds < MIN_AUDIO_SECONDS) throw limitError(`${param}: ${from} gives ${(seconds * 1000).toFixed(1)} ms of audio; at least ${MIN_AUDIO_SECONDS * 1000} ms are needed`, param, 'invalid_audio');
   }
 }
