@@ -12,7 +12,7 @@ import { HttpError, parseJson, readBody, sendJson, toEnvelope, tooLarge } from '
 import { Budget, decodePool } from './limits.js';
 import { choiceSeed, nowSec, toSampling } from './common.js';
 import { compileConstraint } from './constraints.js';
-import { routeContext } from './routes.js';
+import { mediaHttpError, routeContext } from './routes.js';
 import { DEFAULT_TOOL_SYSTEM, renderAssistantCalls, renderTools, toolPlan, type ToolPlan } from './tools.js';
 import type { RequestContext, Route } from './server.js';
 
@@ -166,8 +166,7 @@ async function fetchPart(p: ContentPartIn, param: string, opts: MediaFetchOption
       }
       return await loadMediaBytes(src, kind, opts);
     } catch (e) {
-      if (e instanceof MediaError) throw new HttpError(e.code === 'too_large' ? 413 : 400, 'invalid_request_error', `${param}: ${e.message}`, param, e.code);
-      throw e;
+      throw mediaHttpError(e, param);
     }
   };
   switch (p.type) {
@@ -236,8 +235,7 @@ async function decodeParts(pending: PendingPart[], budget: Budget): Promise<Cont
         parts.push({ type: 'audio', audio: a });
       }
     } catch (e) {
-      if (e instanceof MediaError) throw new HttpError(e.code === 'too_large' ? 413 : 400, 'invalid_request_error', `${p.param}: ${e.message}`, p.param, e.code);
-      throw e;
+      throw mediaHttpError(e, p.param);
     }
   }
   return parts;

@@ -69,13 +69,17 @@ function mediaOptions(c: RequestContext, signal: AbortSignal): MediaFetchOptions
   };
 }
 
+/** A media fetch/decode failure as the client sees it: 413 when too large, else 400 with the media error's code. */
+export function mediaHttpError(e: unknown, param: string): unknown {
+  return e instanceof MediaError ? new HttpError(e.code === 'too_large' ? 413 : 400, 'invalid_request_error', `${param}: ${e.message}`, param, e.code) : e;
+}
+
 async function resolvePart(p: ContentPartIn, param: string, opts: MediaFetchOptions): Promise<ContentPart> {
   const fetchBytes = async (src: string | Uint8Array, kind: 'image' | 'audio') => {
     try {
       return await loadMediaBytes(src, kind, opts);
     } catch (e) {
-      if (e instanceof MediaError) throw new HttpError(e.code === 'too_large' ? 413 : 400, 'invalid_request_error', `${param}: ${e.message}`, param, e.code);
-      throw e;
+      throw mediaHttpError(e, param);
     }
   };
   switch (p.type) {
