@@ -7,6 +7,7 @@
 // research API (`model`, `backend`: forward, hidden states, encoders) is an in-process copy of the model, loaded
 // on first access with the worker host (twice the memory) and shared with the engine with
 // `engine: { host: 'inline' }`.
+import type { Tensor } from '../tensor/tensor.js';
 import { loadConfig, type Phi4MMConfig } from '../models/phi4mm/config.js';
 import type { Phi4MMForCausalLM } from '../models/phi4mm/model.js';
 import { PromptError, inputModeOf } from '../models/phi4mm/multimodal.js';
@@ -236,7 +237,8 @@ export class Phi4MM implements ChatEngine {
     void this.model;
     const local = this.local!;
     local.model.loadAll(); // deferred encoders and adapters are read (and quantized) now, so the folder is whole
-    saveQuantizedCheckpoint(this.dir, outDir, this.config, local.tensors, local.report.isq);
+    const native = local.backend as { rowMajorOf?: (t: Tensor) => Tensor };
+    saveQuantizedCheckpoint(this.dir, outDir, this.config, local.tensors, local.report.isq, native.rowMajorOf ? (t) => native.rowMajorOf!(t) : undefined);
   }
 }
 
