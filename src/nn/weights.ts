@@ -133,18 +133,19 @@ export class StrictWeights implements WeightSource {
     }
     this.used.add(name);
     const q = this.src.quantInfo?.(name);
-    const info = q ?? this.src.info(name);
-    const same = info.shape.length === shape.length && info.shape.every((d, i) => d === shape[i]);
+    const stored = this.src.info(name);
+    const logical = q ?? stored;
+    const same = logical.shape.length === shape.length && logical.shape.every((d, i) => d === shape[i]);
     if (!same) {
-      this.misshaped.push(`${name}: checkpoint ${JSON.stringify(info.shape)}, model expects ${JSON.stringify(shape)}`);
+      this.misshaped.push(`${name}: checkpoint ${JSON.stringify(logical.shape)}, model expects ${JSON.stringify(shape)}`);
       return null;
     }
-    const bad = q && quantBytesProblem(q, this.src.info(name));
+    const bad = q && quantBytesProblem(q, stored);
     if (bad) {
       this.misshaped.push(`${name}: ${bad}`);
       return null;
     }
-    return { q, info: this.src.info(name) };
+    return { q, info: stored };
   }
 
   take(name: string, shape: readonly number[], as?: StorageDType): Tensor {
@@ -153,7 +154,7 @@ export class StrictWeights implements WeightSource {
     const { q, info } = checked;
     if (q) {
       // Already quantized on disk: taken as is, whatever the policy (re-quantizing would only lose accuracy).
-      const raw = this.src.readRaw(name, this.options.alloc?.(this.src.info(name).shape[0]!));
+      const raw = this.src.readRaw(name, this.options.alloc?.(info.shape[0]!));
       const t = this.placed(new Tensor(q.dtype, shape, raw));
       this.count(t);
       return t;
