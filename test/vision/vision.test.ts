@@ -136,6 +136,30 @@ describe('Phi4MMImageEmbedding', () => {
     });
   });
 
+  it('runs SigLIP once per distinct crop: the global view of a 448×448 image equals its HD crop (exact reuse)', () => {
+    // Two one-crop images with all-valid masks, both [global, crop] = A's global view: four crop slots, one input.
+    const a = crop(0), two = new Float32Array(4 * CROP), ones = new Float32Array(4 * MASK).fill(1);
+    for (let k = 0; k < 4; k++) two.set(a, k * CROP);
+    const forward = model.img_processor.forward.bind(model.img_processor);
+    let runs = 0;
+    model.img_processor.forward = (...args) => (runs++, forward(...args));
+    try {
+      const out = model.encode(be, two, ones, [[S, S], [S, S]]);
+      expect(runs).toBe(1);
+      const f = model.cropFeatures(be, a, ones.subarray(0, MASK)), ps = S / cfg.patch_size / 2;
+      const want = model.project(be, model.assemble([f, f], 1, 1, ps, ps), out[0]!.length / lmHidden);
+      expect(out[0]).toEqual(want);
+      expect(out[1]).toEqual(want);
+      runs = 0;
+      const changed = Float32Array.from(two);
+      changed[CROP + 5] += 0.5; // image 0's HD crop now differs from its global view in one value
+      model.encode(be, changed, ones, [[S, S], [S, S]]);
+      expect(runs).toBe(2);
+    } finally {
+      model.img_processor.forward = forward;
+    }
+  });
+
   it('rejects inconsistent inputs with clear errors', () => {
     const one = pixels.subarray(0, maxCrops * CROP), oneMask = masks.subarray(0, maxCrops * MASK);
     expect(model.encode(be, one, oneMask, [])).toEqual([]);

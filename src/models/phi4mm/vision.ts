@@ -117,6 +117,7 @@ export class Phi4MMImageEmbedding {
     if (!Number.isInteger(maxCrops) || maxCrops < 1) throw new Error(`image encoder: pixel values hold ${pixelValues.length} floats, not a multiple of ${nImg} images x [${NUM_CHANNELS}, ${s}, ${s}] crops`);
     if (attentionMask.length !== nImg * maxCrops * maskLen) throw new Error(`image encoder: attention mask holds ${attentionMask.length} floats, expected [${nImg}, ${maxCrops}, ${this.side}, ${this.side}] to match the pixel values`);
     if (numImgTokens && numImgTokens.length !== nImg) throw new Error(`image encoder: ${numImgTokens.length} token counts given for ${nImg} images`);
+    const seen = new CropFeatures((pixels, mask) => this.cropFeatures(be, pixels, mask));
     return imageSizes.map(([h, w], i) => {
       if (!(Number.isInteger(h) && Number.isInteger(w) && h > 0 && w > 0 && h % s === 0 && w % s === 0)) throw new Error(`image ${i}: image size [h=${h}, w=${w}] must be positive multiples of the crop size ${s}`);
       const gh = h / s, gw = w / s;
@@ -129,8 +130,42 @@ export class Phi4MMImageEmbedding {
       for (let c = 0; c < gw; c++) usefulW += Math.ceil(validPatchExtent(mask(1 + c), this.side).cols / POOL);
       const n = usefulH * (usefulW + 1) + 1 + this.pooledSide * (this.pooledSide + 1);
       if (numImgTokens && numImgTokens[i] !== n) throw new Error(`image ${i}: the processor announced ${numImgTokens[i]} image tokens but its masks and size [${h}, ${w}] give ${n}; pass the processor's outputs unchanged`);
-      const crops = Array.from({ length: 1 + gh * gw }, (_, k) => this.cropFeatures(be, pixelValues.subarray((base + k) * cropLen, (base + k + 1) * cropLen), mask(k)));
+      const crops = Array.from({ length: 1 + gh * gw }, (_, k) => seen.features(pixelValues.subarray((base + k) * cropLen, (base + k + 1) * cropLen), mask(k)));
       return this.project(be, this.assemble(crops, gh, gw, usefulH, usefulW), n);
     });
   }
+}
+
+/**
+ * Crop features computed once per distinct (pixels, patch mask) of an `encode` call. SigLIP runs each crop on
+ * its own, so equal inputs give equal features and reusing them is exact. It pays for one-crop images: when
+ * the HD grid is 1×1 and the canvas is the crop size (a 448×448 image), the global view is the HD crop
+ * resized 448 → 448, which the processor leaves unchanged, so without this SigLIP would run twice on the same
+ * input. Equal images in one batch share their crops the same way.
+ */
+class CropFeatures {
+  private readonly done: Array<{ hash: number; pixels: Float32Array; mask: Float32Array; features: Float32Array }> = [];
+
+  constructor(private readonly compute: (pixels: Float32Array, mask: Float32Array) => Float32Array) {}
+
+  features(pixels: Float32Array, mask: Float32Array): Float32Array {
+    const hash = fingerprint(pixels) ^ Math.imul(fingerprint(mask), 0x9e3779b1);
+    const hit = this.done.find((d) => d.hash === hash && sameBytes(d.pixels, pixels) && sameBytes(d.mask, mask));
+    if (hit) return hit.features;
+    const features = this.compute(pixels, mask);
+    this.done.push({ hash, pixels, mask, features });
+    return features;
+  }
+}
+
+/** FNV-1a over the 32-bit words of the values: a cheap filter before the byte comparison. */
+function fingerprint(x: Float32Array): number {
+  const w = new Int32Array(x.buffer, x.byteOffset, x.length);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < w.length; i++) h = Math.imul(h ^ w[i]!, 0x01000193);
+  return h;
+}
+
+function sameBytes(a: Float32Array, b: Float32Array): boolean {
+  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }
