@@ -101,20 +101,24 @@ describe('ISQ and the pre-quantized save format', () => {
     expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).model_type).toBe('phi4mm');
   });
 
-  // x16 is the layout of the AVX-512 VNNI kernels only; elsewhere the loader keeps ggml rows.
-  const hasAvx512 = NativeBackend.create().availableIsas().includes('avx512');
-  it.skipIf(!hasAvx512)('the native loader interleaves quantized weights by 16 on AVX-512 (x16); the saved folder holds ggml rows', () => {
-    const be = NativeBackend.create();
-    be.setIsa('avx512');
-    const loaded = loadWeights(dir, { isq: 'q4k' }, be);
-    const quant = [...loaded.tensors.values()].filter((t) => isQuantDType(t.dtype));
-    const x16 = quant.filter((t) => t.layout === 'x16');
-    expect(x16.length).toBeGreaterThan(0);
-    expect(x16.length).toBe(quant.filter((t) => t.shape[0]! % 16 === 0).length);
-    const plain = loadWeights(dir, { isq: 'q4k' }, new ReferenceBackend());
-    for (const [name, t] of loaded.tensors) {
-      if (t.layout !== 'x16') continue;
-      expect(Buffer.from(t.rowMajor().data as Uint8Array).equals(Buffer.from(plain.tensors.get(name)!.data as Uint8Array)), name).toBe(true);
-    }
-  });
+  // x16 is the layout of the AVX-512 VNNI and AVX2 kernels; the scalar build keeps ggml rows.
+  for (const isa of NativeBackend.create().availableIsas()) {
+    const simd = isa === 'avx512' || isa === 'avx2';
+    it(`${isa}: the native loader ${simd ? 'interleaves quantized weights by 16 (x16)' : 'keeps ggml rows'}; the saved folder holds ggml rows`, () => {
+      const be = NativeBackend.create();
+      be.setIsa(isa);
+      const loaded = loadWeights(dir, { isq: 'q4k' }, be);
+      const quant = [...loaded.tensors.values()].filter((t) => isQuantDType(t.dtype));
+      const x16 = quant.filter((t) => t.layout === 'x16');
+      expect(quant.length).toBeGreaterThan(0);
+      expect(x16.length).toBe(simd ? quant.filter((t) => t.shape[0]! % 16 === 0).length : 0);
+      if (simd) expect(x16.length).toBeGreaterThan(0);
+      const plain = loadWeights(dir, { isq: 'q4k' }, new ReferenceBackend());
+      for (const [name, t] of loaded.tensors) {
+        if (t.layout !== 'x16') continue;
+        expect(Buffer.from(t.rowMajor().data as Uint8Array).equals(Buffer.from(plain.tensors.get(name)!.data as Uint8Array)), name).toBe(true);
+      }
+      be.setIsa(be.availableIsas()[0]!);
+    });
+  }
 });

@@ -35,6 +35,18 @@ static inline float q4k_combine(float acc, float d, float dmin, float d8, int32_
   return std::fma(-(dmin * d8), (float)summ, acc);
 }
 
+// aux[sb*4 + q] = (bsum32[2q] as i16) | (bsum32[2q+1] << 16), bsum32[j] = Σ of sub-block j's 32 activations.
+static void q8k_pair_sums(const uint8_t* y, int nb, int32_t* aux) {
+  for (int sb = 0; sb < nb; sb++, y += BLOCK_Q8_K_BYTES)
+    for (int q = 0; q < 4; q++) {
+      const int16_t* bs = reinterpret_cast<const int16_t*>(y + 4 + QK_K) + 4 * q;
+      int16_t lo, hi;
+      { int16_t a, b; std::memcpy(&a, bs, 2); std::memcpy(&b, bs + 1, 2); lo = (int16_t)(a + b); }
+      { int16_t a, b; std::memcpy(&a, bs + 2, 2); std::memcpy(&b, bs + 3, 2); hi = (int16_t)(a + b); }
+      aux[sb * 4 + q] = (int32_t)(((uint32_t)(uint16_t)hi << 16) | (uint16_t)lo);
+    }
+}
+
 #if defined(__AVX2__)
 static inline int32_t hsum_epi32_256(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -229,7 +241,10 @@ static void qgemm_rows(const QGemmArgs& g, int n0, int n1) {
 static void qgemm_q4k(const QGemmArgs& g, int n0, int n1) { qgemm_rows<q4k_row<1>, q4k_row<2>, q4k_row<3>, q4k_row<4>>(g, n0, n1); }
 static void qgemm_q80(const QGemmArgs& g, int n0, int n1) { qgemm_rows<q80_row<1>, q80_row<2>, q80_row<3>, q80_row<4>>(g, n0, n1); }
 
-// x16 weights without the VNNI kernels: each group back to its 16 ggml rows in a scratch, then the row
+#if defined(__AVX2__)
+#include "qgemm_x16_avx2.h"
+#else
+// x16 weights on the scalar build: each group back to its 16 ggml rows in a scratch, then the row
 // kernels (the same exact block dots and combination order).
 template <int FMT>
 static void qgemm_x16_rows(const QGemmArgs& g, int n0, int n1) {
@@ -249,4 +264,5 @@ static void qgemm_x16_rows(const QGemmArgs& g, int n0, int n1) {
 }
 static void qgemm_q4k_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_rows<0>(g, n0, n1); }
 static void qgemm_q80_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_rows<1>(g, n0, n1); }
+#endif
 #endif

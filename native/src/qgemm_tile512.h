@@ -44,18 +44,6 @@ static void pack_q4k_group(const QGemmArgs& g, int n0, int n1, uint8_t* dst) {
   }
 }
 
-// aux[sb*4 + q] = (bsum32[2q] as i16) | (bsum32[2q+1] << 16), bsum32[j] = Σ of sub-block j's 32 activations.
-static void q8k_pair_sums(const uint8_t* y, int nb, int32_t* aux) {
-  for (int sb = 0; sb < nb; sb++, y += BLOCK_Q8_K_BYTES)
-    for (int q = 0; q < 4; q++) {
-      const int16_t* bs = reinterpret_cast<const int16_t*>(y + 4 + QK_K) + 4 * q;
-      int16_t lo, hi;
-      { int16_t a, b; std::memcpy(&a, bs, 2); std::memcpy(&b, bs + 1, 2); lo = (int16_t)(a + b); }
-      { int16_t a, b; std::memcpy(&a, bs + 2, 2); std::memcpy(&b, bs + 3, 2); hi = (int16_t)(a + b); }
-      aux[sb * 4 + q] = (int32_t)(((uint32_t)(uint16_t)hi << 16) | (uint16_t)lo);
-    }
-}
-
 static inline __m512i bcast32(const uint8_t* p) { int32_t v; std::memcpy(&v, p, 4); return _mm512_set1_epi32(v); }
 
 // y rows [m0, m0+mt) × the 16 rows of one group; acc: mt × 16 floats (L1), combined per super-block.

@@ -13,6 +13,8 @@ export type Isa = 'avx512' | 'avx2' | 'scalar';
 
 const WTYPE = { f32: 0, bf16: 1, f16: 2 } as const;
 const QFORMAT = { q4_k: 0, q8_0: 1 } as const;
+/** Kernel variants whose quantized GEMMs read the x16 layout directly (the scalar build unpacks it per call). */
+const X16_ISAS: ReadonlySet<string> = new Set(['avx512', 'avx2']);
 // Block geometry of ggml's formats (as src/quant; kept literal so this module does not load the TS quantizers).
 const QK_K = 256;
 const BLOCK_Q4_K_BYTES = 144;
@@ -138,12 +140,12 @@ export class NativeBackend implements Backend {
 
   /**
    * The weight as the kernels read it best: an x16 quantized [rows, K] weight (rows interleaved by 16, see
-   * src/quant/interleave.ts) when the AVX-512 VNNI kernels are in use and the rows split into groups; the
+   * src/quant/interleave.ts) when the AVX-512 VNNI or AVX2 kernels are in use and the rows split into groups; the
    * tensor itself otherwise. The conversion is in place (same bytes, same size): `w` must not be used after.
    * PHI4MM_WEIGHT_LAYOUT=rows keeps ggml rows (for A/B benchmarks of the two kernel paths).
    */
   preferredLayout(w: Tensor): Tensor {
-    if (!isQuantDType(w.dtype) || w.layout === 'x16' || this.isa !== 'avx512' || w.shape[0]! % 16 !== 0) return w;
+    if (!isQuantDType(w.dtype) || w.layout === 'x16' || !X16_ISAS.has(this.isa) || w.shape[0]! % 16 !== 0) return w;
     if (process.env.PHI4MM_WEIGHT_LAYOUT === 'rows') return w;
     const [rows, k] = w.shape as [number, number];
     this.lib.interleaveX16(w.data as Uint8Array, QFORMAT[w.dtype], rows, k);

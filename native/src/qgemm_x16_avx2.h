@@ -1,0 +1,182 @@
+// AVX2 GEMM/GEMV over x16 weights (interleave.h): decode, batched decode and prefill read the weights in the
+// order this kernel consumes them, as on AVX-512 (qgemm_x16.h), with no per-call packing. Included by
+// qgemm_impl.h for the avx2 build; the exactness contract is qgemm_impl.h's (bit-identical to qgemm_ref.cc
+// on the de-interleaved rows).
+//
+// A 64-byte chunk of an x16 group is 16 rows × 4 weights; a ymm takes one half of it (8 rows, the `h` loop).
+// AVX2 has no vpdpbusd: vpmaddubsw multiplies the 4 weights of each row by 4 activation bytes broadcast from
+// one of MT activation rows into two int16 pair sums, and vpmaddwd later widens and scales them.
+//  - Q4_K: a pair sum is at most 2·15·127 = 3810 in magnitude, so the 8 chunks of a sub-block add up in
+//    int16 (≤ 30480) before one vpmaddwd by the sub-block's 6-bit scale (set in both halves of the lane).
+//  - Q8_0: |w| as u8 against the activation with w's sign (ggml's trick; Q8_0 has no −128), then vpmaddwd by
+//    ones per chunk, since two pair sums of up to 2·127·127 could exceed int16.
+// Integer sums are exact in any order; the float combination per block is the reference's.
+
+constexpr int X16_TM = 4;            // activation rows per micro-tile: 2·MT int accumulators + 4 fit in 16 ymm
+constexpr int X16_PANEL_GROUPS = 4;  // groups per pass: an MT-row activation tile is reused by 64 weight rows
+constexpr int X16_PREFETCH_BYTES = 4096;  // ahead of the group block being read (one weight stream in decode)
+
+static inline void prefetch_span(const uint8_t* p, int bytes) {
+  for (int o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + o, _MM_HINT_T0);
+}
+static inline __m256i ld256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+static inline __m256i bcast32(const uint8_t* p) { int32_t v; std::memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
+static inline __m256 f16x8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// y rows [m0, m0+MT) × the 16 rows of the group at gp (output columns n0..n0+15). aux: q8k_pair_sums per row.
+template <int MT>
+static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
+  const __m256i m4 = _mm256_set1_epi8(0xF), k1 = _mm256_set1_epi32(0x3f3f3f3f), k2 = _mm256_set1_epi32(0x0f0f0f0f),
+                k3 = _mm256_set1_epi32(0x03030303), lo8 = _mm256_set1_epi32(0xff);
+  alignas(32) float acc[MT][X16];  // in L1, touched once per super-block and half
+  const uint8_t* y[MT];
+  for (int m = 0; m < MT; m++) {
+    _mm256_store_ps(acc[m], _mm256_setzero_ps());
+    _mm256_store_ps(acc[m] + 8, _mm256_setzero_ps());
+    y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
+  }
+  for (int sb = 0; sb < g.nb; sb++) {
+    const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
+    prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
+    const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;  // the qs of this block
+    for (int h = 0; h < 2; h++) {
+      const int ho = 32 * h;  // rows 8h..8h+7 of every 64-byte chunk
+      // get_scale_min_k4 for 8 rows at once (ggml's kmask trick on each row's 3 words).
+      const __m256i u0 = ld256(P + X16_Q4_SCALES + ho), u1 = ld256(P + X16_Q4_SCALES + 64 + ho), u2 = ld256(P + X16_Q4_SCALES + 128 + ho);
+      const __m256i sc_lo = _mm256_and_si256(u0, k1);
+      const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(u2, k2), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), k3), 4));
+      __m256i sumi[MT];
+#pragma GCC unroll 4
+      for (int m = 0; m < MT; m++) sumi[m] = _mm256_setzero_si256();
+      auto sub_block = [&](int j) __attribute__((always_inline)) {  // j = 2p + hi: nibbles of chunks 8p..8p+7
+        const int p = j >> 1, hi = j & 1;
+        __m256i s16[MT];
+#pragma GCC unroll 4
+        for (int m = 0; m < MT; m++) s16[m] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; t++) {
+          const __m256i bits = ld256(P + X16_Q4_QS + (8 * p + t) * 64 + ho);
+          const __m256i wv = _mm256_and_si256(hi ? _mm256_srli_epi16(bits, 4) : bits, m4);
+          const int64_t off = yo + 64 * p + 32 * hi + 4 * t;
+#pragma GCC unroll 4
+          for (int m = 0; m < MT; m++) s16[m] = _mm256_add_epi16(s16[m], _mm256_maddubs_epi16(wv, bcast32(y[m] + off)));
+        }
+        const __m256i sc = _mm256_and_si256(_mm256_srli_epi32(j < 4 ? sc_lo : sc_hi, 8 * (j & 3)), lo8);
+        const __m256i sc2 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));  // the scale in both int16 halves
+#pragma GCC unroll 4
+        for (int m = 0; m < MT; m++) sumi[m] = _mm256_add_epi32(sumi[m], _mm256_madd_epi16(s16[m], sc2));
+      };
+      // One activation row leaves registers to spare, so its 8 sub-blocks are unrolled (constant offsets and
+      // shifts); with more rows the unrolled code spills (measured: M = 4 ran at 0.7× the rolled loop).
+      if constexpr (MT == 1) {
+        sub_block(0); sub_block(1); sub_block(2); sub_block(3); sub_block(4); sub_block(5); sub_block(6); sub_block(7);
+      } else {
+#pragma GCC unroll 1
+        for (int j = 0; j < 8; j++) sub_block(j);
+      }
+      // (mn[2q] | mn[2q+1] << 16) per row, against the activation's (bsum32[2q], bsum32[2q+1]) pair.
+      const __m256i mn_lo = _mm256_and_si256(u1, k1);
+      const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), k2), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), k3), 4));
+      __m256i mnp[4];
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; q++) {
+        const __m256i x = _mm256_srli_epi32(q < 2 ? mn_lo : mn_hi, 16 * (q & 1));
+        mnp[q] = _mm256_or_si256(_mm256_and_si256(x, lo8), _mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0xff00)), 8));
+      }
+      const __m256 d = f16x8(P + X16_Q4_D + 16 * h), dmin = f16x8(P + X16_Q4_DMIN + 16 * h);
+#pragma GCC unroll 4
+      for (int m = 0; m < MT; m++) {
+        const int32_t* ax = aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4;
+        __m256i summ = _mm256_madd_epi16(mnp[0], _mm256_set1_epi32(ax[0]));
+        summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mnp[1], _mm256_set1_epi32(ax[1])));
+        summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mnp[2], _mm256_set1_epi32(ax[2])));
+        summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mnp[3], _mm256_set1_epi32(ax[3])));
+        const __m256 d8 = _mm256_set1_ps(load_f32(y[m] + yo - 4));
+        __m256 a = _mm256_load_ps(acc[m] + 8 * h);
+        a = _mm256_fmadd_ps(_mm256_mul_ps(d, d8), _mm256_cvtepi32_ps(sumi[m]), a);
+        a = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, d8), _mm256_cvtepi32_ps(summ), a);  // fma(−(dmin·d8), summ, a)
+        _mm256_store_ps(acc[m] + 8 * h, a);
+      }
+    }
+  }
+  for (int m = 0; m < MT; m++)
+    for (int h = 0; h < 2; h++) {
+      const __m256 b = g.bias ? _mm256_loadu_ps(g.bias + n0 + 8 * h) : _mm256_setzero_ps();
+      _mm256_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0 + 8 * h, _mm256_add_ps(_mm256_load_ps(acc[m] + 8 * h), b));
+    }
+}
+
+template <int MT>
+static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int m0, int n0) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  alignas(32) float acc[MT][X16];
+  const uint8_t* y[MT];
+  for (int m = 0; m < MT; m++) {
+    _mm256_store_ps(acc[m], _mm256_setzero_ps());
+    _mm256_store_ps(acc[m] + 8, _mm256_setzero_ps());
+    y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
+  }
+  for (int b = 0; b < g.nb; b++) {
+    const uint8_t* P = gp + (int64_t)b * X16_Q8_BLK;
+    prefetch_span(P + X16_PREFETCH_BYTES, X16_Q8_BLK);
+    const int64_t yo = (int64_t)b * BLOCK_Q8_0_BYTES;
+    for (int h = 0; h < 2; h++) {
+      __m256i s[MT];
+#pragma GCC unroll 4
+      for (int m = 0; m < MT; m++) s[m] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; t++) {
+        const __m256i wq = ld256(P + X16_Q8_QS + 64 * t + 32 * h);
+        const __m256i aw = _mm256_sign_epi8(wq, wq);
+#pragma GCC unroll 4
+        for (int m = 0; m < MT; m++) {
+          const __m256i sy = _mm256_sign_epi8(bcast32(y[m] + yo + 2 + 4 * t), wq);
+          s[m] = _mm256_add_epi32(s[m], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), ones));
+        }
+      }
+      const __m256 d = f16x8(P + X16_Q8_D + 16 * h);
+#pragma GCC unroll 4
+      for (int m = 0; m < MT; m++) {
+        const __m256 a = _mm256_load_ps(acc[m] + 8 * h);
+        _mm256_store_ps(acc[m] + 8 * h, _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(fp16_to_fp32(load_u16(y[m] + yo)))), _mm256_cvtepi32_ps(s[m]), a));
+      }
+    }
+  }
+  for (int m = 0; m < MT; m++)
+    for (int h = 0; h < 2; h++) {
+      const __m256 b = g.bias ? _mm256_loadu_ps(g.bias + n0 + 8 * h) : _mm256_setzero_ps();
+      _mm256_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0 + 8 * h, _mm256_add_ps(_mm256_load_ps(acc[m] + 8 * h), b));
+    }
+}
+
+template <void (*T1)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int), void (*T2)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int),
+          void (*T3)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int), void (*T4)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int)>
+static void qgemm_x16_tiles(const QGemmArgs& g, int n0, int n1, int aux_per_row, void (*aux_of)(const uint8_t*, int, int32_t*)) {
+  thread_local std::vector<int32_t> aux;
+  if (aux_of) {
+    aux.resize((size_t)g.m * aux_per_row);
+    for (int m = 0; m < g.m; m++) aux_of(g.xq + (int64_t)m * g.xq_row_bytes, g.nb, aux.data() + (int64_t)m * aux_per_row);
+  }
+  for (int b0 = n0; b0 < n1; b0 += X16_PANEL_GROUPS * X16) {
+    const int b1 = std::min(n1, b0 + X16_PANEL_GROUPS * X16);
+    for (int m0 = 0; m0 < g.m; m0 += X16_TM) {
+      const int mt = std::min(X16_TM, g.m - m0);
+      for (int r0 = b0; r0 < b1; r0 += X16) {
+        const uint8_t* gp = g.w + (int64_t)r0 * g.w_row_bytes;
+        switch (mt) {
+          case 1: T1(g, gp, aux.data(), m0, r0); break;
+          case 2: T2(g, gp, aux.data(), m0, r0); break;
+          case 3: T3(g, gp, aux.data(), m0, r0); break;
+          default: T4(g, gp, aux.data(), m0, r0); break;
+        }
+      }
+    }
+  }
+}
+
+static void qgemm_q4k_x16(const QGemmArgs& g, int n0, int n1) {
+  qgemm_x16_tiles<q4x_tile<1>, q4x_tile<2>, q4x_tile<3>, q4x_tile<4>>(g, n0, n1, g.nb * 4, q8k_pair_sums);
+}
+static void qgemm_q80_x16(const QGemmArgs& g, int n0, int n1) {
+  qgemm_x16_tiles<q8x_tile<1>, q8x_tile<2>, q8x_tile<3>, q8x_tile<4>>(g, n0, n1, 0, nullptr);
+}
