@@ -23,11 +23,46 @@ static inline __m256i ld256(const uint8_t* p) { return _mm256_loadu_si256(reinte
 static inline __m256i bcast32(const uint8_t* p) { int32_t v; std::memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
 static inline __m256 f16x8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
+// get_scale_min_k4 of 8 rows at once (ggml's kmask trick on each row's 3 little-endian words u0, u1, u2):
+// byte i of a lane of sc_lo / sc_hi is the 6-bit scale of sub-block i / 4 + i; mn_lo / mn_hi likewise the mins.
+struct ScalesMins8 {
+  __m256i sc_lo, sc_hi, mn_lo, mn_hi;
+  explicit ScalesMins8(const uint8_t* words, int ho) {  // words: the group's 3 × 64 scale bytes; ho: 0 or 32
+    const __m256i k1 = _mm256_set1_epi32(0x3f3f3f3f), k2 = _mm256_set1_epi32(0x0f0f0f0f), k3 = _mm256_set1_epi32(0x03030303);
+    const __m256i u0 = ld256(words + ho), u1 = ld256(words + 64 + ho), u2 = ld256(words + 128 + ho);
+    sc_lo = _mm256_and_si256(u0, k1);
+    sc_hi = _mm256_or_si256(_mm256_and_si256(u2, k2), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), k3), 4));
+    mn_lo = _mm256_and_si256(u1, k1);
+    mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), k2), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), k3), 4));
+  }
+};
+// Byte i (0..3) of each lane, as the int16 pair (s, s): vpmaddwd by it scales both pair sums of a lane.
+static inline __m256i scale_pair(__m256i bytes, int i) {
+  const __m256i s = _mm256_and_si256(_mm256_srli_epi32(bytes, 8 * i), _mm256_set1_epi32(0xff));
+  return _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+}
+// The min term of one super-block for 8 rows: Σ_q (mn[2q], mn[2q+1]) · (bsum32[2q], bsum32[2q+1]) (ax: q8k_pair_sums).
+static inline __m256i min_sums(const ScalesMins8& s, const int32_t* ax) {
+  __m256i summ = _mm256_setzero_si256();
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; q++) {
+    const __m256i x = _mm256_srli_epi32(q < 2 ? s.mn_lo : s.mn_hi, 16 * (q & 1));
+    const __m256i pair = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi32(0xff)), _mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0xff00)), 8));
+    summ = _mm256_add_epi32(summ, _mm256_madd_epi16(pair, _mm256_set1_epi32(ax[q])));
+  }
+  return summ;
+}
+// The reference's per-block combination for 8 rows: fma(d·d8, sumi, acc), then fma(−(dmin·d8), summ, acc).
+static inline __m256 q4k_combine8(__m256 acc, __m256 d, __m256 dmin, float d8, __m256i sumi, __m256i summ) {
+  const __m256 v8 = _mm256_set1_ps(d8);
+  acc = _mm256_fmadd_ps(_mm256_mul_ps(d, v8), _mm256_cvtepi32_ps(sumi), acc);
+  return _mm256_fnmadd_ps(_mm256_mul_ps(dmin, v8), _mm256_cvtepi32_ps(summ), acc);
+}
+
 // y rows [m0, m0+MT) × the 16 rows of the group at gp (output columns n0..n0+15). aux: q8k_pair_sums per row.
 template <int MT>
 static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
-  const __m256i m4 = _mm256_set1_epi8(0xF), k1 = _mm256_set1_epi32(0x3f3f3f3f), k2 = _mm256_set1_epi32(0x0f0f0f0f),
-                k3 = _mm256_set1_epi32(0x03030303), lo8 = _mm256_set1_epi32(0xff);
+  const __m256i m4 = _mm256_set1_epi8(0xF);
   alignas(32) float acc[MT][X16];  // in L1, touched once per super-block and half
   const uint8_t* y[MT];
   for (int m = 0; m < MT; m++) {
@@ -41,14 +76,12 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
     const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;  // the qs of this block
     for (int h = 0; h < 2; h++) {
       const int ho = 32 * h;  // rows 8h..8h+7 of every 64-byte chunk
-      // get_scale_min_k4 for 8 rows at once (ggml's kmask trick on each row's 3 words).
-      const __m256i u0 = ld256(P + X16_Q4_SCALES + ho), u1 = ld256(P + X16_Q4_SCALES + 64 + ho), u2 = ld256(P + X16_Q4_SCALES + 128 + ho);
-      const __m256i sc_lo = _mm256_and_si256(u0, k1);
-      const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(u2, k2), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), k3), 4));
+      const ScalesMins8 sm(P + X16_Q4_SCALES, ho);
       __m256i sumi[MT];
 #pragma GCC unroll 4
       for (int m = 0; m < MT; m++) sumi[m] = _mm256_setzero_si256();
-      auto sub_block = [&](int j) __attribute__((always_inline)) {  // j = 2p + hi: nibbles of chunks 8p..8p+7
+#pragma GCC unroll 1
+      for (int j = 0; j < 8; j++) {  // sub-block j = 2p + hi: nibbles of chunks 8p..8p+7
         const int p = j >> 1, hi = j & 1;
         __m256i s16[MT];
 #pragma GCC unroll 4
@@ -61,41 +94,15 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
 #pragma GCC unroll 4
           for (int m = 0; m < MT; m++) s16[m] = _mm256_add_epi16(s16[m], _mm256_maddubs_epi16(wv, bcast32(y[m] + off)));
         }
-        const __m256i sc = _mm256_and_si256(_mm256_srli_epi32(j < 4 ? sc_lo : sc_hi, 8 * (j & 3)), lo8);
-        const __m256i sc2 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));  // the scale in both int16 halves
+        const __m256i sc2 = scale_pair(j < 4 ? sm.sc_lo : sm.sc_hi, j & 3);
 #pragma GCC unroll 4
         for (int m = 0; m < MT; m++) sumi[m] = _mm256_add_epi32(sumi[m], _mm256_madd_epi16(s16[m], sc2));
-      };
-      // One activation row leaves registers to spare, so its 8 sub-blocks are unrolled (constant offsets and
-      // shifts); with more rows the unrolled code spills (measured: M = 4 ran at 0.7× the rolled loop).
-      if constexpr (MT == 1) {
-        sub_block(0); sub_block(1); sub_block(2); sub_block(3); sub_block(4); sub_block(5); sub_block(6); sub_block(7);
-      } else {
-#pragma GCC unroll 1
-        for (int j = 0; j < 8; j++) sub_block(j);
-      }
-      // (mn[2q] | mn[2q+1] << 16) per row, against the activation's (bsum32[2q], bsum32[2q+1]) pair.
-      const __m256i mn_lo = _mm256_and_si256(u1, k1);
-      const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), k2), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), k3), 4));
-      __m256i mnp[4];
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; q++) {
-        const __m256i x = _mm256_srli_epi32(q < 2 ? mn_lo : mn_hi, 16 * (q & 1));
-        mnp[q] = _mm256_or_si256(_mm256_and_si256(x, lo8), _mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0xff00)), 8));
       }
       const __m256 d = f16x8(P + X16_Q4_D + 16 * h), dmin = f16x8(P + X16_Q4_DMIN + 16 * h);
 #pragma GCC unroll 4
       for (int m = 0; m < MT; m++) {
-        const int32_t* ax = aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4;
-        __m256i summ = _mm256_madd_epi16(mnp[0], _mm256_set1_epi32(ax[0]));
-        summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mnp[1], _mm256_set1_epi32(ax[1])));
-        summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mnp[2], _mm256_set1_epi32(ax[2])));
-        summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mnp[3], _mm256_set1_epi32(ax[3])));
-        const __m256 d8 = _mm256_set1_ps(load_f32(y[m] + yo - 4));
-        __m256 a = _mm256_load_ps(acc[m] + 8 * h);
-        a = _mm256_fmadd_ps(_mm256_mul_ps(d, d8), _mm256_cvtepi32_ps(sumi[m]), a);
-        a = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, d8), _mm256_cvtepi32_ps(summ), a);  // fma(−(dmin·d8), summ, a)
-        _mm256_store_ps(acc[m] + 8 * h, a);
+        const __m256i summ = min_sums(sm, aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4);
+        _mm256_store_ps(acc[m] + 8 * h, q4k_combine8(_mm256_load_ps(acc[m] + 8 * h), d, dmin, load_f32(y[m] + yo - 4), sumi[m], summ));
       }
     }
   }
@@ -104,6 +111,51 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
       const __m256 b = g.bias ? _mm256_loadu_ps(g.bias + n0 + 8 * h) : _mm256_setzero_ps();
       _mm256_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0 + 8 * h, _mm256_add_ps(_mm256_load_ps(acc[m] + 8 * h), b));
     }
+}
+
+// M = 1 (decode), the weight-streaming case: each 64-byte chunk is loaded once for both halves and both nibbles,
+// and each activation group once for both halves, since at one activation row the loads, not the ALUs, bound
+// the tile above (it reloads them per half and per nibble). Same integer sums, same combination.
+template <>
+void q4x_tile<1>(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  const uint8_t* y = g.xq + (int64_t)m0 * g.xq_row_bytes;
+  for (int sb = 0; sb < g.nb; sb++) {
+    const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
+    prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
+    const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;
+    const ScalesMins8 sm[2] = {ScalesMins8(P + X16_Q4_SCALES, 0), ScalesMins8(P + X16_Q4_SCALES, 32)};
+    __m256i sumi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) {  // sub-blocks 2p (low nibbles) and 2p+1 (high nibbles)
+      __m256i s[2][2] = {{_mm256_setzero_si256(), _mm256_setzero_si256()}, {_mm256_setzero_si256(), _mm256_setzero_si256()}};  // [half][nibble]
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; t++) {
+        const uint8_t* c = P + X16_Q4_QS + (8 * p + t) * 64;
+        const __m256i alo = bcast32(y + yo + 64 * p + 4 * t), ahi = bcast32(y + yo + 64 * p + 32 + 4 * t);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+          const __m256i bits = ld256(c + 32 * h);
+          s[h][0] = _mm256_add_epi16(s[h][0], _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), alo));
+          s[h][1] = _mm256_add_epi16(s[h][1], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), ahi));
+        }
+      }
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; h++) {
+        const __m256i lo = scale_pair(p < 2 ? sm[h].sc_lo : sm[h].sc_hi, (2 * p) & 3), hi = scale_pair(p < 2 ? sm[h].sc_lo : sm[h].sc_hi, (2 * p + 1) & 3);
+        sumi[h] = _mm256_add_epi32(sumi[h], _mm256_add_epi32(_mm256_madd_epi16(s[h][0], lo), _mm256_madd_epi16(s[h][1], hi)));
+      }
+    }
+    const float d8 = load_f32(y + yo - 4);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+      acc[h] = q4k_combine8(acc[h], f16x8(P + X16_Q4_D + 16 * h), f16x8(P + X16_Q4_DMIN + 16 * h), d8, sumi[h], min_sums(sm[h], aux + (int64_t)m0 * g.nb * 4 + sb * 4));
+  }
+  for (int h = 0; h < 2; h++) {
+    const __m256 b = g.bias ? _mm256_loadu_ps(g.bias + n0 + 8 * h) : _mm256_setzero_ps();
+    _mm256_storeu_ps(g.y + (int64_t)m0 * g.ldy + n0 + 8 * h, _mm256_add_ps(acc[h], b));
+  }
 }
 
 template <int MT>
