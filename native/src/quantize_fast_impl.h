@@ -239,7 +239,7 @@ QuantStatus quantize_q4_K(const float* x, uint8_t* dst, int k) {
   // Per sub-block results for the whole row: scale, the_min and 32 quants.
   std::vector<float> scales(nsub), mins(nsub);
   std::vector<uint8_t> Lrow((size_t)k);
-  constexpr int G = 1;  // groups of LANES sub-blocks per call: G = 2 measured no faster on AVX-512 (spills)
+  constexpr int G = 1;  // groups of LANES sub-blocks per call: G = 2 measured no faster on AVX-512, 1.4× slower on AVX2 (spills)
   alignas(VEC_BYTES) float xbuf[G][SUB][LANES], wbuf[G][SUB][LANES], out_s[G][LANES], out_m[G][LANES];
   alignas(VEC_BYTES) int32_t lbuf[G][SUB][LANES];
   for (int s0 = 0; s0 < nsub; s0 += G * LANES) {
