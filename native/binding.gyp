@@ -55,11 +55,18 @@
       'sources': ['src/gemm_bf16.cc'],
       'cflags': ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512bf16'],
     },
+    # Fast ISQ (quantize_fast_impl.h, one source per lane width): vector lanes that must round like the
+    # reference, so no contraction.
     {
-      # Fast ISQ (quantize_fast.cc): AVX-512 lanes that must round like the reference, so no contraction.
+      'target_name': 'phi4mm_isq_avx2',
+      'type': 'static_library',
+      'sources': ['src/quantize_fast_avx2.cc'],
+      'cflags': ['-mavx2', '-mfma', '-mf16c', '-ffp-contract=off'],
+    },
+    {
       'target_name': 'phi4mm_isq_avx512',
       'type': 'static_library',
-      'sources': ['src/quantize_fast.cc'],
+      'sources': ['src/quantize_fast_avx512.cc'],
       'cflags': ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-ffp-contract=off'],
     },
     {
@@ -69,7 +76,7 @@
       # The quantizers must round every float32 operation as ggml's C does (bit-exact with src/quant): no
       # fused multiply-add contraction (and no -ffast-math anywhere in this target).
       'cflags': ['-ffp-contract=off'],
-      'dependencies': ['phi4mm_kernels_generic', 'phi4mm_kernels_avx2', 'phi4mm_kernels_avx512', 'phi4mm_isq_avx512', 'phi4mm_kernels_avx512bf16',
+      'dependencies': ['phi4mm_kernels_generic', 'phi4mm_kernels_avx2', 'phi4mm_kernels_avx512', 'phi4mm_isq_avx2', 'phi4mm_isq_avx512', 'phi4mm_kernels_avx512bf16',
                        'phi4mm_device_generic', 'phi4mm_device_avx2', 'phi4mm_device_avx512'],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
       'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <mutex>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct Isa {
   const char* name;
   const Kernels* kernels;
   bool (*supported)();
+  Quantizers quantizers;  // byte-identical to the scalar ports on every ISA
 };
 
 bool has_avx2() {
@@ -37,9 +39,9 @@ bool always() { return true; }
 
 // Best first.
 const Isa ISAS[] = {
-    {"avx512", &avx512::kernels, has_avx512},
-    {"avx2", &avx2::kernels, has_avx2},
-    {"scalar", &generic::kernels, always},
+    {"avx512", &avx512::kernels, has_avx512, {quantize_weights_q4_K_avx512, quantize_row_q8_K_avx512}},
+    {"avx2", &avx2::kernels, has_avx2, {quantize_weights_q4_K_avx2, quantize_row_q8_K_avx2}},
+    {"scalar", &generic::kernels, always, {quantize_weights_q4_K, quantize_row_q8_K}},
 };
 
 const Kernels* g_kernels = nullptr;
@@ -64,7 +66,12 @@ const Kernels& kernels() {
   return *g_kernels;
 }
 
-bool g_kernels_are_avx512() { return &kernels() == &avx512::kernels; }
+const Quantizers& isa_quantizers() {
+  const Kernels* active = &kernels();
+  for (const Isa& isa : ISAS)
+    if (isa.kernels == active) return isa.quantizers;
+  throw std::logic_error("the active kernel table belongs to no ISA");
+}
 
 void select_isa(const std::string& name) {
   std::string known;
@@ -196,7 +203,7 @@ Napi::Value LinearQ(const Napi::CallbackInfo& info, bool reference) {
   if (g_scratch.size() < (size_t)(m * xrow)) g_scratch.resize((size_t)(m * xrow));
   uint8_t* xq = g_scratch.data();
   // The reference path quantizes with the scalar port, so the bit-equality tests also cover the fast one.
-  auto q8k = !reference && g_kernels_are_avx512() ? quantize_row_q8_K_avx512 : quantize_row_q8_K;
+  auto q8k = reference ? quantize_row_q8_K : isa_quantizers().q8_K;
   pool().run(m, [&](int i, int) {
     if (fmt == 0) q8k(xf + (int64_t)i * k, xq + i * xrow, k);
     else quantize_row_q8_0(xf + (int64_t)i * k, xq + i * xrow, k);
@@ -366,7 +373,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 // The device ops (glue.cc, paged_attention.cc) and the other N-API files share the pool and the ISA choice.
 Pool& shared_pool() { return pool(); }
-bool kernels_are_avx512() { return g_kernels_are_avx512(); }
+const Quantizers& active_quantizers() { return isa_quantizers(); }
 const Kernels& active_kernels() { return kernels(); }
 }  // namespace phi4mm
 

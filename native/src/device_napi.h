@@ -23,8 +23,13 @@ void register_interleave(Napi::Env env, Napi::Object exports);
 void register_encoder_ops(Napi::Env env, Napi::Object exports);
 void register_isq(Napi::Env env, Napi::Object exports);
 void register_memory(Napi::Env env, Napi::Object exports);
-// Whether the AVX-512 kernels are the active ones (their ISQ and activation quantizers may then be used).
-bool kernels_are_avx512();
+// The weight (ISQ) and activation quantizers of the active ISA: the vectorized ports under avx2 / avx512,
+// the scalar ones under 'scalar'; all byte-identical.
+struct Quantizers {
+  QuantStatus (*q4_K)(const float* x, uint8_t* dst, int k);
+  void (*q8_K)(const float* x, uint8_t* dst, int k);
+};
+const Quantizers& active_quantizers();
 // Row `row` of an x16 [rows, K] table (interleave.h) → its ggml bytes (row_bytes) at dst.
 void x16_row(int fmt, const uint8_t* table, int64_t row_bytes, int row, uint8_t* dst);
 

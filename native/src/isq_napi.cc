@@ -22,7 +22,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info, bool q8k) {
   const int k = (int)(x.size / 4);
   if (k % bs != 0) throw Napi::RangeError::New(env, "quantize: length " + std::to_string(k) + " is not a multiple of " + std::to_string(bs));
   need(env, out, (uint64_t)(k / bs) * (q8k ? BLOCK_Q8_K_BYTES : BLOCK_Q8_0_BYTES), "quantize out");
-  if (q8k) (kernels_are_avx512() ? quantize_row_q8_K_avx512 : quantize_row_q8_K)(reinterpret_cast<const float*>(x.data), out.data, k);
+  if (q8k) active_quantizers().q8_K(reinterpret_cast<const float*>(x.data), out.data, k);
   else quantize_row_q8_0(reinterpret_cast<const float*>(x.data), out.data, k);
   return env.Undefined();
 }
@@ -50,8 +50,8 @@ Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
   std::atomic<int64_t> bad_row{INT64_MAX};
   std::vector<QuantStatus> status(rows > 0 ? 1 : 0);
   std::mutex mu;
-  // The AVX-512 Q4_K quantizer is byte-identical to the reference; it runs whenever the avx512 kernels do.
-  auto q4k = kernels_are_avx512() ? quantize_weights_q4_K_avx512 : quantize_weights_q4_K;
+  // The vectorized Q4_K quantizers are byte-identical to the reference; each runs whenever its ISA's kernels do.
+  auto q4k = active_quantizers().q4_K;
   parallel_rows(rows, 1, [&](int r0, int r1) {
     thread_local std::vector<float> widened;
     for (int r = r0; r < r1 && r < bad_row.load(std::memory_order_relaxed); r++) {

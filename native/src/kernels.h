@@ -80,7 +80,8 @@ void qgemm_ref(int fmt, const QGemmArgs& g);
 // src/quant), so the integer dot products can be checked exactly against the TypeScript oracle.
 void quantize_row_q8_K(const float* x, uint8_t* dst, int k);
 void quantize_row_q8_0(const float* x, uint8_t* dst, int k);
-// quantize_row_q8_K vectorized, byte-identical (quantize_fast.cc); needs AVX-512F.
+// quantize_row_q8_K vectorized, byte-identical (quantize_fast_impl.h); need AVX2 / AVX-512F.
+void quantize_row_q8_K_avx2(const float* x, uint8_t* dst, int k);
 void quantize_row_q8_K_avx512(const float* x, uint8_t* dst, int k);
 
 // Weight quantizers (ISQ): bit-exact ports of ggml's quantize_row_q4_K_ref / quantize_row_q8_0_ref, as
@@ -91,7 +92,9 @@ struct QuantStatus {
 };
 QuantStatus quantize_weights_q4_K(const float* x, uint8_t* dst, int k);
 QuantStatus quantize_weights_q8_0(const float* x, uint8_t* dst, int k);
-// quantize_weights_q4_K, 16 sub-blocks per AVX-512 register, byte-identical (quantize_fast.cc); needs AVX-512F.
+// quantize_weights_q4_K, one sub-block per vector lane (8 per AVX2 register, 16 per AVX-512 one),
+// byte-identical (quantize_fast_impl.h); need AVX2 / AVX-512F.
+QuantStatus quantize_weights_q4_K_avx2(const float* x, uint8_t* dst, int k);
 QuantStatus quantize_weights_q4_K_avx512(const float* x, uint8_t* dst, int k);
 
 // IEEE half → float, exact (used by the generic build and for block scales).

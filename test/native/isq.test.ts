@@ -1,8 +1,8 @@
-// The addon's weight quantizers (ISQ at load time) against the TypeScript ports in src/quant, which were
-// checked byte-for-byte against ggml: every output byte must be equal (tolerance: none; both evaluate the
-// same float32 operations in the same order without FMA contraction).
+// The addon's weight quantizers (ISQ at load time) and Q8_K activation quantizer, per ISA, against the
+// TypeScript ports in src/quant, which were checked byte-for-byte against ggml: every output byte must be
+// equal (tolerance: none; both evaluate the same float32 operations in the same order without FMA contraction).
 import { afterAll, describe, expect, it } from 'vitest';
-import { quantizeMatrix } from '../../src/quant/index.js';
+import { BLOCK_Q8_K_BYTES, QK_K, quantizeMatrix, quantizeRowQ8_K } from '../../src/quant/index.js';
 import { StrictWeights, memoryProvider } from '../../src/nn/weights.js';
 import { nativeRowQuantizer } from '../../src/tensor/native.js';
 import { signal, cosSignal } from '../quant/signal.js';
@@ -42,7 +42,32 @@ function matrices(k: number): Array<{ name: string; rows: number; x: Float32Arra
   return out;
 }
 
-describe.skipIf(NO_NATIVE)('native ISQ (weight quantizers)', () => {
+/** One QK_K-value Q8_K block per corner case of the activation quantizer. */
+function q8kBlocks(): Array<{ name: string; x: Float32Array }> {
+  const r = rng(57);
+  const fill = (f: (i: number) => number) => Float32Array.from({ length: QK_K }, (_, i) => f(i));
+  const out = [
+    { name: 'uniform', x: r(QK_K, -3, 3) },
+    { name: 'zeros', x: new Float32Array(QK_K) },
+    { name: 'signed zeros', x: fill((i) => (i % 3 ? -0 : 0)) },
+    { name: 'one value', x: fill((i) => (i === 201 ? -2.5e-3 : 0)) },
+    { name: 'ties', x: fill((i) => ((i % 9) - 4) * 0.25) },
+    // Alternating signs: the first and the last element of largest magnitude differ in sign.
+    { name: 'equal magnitudes, first negative', x: fill((i) => (i % 2 ? 0.7 : -0.7)) },
+    { name: 'equal magnitudes, first positive', x: fill((i) => (i % 2 ? -1.5 : 1.5)) },
+    { name: 'max in the last lane', x: fill((i) => (i === QK_K - 1 ? -9 : ((i * 37) % 17) - 8)) },
+    { name: 'max twice, later one negative', x: fill((i) => (i === 13 ? 4 : i === 250 ? -4 : (i % 7) * 0.5 - 1.5)) },
+    { name: 'tiny', x: r(QK_K, -1e-30, 1e-30) },
+    { name: 'huge', x: r(QK_K, -3e37, 3e37) },
+    { name: 'outliers', x: signal('outliers', 77, QK_K) },
+    { name: 'positive', x: signal('positive', 78, QK_K) },
+    { name: 'signal ties', x: signal('ties', 79, QK_K) },
+  ];
+  for (let i = 0; i < 6; i++) out.push({ name: `irwin-hall ${i}`, x: signal('irwin-hall', 80 + i, QK_K) });
+  return out;
+}
+
+describe.skipIf(NO_NATIVE)('native ISQ (weight and activation quantizers)', () => {
   it('loads the addon', () => {
     expect(error?.message ?? null).toBeNull();
   });
@@ -51,9 +76,10 @@ describe.skipIf(NO_NATIVE)('native ISQ (weight quantizers)', () => {
   afterAll(() => nb.setThreads(2));
 
   afterAll(() => nb.setIsa(nb.availableIsas()[0]!));
-  // Q4_K under the avx512 ISA runs the vectorized quantizer (native/src/quantize_fast.cc), under the others
-  // the scalar port; both must give src/quant's bytes. k = 3072 is a real row length (Phi-4-mini's hidden).
-  for (const isa of ['avx512', 'scalar'] as const)
+  // Q4_K under the avx512 and avx2 ISAs runs the vectorized quantizer (native/src/quantize_fast_impl.h, 16 or 8
+  // lanes), under 'scalar' the scalar port; all must give src/quant's bytes. k = 3072 is a real row length
+  // (Phi-4-mini's hidden); 768 = 24 sub-blocks leaves a partly padded last vector of sub-blocks at 16 lanes.
+  for (const isa of ['avx512', 'avx2', 'scalar'] as const)
     for (const dtype of ['q4_k', 'q8_0'] as const) {
       it.skipIf(!nb.availableIsas().includes(isa))(`${isa} ${dtype}: byte-identical to src/quant on varied signals, 1 and 2 threads`, () => {
         nb.setIsa(isa);
@@ -73,6 +99,24 @@ describe.skipIf(NO_NATIVE)('native ISQ (weight quantizers)', () => {
         }
       });
     }
+
+  // The activation quantizer of each ISA (vectorized under avx512 / avx2, native/src/quantize_fast_impl.h)
+  // against src/quant, on blocks that reach its corner cases: the signed max is the first element of largest
+  // magnitude, so blocks of equal magnitudes with mixed signs (first one negative, or positive) pin it down.
+  for (const isa of ['avx512', 'avx2', 'scalar'] as const)
+    it.skipIf(!nb.availableIsas().includes(isa))(`${isa} q8_K activations: byte-identical to src/quant on varied blocks`, () => {
+      nb.setIsa(isa);
+      const blocks = q8kBlocks();
+      const x = new Float32Array(blocks.length * QK_K);
+      blocks.forEach((b, i) => x.set(b.x, i * QK_K));
+      const expected = quantizeRowQ8_K(x);
+      const got = nb.quantizeQ8K(x, new Uint8Array(blocks.length * BLOCK_Q8_K_BYTES));
+      if (!Buffer.from(got).equals(Buffer.from(expected))) {
+        const i = got.findIndex((v, j) => v !== expected[j]);
+        const b = Math.floor(i / BLOCK_Q8_K_BYTES);
+        throw new Error(`${isa} q8_K block ${b} (${blocks[b]!.name}): byte ${i % BLOCK_Q8_K_BYTES} differs (got ${got[i]}, expected ${expected[i]})`);
+      }
+    });
 
   it('quantizeRowsBf16 (raw bf16 bits, widened per row in the workers) equals quantizeRows on the widened values', () => {
     const r = rng(41);
