@@ -1,11 +1,12 @@
 // End-to-end benchmark on a checkpoint folder (real-size random weights from bench/make-checkpoint.ts):
-// load + ISQ time and peak RSS, prefill tok/s at 512 tokens, decode tok/s over 128 tokens, one 448×448 image
+// load + ISQ time and peak RSS, prefill tok/s at 512 tokens, decode tok/s over 128 tokens (raw forward loop, and
+// through chat() with sampling and detokenizing), one 448×448 image
 // (545 tokens: vision encode time and time to first token) and 30 s of audio (encode time and TTFT), at 1 and
 // 2 threads, medians of --runs runs. Each ISQ setting runs in its own process so peak RSS is its own.
 // Prints one JSON line per figure and a markdown table at the end.
 //
 //   npm run bench -- --model /tmp/phi4mm-real [--isq q4k,q8_0,none] [--threads 1,2] [--runs 3] [--skip image,audio]
-//        [--encoder-precision f32|bf16]
+//        [--encoder-precision f32|bf16] [--quantize-encoders] [--quantize-adapters]
 import { spawnSync } from 'node:child_process';
 import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -16,12 +17,14 @@ interface Figure { isq: string; threads: number | null; metric: string; value: n
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-async function child(model: string, isq: IsqKind, threads: number[], runs: number, skip: Set<string>, encoderPrecision: 'f32' | 'bf16'): Promise<void> {
+interface MediaOptions { encoderPrecision: 'f32' | 'bf16'; quantizeEncoders: boolean; quantizeAdapters: boolean }
+
+async function child(model: string, isq: IsqKind, threads: number[], runs: number, skip: Set<string>, media: MediaOptions): Promise<void> {
   const out = (metric: string, value: number, unit: string, t: number | null = null) =>
     console.log(JSON.stringify({ isq, threads: t, metric, value: +value.toFixed(3), unit } satisfies Figure));
   const t0 = performance.now();
   // Inline engine: the research API (m.model, m.backend) and chat share one copy of the weights.
-  const m = await Phi4MM.fromPretrained(model, { isq, backend: 'native', threads: Math.max(...threads), encoderPrecision, engine: { host: 'inline', prefixCache: false, mediaCacheMb: 0 } }); // cold figures: no prefix or media cache
+  const m = await Phi4MM.fromPretrained(model, { isq, backend: 'native', threads: Math.max(...threads), ...media, engine: { host: 'inline', prefixCache: false, mediaCacheMb: 0 } }); // cold figures: no prefix or media cache
   out('load_s', (performance.now() - t0) / 1000, 's');
   out('rss_after_load_gib', process.memoryUsage().rss / 2 ** 30, 'GiB');
   out('peak_rss_load_gib', process.resourceUsage().maxRSS / 2 ** 20, 'GiB');
@@ -52,6 +55,18 @@ async function child(model: string, isq: IsqKind, threads: number[], runs: numbe
       dec.push((performance.now() - s) / 1000);
     }
     out('decode_tok_s', 128 / median(dec), 'tok/s', t);
+    // The same through chat() as a user gets it (engine step, sampling, detokenizing, streaming): tokens after the
+    // first, from usage (a text delta can carry several tokens or none), over the time from the first to the end.
+    const viaChat: number[] = [];
+    for (let r = 0; r < runs; r++) {
+      let first = 0, end = 0, tokens = 0;
+      for await (const ev of m.streamEvents([{ role: 'user', content: `Count: ${r} ${t}` }], { maxTokens: 128, temperature: 0.8, seed: r })) {
+        if (ev.type === 'delta' && !first) first = performance.now();
+        if (ev.type === 'done') { end = performance.now(); tokens = ev.usage.completion_tokens; }
+      }
+      if (tokens > 1 && first) viaChat.push((tokens - 1) / ((end - first) / 1000));
+    }
+    if (viaChat.length) out('decode_chat_tok_s', median(viaChat), 'tok/s', t);
     const e2e = async (msgs: ChatMessage[]) => {
       const enc: number[] = [], ttft: number[] = [];
       // The engine calls the encoders itself (its caches are off here, so every run encodes and prefills).
@@ -91,16 +106,17 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     model: { type: 'string' }, isq: { type: 'string', default: 'q4k' }, threads: { type: 'string', default: '1,2' },
     runs: { type: 'string', default: '3' }, skip: { type: 'string', default: '' }, child: { type: 'boolean' },
-    'encoder-precision': { type: 'string', default: 'f32' },
+    'encoder-precision': { type: 'string', default: 'f32' }, 'quantize-encoders': { type: 'boolean' }, 'quantize-adapters': { type: 'boolean' },
   } });
   if (!values.model) throw new Error('usage: npm run bench -- --model <checkpoint dir> [--isq q4k,q8_0,none] [--threads 1,2] [--runs 3] [--skip image,audio]');
   const threads = values.threads!.split(',').map(Number), runs = Number(values.runs), skip = new Set(values.skip!.split(',').filter(Boolean));
   const enc = values['encoder-precision'] as 'f32' | 'bf16';
   if (enc !== 'f32' && enc !== 'bf16') throw new Error(`--encoder-precision must be f32 or bf16 (got ${enc})`);
-  if (values.child) return child(values.model, values.isq as IsqKind, threads, runs, skip, enc);
+  const media: MediaOptions = { encoderPrecision: enc, quantizeEncoders: values['quantize-encoders'] === true, quantizeAdapters: values['quantize-adapters'] === true };
+  if (values.child) return child(values.model, values.isq as IsqKind, threads, runs, skip, media);
   const figures: Figure[] = [];
   for (const isq of values.isq!.split(',')) {
-    const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', '--model', values.model, '--isq', isq, '--threads', values.threads!, '--runs', values.runs!, '--skip', values.skip!, '--encoder-precision', enc], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+    const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', '--model', values.model, '--isq', isq, '--threads', values.threads!, '--runs', values.runs!, '--skip', values.skip!, '--encoder-precision', enc, ...(media.quantizeEncoders ? ['--quantize-encoders'] : []), ...(media.quantizeAdapters ? ['--quantize-adapters'] : [])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
     for (const line of r.stdout.split('\n')) {
       if (!line.startsWith('{')) continue;
       console.log(line);

@@ -124,54 +124,76 @@ export function penalizedScores(logits: Float32Array, p: SamplingParams, state: 
 
 /** Temperature, top-k, top-p, min-p, then one draw from the renormalized distribution. */
 export function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng: Rng): number {
-  const { ids, probs } = samplingDistribution(scores, temperature, p);
-  let r = rng.next();
-  for (let j = 0; j < ids.length; j++) {
-    r -= probs[j]!;
-    if (r < 0) return ids[j]!;
+  // The walk of samplingDistribution's { ids, probs } without building them (200k-entry arrays per token took
+  // most of the ~10 ms a draw cost): the same kept ids in id order, the same prob[j] / total subtracted in turn.
+  const { cand, prob, keep, total } = distribution(scores, temperature, p);
+  let r = rng.next(), last = -1;
+  for (let j = 0; j < prob.length; j++) {
+    if (keep && !keep[j]) continue;
+    last = cand ? cand[j]! : j;
+    r -= prob[j]! / total;
+    if (r < 0) return last;
   }
-  return ids[ids.length - 1]!; // rounding left r ≥ 0 after the last token
+  return last; // rounding left r ≥ 0 after the last token
 }
 
 /** The tokens that survive temperature, top-k, top-p and min-p, in id order, with probabilities summing to 1. */
 export function samplingDistribution(scores: Float32Array, temperature: number, p: SamplingParams): { ids: number[]; probs: Float64Array } {
-  if (!(temperature > 0)) throw new RangeError(`samplingDistribution needs temperature > 0, got ${temperature}`);
-  let n = 0;
-  for (let i = 0; i < scores.length; i++) if (scores[i]! > -Infinity) n++;
-  let cand = new Int32Array(n);
-  for (let i = 0, j = 0; i < scores.length; i++) if (scores[i]! > -Infinity) cand[j++] = i;
-  if (cand.length === 0) throw new Error('every token is masked (no finite logit to choose from)');
-
-  const k = p.topK ?? 0;
-  if (k > 0 && k < cand.length) {
-    // Keep ties with the k-th value, as HF's TopKLogitsWarper (removes only scores < k-th largest).
-    const kth = kthLargest(Float32Array.from(cand, (i) => scores[i]!), k);
-    cand = cand.filter((i) => scores[i]! >= kth);
-  }
-
-  let max = -Infinity;
-  for (let j = 0; j < cand.length; j++) max = Math.max(max, scores[cand[j]!]!);
-  const prob = new Float64Array(cand.length);
-  let sum = 0;
-  for (let j = 0; j < cand.length; j++) sum += prob[j] = Math.exp((scores[cand[j]!]! - max) / temperature);
-  for (let j = 0; j < cand.length; j++) prob[j]! /= sum;
-
-  const keep = new Uint8Array(cand.length).fill(1);
-  const topP = p.topP ?? 1;
-  if (topP < 1) applyTopP(prob, keep, topP);
-  const minP = p.minP ?? 0;
-  if (minP > 0) {
-    let pMax = 0;
-    for (let j = 0; j < prob.length; j++) if (keep[j]) pMax = Math.max(pMax, prob[j]!);
-    for (let j = 0; j < prob.length; j++) if (prob[j]! < minP * pMax) keep[j] = 0;
-  }
-
+  const { cand, prob, keep, total } = distribution(scores, temperature, p);
+  let count = 0;
+  for (let j = 0; j < prob.length; j++) if (!keep || keep[j]) count++;
   // Sized up front: pushing 200k numbers one at a time costs far more than the math above.
-  let count = 0, total = 0;
-  for (let j = 0; j < cand.length; j++) if (keep[j]) { count++; total += prob[j]!; }
   const ids = new Array<number>(count), probs = new Float64Array(count);
-  for (let j = 0, q = 0; j < cand.length; j++) if (keep[j]) { ids[q] = cand[j]!; probs[q++] = prob[j]! / total; }
+  for (let j = 0, q = 0; j < prob.length; j++) if (!keep || keep[j]) { ids[q] = cand ? cand[j]! : j; probs[q++] = prob[j]! / total; }
   return { ids, probs };
+}
+
+/**
+ * Candidates (null: every id, in order), their probabilities after temperature (normalized over the
+ * candidates), which of them top-p / min-p keep (null: all) and the kept probabilities' sum.
+ */
+function distribution(scores: Float32Array, temperature: number, p: SamplingParams): { cand: Int32Array | null; prob: Float64Array; keep: Uint8Array | null; total: number } {
+  if (!(temperature > 0)) throw new RangeError(`samplingDistribution needs temperature > 0, got ${temperature}`);
+  // The largest finite score is also the largest candidate's: top-k keeps the largest.
+  let n = 0, max = -Infinity;
+  for (let i = 0; i < scores.length; i++) {
+    const v = scores[i]!;
+    if (v > -Infinity) { n++; if (v > max) max = v; }
+  }
+  if (n === 0) throw new Error('every token is masked (no finite logit to choose from)');
+  let cand: Int32Array | null = null;
+  if (n < scores.length) {
+    cand = new Int32Array(n);
+    for (let i = 0, j = 0; i < scores.length; i++) if (scores[i]! > -Infinity) cand[j++] = i;
+  }
+  const k = p.topK ?? 0;
+  if (k > 0 && k < n) {
+    // Keep ties with the k-th value, as HF's TopKLogitsWarper (removes only scores < k-th largest).
+    const all = cand ?? Int32Array.from({ length: n }, (_, i) => i);
+    const kth = kthLargest(Float32Array.from(all, (i) => scores[i]!), k);
+    cand = all.filter((i) => scores[i]! >= kth);
+  }
+  const m = cand ? cand.length : n;
+  const prob = new Float64Array(m);
+  let sum = 0;
+  if (cand) for (let j = 0; j < m; j++) sum += prob[j] = Math.exp((scores[cand[j]!]! - max) / temperature);
+  else for (let j = 0; j < m; j++) sum += prob[j] = Math.exp((scores[j]! - max) / temperature);
+  for (let j = 0; j < m; j++) prob[j]! /= sum;
+
+  const topP = p.topP ?? 1, minP = p.minP ?? 0;
+  let keep: Uint8Array | null = null;
+  if (topP < 1 || minP > 0) {
+    keep = new Uint8Array(m).fill(1);
+    if (topP < 1) applyTopP(prob, keep, topP);
+    if (minP > 0) {
+      let pMax = 0;
+      for (let j = 0; j < m; j++) if (keep[j]) pMax = Math.max(pMax, prob[j]!);
+      for (let j = 0; j < m; j++) if (prob[j]! < minP * pMax) keep[j] = 0;
+    }
+  }
+  let total = 0;
+  for (let j = 0; j < m; j++) if (!keep || keep[j]) total += prob[j]!;
+  return { cand, prob, keep, total };
 }
 
 /** Below this many values a selection range is finished by sorting it. */

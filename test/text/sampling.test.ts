@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../src/text/rng.js';
-import { argmax, kthLargest, penalizedScores, sample, type SamplingParams, SamplingState, samplingDistribution, validateSamplingParams } from '../../src/text/sampling.js';
+import { argmax, draw, kthLargest, penalizedScores, sample, type SamplingParams, SamplingState, samplingDistribution, validateSamplingParams } from '../../src/text/sampling.js';
 import { golden } from '../helpers/golden.js';
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
@@ -95,6 +95,28 @@ describe('sample', () => {
     for (const topP of [0.1, 0.5, 0.9, 0.999]) {
       expect(samplingDistribution(logits, 0.7, { topP }).ids, `top_p ${topP}`).toEqual(naiveTopP(logits, 0.7, topP));
     }
+  });
+
+  it('draw is the walk over samplingDistribution (same id for the same random number), masks and filters included', () => {
+    // draw walks the distribution without building its arrays; this pins it to the arrays' semantics.
+    let checked = 0;
+    for (let trial = 0; trial < 24; trial++) {
+      const n = trial % 2 ? 1000 : 37;
+      const x = Float32Array.from({ length: n }, (_, i) => Math.round(Math.sin(i * (trial + 1.3)) * 6) / (trial % 3 ? 1 : 8)); // ties
+      if (trial % 4 === 0) for (let i = 0; i < n; i += 3) x[i] = -Infinity;
+      for (const p of [{}, { topK: 5 }, { topP: 0.9 }, { minP: 0.05 }, { topK: 50, topP: 0.8, minP: 0.01 }] as SamplingParams[])
+        for (const t of [0.3, 1, 1.7]) {
+          const { ids, probs } = samplingDistribution(x, t, p);
+          const a = new Rng(trial), b = new Rng(trial);
+          for (let d = 0; d < 20; d++) {
+            let r = b.next(), want = ids[ids.length - 1]!;
+            for (let j = 0; j < ids.length; j++) if ((r -= probs[j]!) < 0) { want = ids[j]!; break; }
+            expect(draw(x, t, p, a)).toBe(want);
+            checked++;
+          }
+        }
+    }
+    expect(checked).toBe(24 * 5 * 3 * 20);
   });
 
   it('repetition penalty (HF: divide positive, multiply negative) covers prompt and generated ids', () => {
