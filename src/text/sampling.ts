@@ -148,9 +148,12 @@ export function samplingDistribution(scores: Float32Array, temperature: number, 
   return { ids, probs };
 }
 
+/** distribution()'s probabilities, reused: a fresh 1.6 MB array per token kept the garbage collector busy. */
+let probScratch = new Float64Array(0);
+
 /**
  * Candidates (null: every id, in order), their probabilities after temperature (normalized over the
- * candidates), which of them top-p / min-p keep (null: all) and the kept probabilities' sum.
+ * candidates; valid until the next call), which of them top-p / min-p keep (null: all) and the kept sum.
  */
 function distribution(scores: Float32Array, temperature: number, p: SamplingParams): { cand: Int32Array | null; prob: Float64Array; keep: Uint8Array | null; total: number } {
   if (!(temperature > 0)) throw new RangeError(`samplingDistribution needs temperature > 0, got ${temperature}`);
@@ -174,7 +177,8 @@ function distribution(scores: Float32Array, temperature: number, p: SamplingPara
     cand = all.filter((i) => scores[i]! >= kth);
   }
   const m = cand ? cand.length : n;
-  const prob = new Float64Array(m);
+  if (probScratch.length < m) probScratch = new Float64Array(m);
+  const prob = probScratch.subarray(0, m);
   let sum = 0;
   if (cand) for (let j = 0; j < m; j++) sum += prob[j] = Math.exp((scores[cand[j]!]! - max) / temperature);
   else for (let j = 0; j < m; j++) sum += prob[j] = Math.exp((scores[j]! - max) / temperature);
