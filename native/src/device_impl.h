@@ -196,8 +196,15 @@ inline void prefetch_row(const uint8_t* p, int64_t bytes) {
   for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
 }
 
+#if defined(__AVX512F__)
+constexpr int PQ = 4, PV = 4;  // P·V register tile: 4 score rows × 4 vectors of head dims
+#elif defined(__AVX2__)
+constexpr int PQ = 3, PV = 4;
+#else
+constexpr int PQ = 2, PV = 2;
+#endif
 template <KvType T>
-void scores(const KvPool& kv, const uint8_t* const* krows, int ncols, int first_key_row, int group, int rows,
+void scores_by_key(const KvPool& kv, const uint8_t* const* krows, int ncols, int first_key_row, int group, int rows,
             const float* const* q, float* s, int64_t lds) {
   for (int j = 0; j < ncols; j++) {
     if (j + PREFETCH_KEYS < ncols) prefetch_row(krows[j + PREFETCH_KEYS], kv.row_bytes);
@@ -212,6 +219,78 @@ void scores(const KvPool& kv, const uint8_t* const* krows, int ncols, int first_
         default: dot_rows<4, T>(q + rr, krows[j], kv.head_dim, kv.q8_groups, dots); break;
       }
       for (int t = 0; t < nr; t++) s[(int64_t)(rr + t) * lds + j] = dots[t];
+    }
+  }
+}
+
+// Score tiles: SK keys × up to PQ score rows, each key's vectors converted once per tile into a small f32
+// buffer (at most SCORE_KF_MAX head dims; larger heads take the key-by-key loop). A tile loads PQ query and SK
+// key vectors per PQ·SK FMAs where the key-by-key loop loaded nr + 1 per nr.
+constexpr int SK = 4;
+constexpr int SCORE_KF_MAX = 256;
+
+// s[r][t] = q_r · kf[t] for nr rows and SK converted keys: per element the FMA chain and the final lane sum of
+// dot_rows (the same values in the same order), so a score does not depend on the tiling.
+template <int nr>
+inline void dot_tile(const float* const* q, const float (*kf)[SCORE_KF_MAX], int d, float (*out)[SK]) {
+  vf acc[nr][SK];
+  for (int r = 0; r < nr; r++)
+    for (int t = 0; t < SK; t++) acc[r][t] = vzero();
+  int c = 0;
+  for (; c + VL <= d; c += VL) {
+    vf qv[nr];
+    for (int r = 0; r < nr; r++) qv[r] = vload(q[r] + c);
+    for (int t = 0; t < SK; t++) {
+      const vf kv = vload(kf[t] + c);
+      for (int r = 0; r < nr; r++) acc[r][t] = vfma(qv[r], kv, acc[r][t]);
+    }
+  }
+  if (c < d) {
+    vf qv[nr];
+    for (int r = 0; r < nr; r++) qv[r] = vload_n(q[r] + c, d - c);
+    for (int t = 0; t < SK; t++) {
+      const vf kv = vload(kf[t] + c);
+      for (int r = 0; r < nr; r++) acc[r][t] = vfma(qv[r], kv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < nr; r++)
+    for (int t = 0; t < SK; t++) out[r][t] = vhsum(acc[r][t]);
+}
+
+// One key's vectors as dot_rows reads them (kv_vec, then kv_tail for the last d mod VL dims).
+template <KvType T>
+inline void convert_key(const uint8_t* k, int d, int groups, float* dst) {
+  int c = 0;
+  for (; c + VL <= d; c += VL) vstore(dst + c, kv_vec<T>(k, c, groups));
+  if (c < d) vstore(dst + c, kv_tail<T>(k, c, d - c, groups));
+}
+
+template <KvType T>
+void scores(const KvPool& kv, const uint8_t* const* krows, int ncols, int first_key_row, int group, int rows,
+            const float* const* q, float* s, int64_t lds) {
+  if (kv.head_dim > SCORE_KF_MAX) return scores_by_key<T>(kv, krows, ncols, first_key_row, group, rows, q, s, lds);
+  alignas(64) float kf[SK][SCORE_KF_MAX];
+  const int d = kv.head_dim;
+  for (int j0 = 0; j0 < ncols; j0 += SK) {
+    const int nk = std::min(SK, ncols - j0);
+    for (int t = 0; t < SK; t++) {
+      if (j0 + t + PREFETCH_KEYS < ncols) prefetch_row(krows[j0 + t + PREFETCH_KEYS], kv.row_bytes);
+      if (t < nk) convert_key<T>(krows[j0 + t], d, kv.q8_groups, kf[t]);
+      else std::fill(kf[t], kf[t] + SCORE_KF_MAX, 0.f);  // past the last key: computed, never stored
+    }
+    // Rows from the first that sees key j0. A row that stops seeing the tile's later keys still gets their
+    // scores, past its own limit, where softmax_row never reads (the block's range past it is zeroed there).
+    for (int rr = std::max(0, (j0 - first_key_row) * group); rr < rows; rr += PQ) {
+      const int nr = std::min(PQ, rows - rr);
+      float dots[PQ][SK];
+      switch (nr) {
+        case 1: dot_tile<1>(q + rr, kf, d, dots); break;
+        case 2: dot_tile<2>(q + rr, kf, d, dots); break;
+        case 3: if constexpr (PQ >= 3) dot_tile<3>(q + rr, kf, d, dots); break;
+        default: if constexpr (PQ >= 4) dot_tile<4>(q + rr, kf, d, dots); break;
+      }
+      for (int r = 0; r < nr; r++)
+        for (int t = 0; t < nk; t++) s[(int64_t)(rr + r) * lds + j0 + t] = dots[r][t];
     }
   }
 }
@@ -239,13 +318,6 @@ inline float softmax_row(float* s, int n, float scale, void (*exp)(const float*,
   return 1.f / sum;
 }
 
-#if defined(__AVX512F__)
-constexpr int PQ = 4, PV = 4;  // P·V register tile: 4 score rows × 4 vectors of head dims
-#elif defined(__AVX2__)
-constexpr int PQ = 3, PV = 4;
-#else
-constexpr int PQ = 2, PV = 2;
-#endif
 constexpr int PVA = std::max(PV, QK8_0 / VL);  // vectors of one chunk: a q8_0 chunk is at least one block
 
 // o_r[c0, c0 + w) = inv_r · Σ_{j < n} p_r[j] · v_j[c0, c0 + w) for nq score rows (p_r is zero past row r's
