@@ -40,4 +40,29 @@ static inline uint16_t fp32_to_fp16(float x) {
   return (uint16_t)(sign | half);
 }
 
+// The 12 packed bytes of a Q4_K super-block's 8 sub-block scales and mins, as ggml's quantize_row_q4_K_ref:
+// each value × its inverse step through nearest_int and uint8_t, then clamped to 6 bits (63). The unpacked
+// 6-bit values go to ls / lm for the caller's re-quantization.
+constexpr int Q4K_SUB_BLOCKS = 8;
+static inline void pack_q4k_scales(const float* scales, const float* mins, float inv_scale, float inv_min, uint8_t* sc,
+                                   uint8_t* ls_out, uint8_t* lm_out) {
+  constexpr uint8_t nmax = 63;
+  for (int j = 0; j < Q4K_SUB_BLOCKS; ++j) {
+    uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]);  // through uint8_t before the clamp, as ggml
+    uint8_t lm = (uint8_t)nearest_int(inv_min * mins[j]);
+    ls = ls < nmax ? ls : nmax;
+    lm = lm < nmax ? lm : nmax;
+    ls_out[j] = ls;
+    lm_out[j] = lm;
+    if (j < 4) {
+      sc[j] = ls;
+      sc[j + 4] = lm;
+    } else {
+      sc[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+      sc[j - 4] |= (ls >> 4) << 6;
+      sc[j] |= (lm >> 4) << 6;
+    }
+  }
+}
+
 }  // namespace phi4mm

@@ -287,22 +287,7 @@ QuantStatus quantize_q4_K(const float* x, uint8_t* dst, int k) {
     const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     uint8_t* sc = dst + 4;
     uint8_t ls_all[N_SUB], lm_all[N_SUB];
-    for (int j = 0; j < N_SUB; ++j) {
-      uint8_t ls = (uint8_t)nearest_int(inv_scale * sj[j]);
-      uint8_t lm = (uint8_t)nearest_int(inv_min * mj[j]);
-      ls = std::min<uint8_t>(63, ls);
-      lm = std::min<uint8_t>(63, lm);
-      ls_all[j] = ls;
-      lm_all[j] = lm;
-      if (j < 4) {
-        sc[j] = ls;
-        sc[j + 4] = lm;
-      } else {
-        sc[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
-        sc[j - 4] |= (ls >> 4) << 6;
-        sc[j] |= (lm >> 4) << 6;
-      }
-    }
+    pack_q4k_scales(sj, mj, inv_scale, inv_min, sc, ls_all, lm_all);
     float d_all, dmin_all;
     if (!store_f16_scale(dst, max_scale / 63.f, &d_all) || !store_f16_scale(dst + 2, max_min / 63.f, &dmin_all))
       return {QuantStatus::SCALE_OVERFLOW, i};

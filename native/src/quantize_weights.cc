@@ -14,7 +14,6 @@ namespace {
 constexpr int SUB = 32;              // weights per Q4_K sub-block
 constexpr int N_SUB = QK_K / SUB;    // sub-blocks per super-block
 constexpr int NMAX_Q4 = 15;          // 4-bit quants 0..15
-constexpr int NMAX_SCALE = 63;       // 6-bit scales and mins
 constexpr uint16_t F16_EXP = 0x7c00;
 
 // make_qkx2_quants: fit x[0..n) ≈ scale·L − the_min over nstep + 1 trial inverse scales, minimizing the
@@ -139,20 +138,8 @@ QuantStatus quantize_weights_q4_K(const float* x, uint8_t* dst, int k) {
     const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     uint8_t* sc = dst + 4;
-    for (int j = 0; j < N_SUB; ++j) {
-      uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]);  // through uint8_t before the clamp, as ggml
-      uint8_t lm = (uint8_t)nearest_int(inv_min * mins[j]);
-      ls = std::min<uint8_t>(NMAX_SCALE, ls);
-      lm = std::min<uint8_t>(NMAX_SCALE, lm);
-      if (j < 4) {
-        sc[j] = ls;
-        sc[j + 4] = lm;
-      } else {
-        sc[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
-        sc[j - 4] |= (ls >> 4) << 6;
-        sc[j] |= (lm >> 4) << 6;
-      }
-    }
+    uint8_t ls[N_SUB], lm[N_SUB];
+    pack_q4k_scales(scales, mins, inv_scale, inv_min, sc, ls, lm);
     float d_all, dmin_all;
     if (!store_f16_scale(dst, max_scale / 63.f, &d_all) || !store_f16_scale(dst + 2, max_min / 63.f, &dmin_all))
       return {QuantStatus::SCALE_OVERFLOW, i};
