@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels.h"
+
 namespace phi4mm {
 
 // ggml's nearest_int: round half to even through the float32 sum with 1.5·2^23. Outside |f| < 2^22 it reads
@@ -40,29 +42,56 @@ static inline uint16_t fp32_to_fp16(float x) {
   return (uint16_t)(sign | half);
 }
 
-// The 12 packed bytes of a Q4_K super-block's 8 sub-block scales and mins, as ggml's quantize_row_q4_K_ref:
-// each value × its inverse step through nearest_int and uint8_t, then clamped to 6 bits (63). The unpacked
-// 6-bit values go to ls / lm for the caller's re-quantization.
+// Stores GGML_FP32_TO_FP16(v) at p and its f16 value in *stored; false (nothing stored) when it overflows f16
+// (src/quant throws there rather than storing an Inf scale that would dequantize to Inf/NaN).
+static inline bool store_f16_scale(uint8_t* p, float v, float* stored) {
+  constexpr uint16_t f16_exp = 0x7c00;
+  const uint16_t h = fp32_to_fp16(v);
+  if ((h & f16_exp) == f16_exp) return false;
+  std::memcpy(p, &h, 2);
+  *stored = fp16_to_fp32_soft(h);
+  return true;
+}
+
+// ggml's quantize_row_q4_K_ref between the sub-block fits and the re-quantization, shared by the scalar port and
+// the vectorized quantizer: the 12 packed bytes of 6-bit scales and mins at blk + 4 (each value × 63 / the
+// largest, through nearest_int and uint8_t, then clamped to 63), then d and dmin (largest / 63) as f16 at blk.
+// ls / lm: the 6-bit values; d / dmin: the stored f16 values. False when d or dmin overflows f16.
 constexpr int Q4K_SUB_BLOCKS = 8;
-static inline void pack_q4k_scales(const float* scales, const float* mins, float inv_scale, float inv_min, uint8_t* sc,
-                                   uint8_t* ls_out, uint8_t* lm_out) {
+static inline bool q4k_pack_scales(const float* scales, const float* mins, uint8_t* blk, uint8_t* ls, uint8_t* lm, float* d, float* dmin) {
   constexpr uint8_t nmax = 63;
+  float max_scale = 0, max_min = 0;  // the min is subtracted, so scales are non-negative
   for (int j = 0; j < Q4K_SUB_BLOCKS; ++j) {
-    uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]);  // through uint8_t before the clamp, as ggml
-    uint8_t lm = (uint8_t)nearest_int(inv_min * mins[j]);
-    ls = ls < nmax ? ls : nmax;
-    lm = lm < nmax ? lm : nmax;
-    ls_out[j] = ls;
-    lm_out[j] = lm;
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  uint8_t* sc = blk + 4;
+  for (int j = 0; j < Q4K_SUB_BLOCKS; ++j) {
+    uint8_t s = (uint8_t)nearest_int(inv_scale * scales[j]);  // through uint8_t before the clamp, as ggml
+    uint8_t m = (uint8_t)nearest_int(inv_min * mins[j]);
+    s = s < nmax ? s : nmax;
+    m = m < nmax ? m : nmax;
+    ls[j] = s;
+    lm[j] = m;
     if (j < 4) {
-      sc[j] = ls;
-      sc[j + 4] = lm;
+      sc[j] = s;
+      sc[j + 4] = m;
     } else {
-      sc[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
-      sc[j - 4] |= (ls >> 4) << 6;
-      sc[j] |= (lm >> 4) << 6;
+      sc[j + 4] = (s & 0xF) | ((m & 0xF) << 4);
+      sc[j - 4] |= (s >> 4) << 6;
+      sc[j] |= (m >> 4) << 6;
     }
   }
+  return store_f16_scale(blk, max_scale / 63.f, d) && store_f16_scale(blk + 2, max_min / 63.f, dmin);
+}
+
+// A super-block's 256 quants (0..15) as ggml's nibble pairs at qs: in each 64-weight group, byte l holds
+// weight l (low nibble) and weight l + 32 (high nibble).
+static inline void q4k_pack_nibbles(const uint8_t* L, uint8_t* qs) {
+  for (int j = 0; j < 256; j += 64, qs += 32)
+    for (int l = 0; l < 32; ++l) qs[l] = L[j + l] | (L[j + l + 32] << 4);
 }
 
 }  // namespace phi4mm

@@ -221,14 +221,6 @@ void make_qkx2_quants_v(const vf (*xt)[SUB], const vf (*wt)[SUB], vi (*L)[SUB], 
   }
 }
 
-inline bool store_f16_scale(uint8_t* p, float v, float* stored) {
-  const uint16_t h = fp32_to_fp16(v);
-  if ((h & 0x7c00) == 0x7c00) return false;
-  std::memcpy(p, &h, 2);
-  *stored = fp16_to_fp32_soft(h);
-  return true;
-}
-
 // k a multiple of QK_K. Sub-blocks go through make_qkx2_quants_v LANES at a time (the last group padded with
 // zeros, whose lanes are ignored); the per-super-block scale packing and the final re-quantization follow
 // the reference statement for statement.
@@ -278,19 +270,9 @@ QuantStatus quantize_q4_K(const float* x, uint8_t* dst, int k) {
     const float* sj = scales.data() + i * N_SUB;
     const float* mj = mins.data() + i * N_SUB;
     uint8_t* L = Lrow.data() + (size_t)i * QK_K;
-    float max_scale = 0, max_min = 0;
-    for (int j = 0; j < N_SUB; ++j) {
-      if (sj[j] > max_scale) max_scale = sj[j];
-      if (mj[j] > max_min) max_min = mj[j];
-    }
-    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    uint8_t* sc = dst + 4;
     uint8_t ls_all[N_SUB], lm_all[N_SUB];
-    pack_q4k_scales(sj, mj, inv_scale, inv_min, sc, ls_all, lm_all);
     float d_all, dmin_all;
-    if (!store_f16_scale(dst, max_scale / 63.f, &d_all) || !store_f16_scale(dst + 2, max_min / 63.f, &dmin_all))
-      return {QuantStatus::SCALE_OVERFLOW, i};
+    if (!q4k_pack_scales(sj, mj, dst, ls_all, lm_all, &d_all, &dmin_all)) return {QuantStatus::SCALE_OVERFLOW, i};
     for (int j = 0; j < N_SUB; ++j) {
       const float d = d_all * ls_all[j];
       if (!d) continue;
@@ -299,9 +281,7 @@ QuantStatus quantize_q4_K(const float* x, uint8_t* dst, int k) {
       for (int h = 0; h < SUB; h += LANES)
         store_low_bytes(L + SUB * j + h, clamp_q(nearest_int_v(fdiv(fadd(floadu(x + SUB * j + h), vdm), vd))));
     }
-    uint8_t* q = dst + 16;
-    for (int j = 0; j < QK_K; j += 64, q += 32)
-      for (int l = 0; l < 32; ++l) q[l] = L[j + l] | (L[j + l + 32] << 4);
+    q4k_pack_nibbles(L, dst + 16);
   }
   return {QuantStatus::OK, 0};
 }

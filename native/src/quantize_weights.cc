@@ -14,7 +14,6 @@ namespace {
 constexpr int SUB = 32;              // weights per Q4_K sub-block
 constexpr int N_SUB = QK_K / SUB;    // sub-blocks per super-block
 constexpr int NMAX_Q4 = 15;          // 4-bit quants 0..15
-constexpr uint16_t F16_EXP = 0x7c00;
 
 // make_qkx2_quants: fit x[0..n) ≈ scale·L − the_min over nstep + 1 trial inverse scales, minimizing the
 // weighted squared (or absolute) error. Statement for statement ggml's; the two shortcuts below only skip
@@ -96,27 +95,6 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
   return scale;
 }
 
-// get_scale_min_k4
-inline void scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
-  if (j < 4) {
-    *d = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    *m = (q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4);
-  }
-}
-
-// Stores GGML_FP32_TO_FP16(v) at p; false when it overflows f16 (src/quant throws there rather than storing
-// an Inf scale that would dequantize to Inf/NaN).
-inline bool store_f16_scale(uint8_t* p, float v, float* stored) {
-  const uint16_t h = fp32_to_fp16(v);
-  if ((h & F16_EXP) == F16_EXP) return false;
-  std::memcpy(p, &h, 2);
-  *stored = fp16_to_fp32_soft(h);
-  return true;
-}
-
 }  // namespace
 
 QuantStatus quantize_weights_q4_K(const float* x, uint8_t* dst, int k) {
@@ -125,39 +103,27 @@ QuantStatus quantize_weights_q4_K(const float* x, uint8_t* dst, int k) {
   uint8_t L[QK_K], Laux[SUB] = {};
   float weights[SUB], mins[N_SUB], scales[N_SUB];
   for (int i = 0; i < k / QK_K; i++, x += QK_K, dst += BLOCK_Q4_K_BYTES) {
-    float max_scale = 0, max_min = 0;  // the min is subtracted, so scales are non-negative
     for (int j = 0; j < N_SUB; ++j) {
       float sum_x2 = 0;
       for (int l = 0; l < SUB; ++l) sum_x2 += x[SUB * j + l] * x[SUB * j + l];
       const float av_x = std::sqrt(sum_x2 / SUB);
       for (int l = 0; l < SUB; ++l) weights[l] = av_x + std::fabs(x[SUB * j + l]);
       scales[j] = make_qkx2_quants(SUB, NMAX_Q4, x + SUB * j, weights, L + SUB * j, &mins[j], Laux, -1.f, 0.1f, 20, false);
-      if (scales[j] > max_scale) max_scale = scales[j];
-      if (mins[j] > max_min) max_min = mins[j];
     }
-    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    uint8_t* sc = dst + 4;
     uint8_t ls[N_SUB], lm[N_SUB];
-    pack_q4k_scales(scales, mins, inv_scale, inv_min, sc, ls, lm);
     float d_all, dmin_all;
-    if (!store_f16_scale(dst, max_scale / 63.f, &d_all) || !store_f16_scale(dst + 2, max_min / 63.f, &dmin_all))
-      return {QuantStatus::SCALE_OVERFLOW, i};
+    if (!q4k_pack_scales(scales, mins, dst, ls, lm, &d_all, &dmin_all)) return {QuantStatus::SCALE_OVERFLOW, i};
     // Re-quantize against the stored scales; a sub-block whose effective scale is 0 keeps its fitted L.
     for (int j = 0; j < N_SUB; ++j) {
-      uint8_t s, m;
-      scale_min_k4(j, sc, &s, &m);
-      const float d = d_all * s;
+      const float d = d_all * ls[j];
       if (!d) continue;
-      const float dm = dmin_all * m;
+      const float dm = dmin_all * lm[j];
       for (int ii = 0; ii < SUB; ++ii) {
         const int l = nearest_int((x[SUB * j + ii] + dm) / d);
         L[SUB * j + ii] = (uint8_t)std::max(0, std::min(NMAX_Q4, l));
       }
     }
-    uint8_t* q = dst + 16;
-    for (int j = 0; j < QK_K; j += 64, q += 32)
-      for (int l = 0; l < 32; ++l) q[l] = L[j + l] | (L[j + l + 32] << 4);
+    q4k_pack_nibbles(L, dst + 16);
   }
   return {QuantStatus::OK, 0};
 }
