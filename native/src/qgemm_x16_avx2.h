@@ -59,17 +59,22 @@ static inline __m256 q4k_combine8(__m256 acc, __m256 d, __m256 dmin, float d8, _
   return _mm256_fnmadd_ps(_mm256_mul_ps(dmin, v8), _mm256_cvtepi32_ps(summ), acc);
 }
 
+// y[row][n0, n0 + 16) = [lo | hi] + bias: one output row of a group (rows 8h..8h+7 of it in each half).
+static inline void store_row16(const QGemmArgs& g, int row, int n0, __m256 lo, __m256 hi) {
+  // + 0 without a bias, as the reference's acc + b (it turns −0 into +0)
+  const __m256 b0 = g.bias ? _mm256_loadu_ps(g.bias + n0) : _mm256_setzero_ps(), b1 = g.bias ? _mm256_loadu_ps(g.bias + n0 + 8) : _mm256_setzero_ps();
+  float* y = g.y + (int64_t)row * g.ldy + n0;
+  _mm256_storeu_ps(y, _mm256_add_ps(lo, b0));
+  _mm256_storeu_ps(y + 8, _mm256_add_ps(hi, b1));
+}
+
 // y rows [m0, m0+MT) × the 16 rows of the group at gp (output columns n0..n0+15). aux: q8k_pair_sums per row.
 template <int MT>
 static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
   const __m256i m4 = _mm256_set1_epi8(0xF);
-  alignas(32) float acc[MT][X16];  // in L1, touched once per super-block and half
+  alignas(32) float acc[MT][X16] = {};  // in L1, touched once per super-block and half
   const uint8_t* y[MT];
-  for (int m = 0; m < MT; m++) {
-    _mm256_store_ps(acc[m], _mm256_setzero_ps());
-    _mm256_store_ps(acc[m] + 8, _mm256_setzero_ps());
-    y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
-  }
+  for (int m = 0; m < MT; m++) y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
   for (int sb = 0; sb < g.nb; sb++) {
     const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
     prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
@@ -106,11 +111,7 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
       }
     }
   }
-  for (int m = 0; m < MT; m++)
-    for (int h = 0; h < 2; h++) {
-      const __m256 b = g.bias ? _mm256_loadu_ps(g.bias + n0 + 8 * h) : _mm256_setzero_ps();
-      _mm256_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0 + 8 * h, _mm256_add_ps(_mm256_load_ps(acc[m] + 8 * h), b));
-    }
+  for (int m = 0; m < MT; m++) store_row16(g, m0 + m, n0, _mm256_load_ps(acc[m]), _mm256_load_ps(acc[m] + 8));
 }
 
 // M = 1 (decode), the weight-streaming case: each 64-byte chunk is loaded once for both halves and both nibbles,
@@ -152,22 +153,15 @@ void q4x_tile<1>(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int 
     for (int h = 0; h < 2; h++)
       acc[h] = q4k_combine8(acc[h], f16x8(P + X16_Q4_D + 16 * h), f16x8(P + X16_Q4_DMIN + 16 * h), d8, sumi[h], min_sums(sm[h], aux + (int64_t)m0 * g.nb * 4 + sb * 4));
   }
-  for (int h = 0; h < 2; h++) {
-    const __m256 b = g.bias ? _mm256_loadu_ps(g.bias + n0 + 8 * h) : _mm256_setzero_ps();
-    _mm256_storeu_ps(g.y + (int64_t)m0 * g.ldy + n0 + 8 * h, _mm256_add_ps(acc[h], b));
-  }
+  store_row16(g, m0, n0, acc[0], acc[1]);
 }
 
 template <int MT>
 static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int m0, int n0) {
   const __m256i ones = _mm256_set1_epi16(1);
-  alignas(32) float acc[MT][X16];
+  alignas(32) float acc[MT][X16] = {};
   const uint8_t* y[MT];
-  for (int m = 0; m < MT; m++) {
-    _mm256_store_ps(acc[m], _mm256_setzero_ps());
-    _mm256_store_ps(acc[m] + 8, _mm256_setzero_ps());
-    y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
-  }
+  for (int m = 0; m < MT; m++) y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
   for (int b = 0; b < g.nb; b++) {
     const uint8_t* P = gp + (int64_t)b * X16_Q8_BLK;
     prefetch_span(P + X16_PREFETCH_BYTES, X16_Q8_BLK);
@@ -194,11 +188,7 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int 
       }
     }
   }
-  for (int m = 0; m < MT; m++)
-    for (int h = 0; h < 2; h++) {
-      const __m256 b = g.bias ? _mm256_loadu_ps(g.bias + n0 + 8 * h) : _mm256_setzero_ps();
-      _mm256_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0 + 8 * h, _mm256_add_ps(_mm256_load_ps(acc[m] + 8 * h), b));
-    }
+  for (int m = 0; m < MT; m++) store_row16(g, m0 + m, n0, _mm256_load_ps(acc[m]), _mm256_load_ps(acc[m] + 8));
 }
 
 template <void (*T1)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int), void (*T2)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int),
