@@ -12,6 +12,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Phi4MM, type IsqKind } from '../src/api/phi4mm.js';
 import type { ChatMessage } from '../src/api/types.js';
+import { timeStream } from './stream_timing.js';
 
 interface Figure { isq: string; threads: number | null; metric: string; value: number; unit: string }
 
@@ -59,12 +60,8 @@ async function child(model: string, isq: IsqKind, threads: number[], runs: numbe
     // first, from usage (a text delta can carry several tokens or none), over the time from the first to the end.
     const viaChat: number[] = [];
     for (let r = 0; r < runs; r++) {
-      let first = 0, end = 0, tokens = 0;
-      for await (const ev of m.streamEvents([{ role: 'user', content: `Count: ${r} ${t}` }], { maxTokens: 128, temperature: 0.8, seed: r })) {
-        if (ev.type === 'delta' && !first) first = performance.now();
-        if (ev.type === 'done') { end = performance.now(); tokens = ev.usage.completion_tokens; }
-      }
-      if (tokens > 1 && first) viaChat.push((tokens - 1) / ((end - first) / 1000));
+      const { first, end, tokens } = await timeStream(m.streamEvents([{ role: 'user', content: `Count: ${r} ${t}` }], { maxTokens: 128, temperature: 0.8, seed: r }));
+      if (tokens > 1 && end > first) viaChat.push((tokens - 1) / ((end - first) / 1000));
     }
     if (viaChat.length) out('decode_chat_tok_s', median(viaChat), 'tok/s', t);
     const e2e = async (msgs: ChatMessage[]) => {

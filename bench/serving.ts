@@ -11,6 +11,7 @@ import { cpus, loadavg } from 'node:os';
 import { Phi4MM, type IsqKind } from '../src/api/phi4mm.js';
 import { ChatServer } from '../src/server/server.js';
 import type { ChatMessage } from '../src/api/types.js';
+import { timeStream } from './stream_timing.js';
 
 const { values: a } = parseArgs({ options: {
   model: { type: 'string' }, isq: { type: 'string', default: 'q4k' }, threads: { type: 'string', default: '2' },
@@ -47,12 +48,7 @@ if (!skip.has('decode')) {
     // Each stream: a short distinct prompt, N new tokens. Tokens are counted from usage (a text delta can carry
     // several tokens or none: random weights emit partial UTF-8), timed from each stream's first token to its end.
     const runs = await Promise.all(Array.from({ length: streams }, async (_, i) => {
-      let first = 0, end = 0, tokens = 0;
-      for await (const ev of m.streamEvents([{ role: 'user', content: filler(24, streams * 100 + i) }], { maxTokens: N })) {
-        if (ev.type === 'delta' && !first) first = performance.now();
-        if (ev.type === 'done') { end = performance.now(); tokens = ev.usage.completion_tokens; }
-      }
-      return { first: first || end, end, tokens };
+      return timeStream(m.streamEvents([{ role: 'user', content: filler(24, streams * 100 + i) }], { maxTokens: N }));
     }));
     // Tokens after each stream's first, over the span from the earliest first token to the last end.
     const from = Math.min(...runs.map((r) => r.first)), to = Math.max(...runs.map((r) => r.end));
