@@ -21,6 +21,9 @@ static inline void prefetch_span(const uint8_t* p, int bytes) {
 }
 static inline __m256i ld256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 static inline __m256i bcast32(const uint8_t* p) { int32_t v; std::memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
+// An empty asm that makes v opaque: GCC would otherwise reassociate a chain of integer adds into a tree, issue
+// every vpmaddubsw of it first and spill the products (seen in the M = 1 loop: 192 stack moves per super-block).
+static inline void serial(__m256i& v) { asm("" : "+x"(v)); }
 static inline __m256 f16x8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
 // get_scale_min_k4 of 8 rows at once (ggml's kmask trick on each row's 3 little-endian words u0, u1, u2):
@@ -36,20 +39,29 @@ struct ScalesMins8 {
     mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), k2), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), k3), 4));
   }
 };
-// Byte i (0..3) of each lane, as the int16 pair (s, s): vpmaddwd by it scales both pair sums of a lane.
-static inline __m256i scale_pair(__m256i bytes, int i) {
-  const __m256i s = _mm256_and_si256(_mm256_srli_epi32(bytes, 8 * i), _mm256_set1_epi32(0xff));
-  return _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+// vpshufb masks that pick bytes b0 and b1 of every 32-bit lane into its two int16 halves (high bytes zeroed:
+// a mask byte with bit 7 set writes 0). One shuffle replaces the shift/mask/shift/or of each pair below.
+struct alignas(32) PairMask { int8_t b[32]; };
+static constexpr PairMask pair_mask(int b0, int b1) {
+  PairMask m{};
+  for (int k = 0; k < 8; k++) {
+    const int base = 4 * (k & 3);  // vpshufb indexes within each 128-bit half
+    m.b[4 * k] = (int8_t)(base + b0), m.b[4 * k + 1] = -128, m.b[4 * k + 2] = (int8_t)(base + b1), m.b[4 * k + 3] = -128;
+  }
+  return m;
 }
+static constexpr PairMask SCALE_PAIR[4] = {pair_mask(0, 0), pair_mask(1, 1), pair_mask(2, 2), pair_mask(3, 3)};
+static constexpr PairMask MIN_PAIR[2] = {pair_mask(0, 1), pair_mask(2, 3)};
+static inline __m256i pick_pairs(__m256i bytes, const PairMask& m) {
+  return _mm256_shuffle_epi8(bytes, _mm256_load_si256(reinterpret_cast<const __m256i*>(m.b)));
+}
+// Byte i (0..3) of each lane, as the int16 pair (s, s): vpmaddwd by it scales both pair sums of a lane.
+static inline __m256i scale_pair(__m256i bytes, int i) { return pick_pairs(bytes, SCALE_PAIR[i]); }
 // The min term of one super-block for 8 rows: Σ_q (mn[2q], mn[2q+1]) · (bsum32[2q], bsum32[2q+1]) (ax: q8k_pair_sums).
 static inline __m256i min_sums(const ScalesMins8& s, const int32_t* ax) {
   __m256i summ = _mm256_setzero_si256();
 #pragma GCC unroll 4
-  for (int q = 0; q < 4; q++) {
-    const __m256i x = _mm256_srli_epi32(q < 2 ? s.mn_lo : s.mn_hi, 16 * (q & 1));
-    const __m256i pair = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi32(0xff)), _mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0xff00)), 8));
-    summ = _mm256_add_epi32(summ, _mm256_madd_epi16(pair, _mm256_set1_epi32(ax[q])));
-  }
+  for (int q = 0; q < 4; q++) summ = _mm256_add_epi32(summ, _mm256_madd_epi16(pick_pairs(q < 2 ? s.mn_lo : s.mn_hi, MIN_PAIR[q & 1]), _mm256_set1_epi32(ax[q])));
   return summ;
 }
 // The reference's per-block combination for 8 rows: fma(d·d8, sumi, acc), then fma(−(dmin·d8), summ, acc).
@@ -128,24 +140,27 @@ void q4x_tile<1>(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int 
     const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;
     const ScalesMins8 sm[2] = {ScalesMins8(P + X16_Q4_SCALES, 0), ScalesMins8(P + X16_Q4_SCALES, 32)};
     __m256i sumi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-#pragma GCC unroll 4
+#pragma GCC unroll 1
     for (int p = 0; p < 4; p++) {  // sub-blocks 2p (low nibbles) and 2p+1 (high nibbles)
       __m256i s[2][2] = {{_mm256_setzero_si256(), _mm256_setzero_si256()}, {_mm256_setzero_si256(), _mm256_setzero_si256()}};  // [half][nibble]
+      const uint8_t* c = P + X16_Q4_QS + 8 * p * 64;
+      const uint8_t* a = y + yo + 64 * p;
 #pragma GCC unroll 8
       for (int t = 0; t < 8; t++) {
-        const uint8_t* c = P + X16_Q4_QS + (8 * p + t) * 64;
-        const __m256i alo = bcast32(y + yo + 64 * p + 4 * t), ahi = bcast32(y + yo + 64 * p + 32 + 4 * t);
+        const __m256i alo = bcast32(a + 4 * t), ahi = bcast32(a + 32 + 4 * t);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-          const __m256i bits = ld256(c + 32 * h);
+          const __m256i bits = ld256(c + 64 * t + 32 * h);
           s[h][0] = _mm256_add_epi16(s[h][0], _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), alo));
           s[h][1] = _mm256_add_epi16(s[h][1], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), ahi));
+          serial(s[h][0]), serial(s[h][1]);
         }
       }
+      const int i = (2 * p) & 3;
 #pragma GCC unroll 2
       for (int h = 0; h < 2; h++) {
-        const __m256i lo = scale_pair(p < 2 ? sm[h].sc_lo : sm[h].sc_hi, (2 * p) & 3), hi = scale_pair(p < 2 ? sm[h].sc_lo : sm[h].sc_hi, (2 * p + 1) & 3);
-        sumi[h] = _mm256_add_epi32(sumi[h], _mm256_add_epi32(_mm256_madd_epi16(s[h][0], lo), _mm256_madd_epi16(s[h][1], hi)));
+        const __m256i sc = p < 2 ? sm[h].sc_lo : sm[h].sc_hi;
+        sumi[h] = _mm256_add_epi32(sumi[h], _mm256_add_epi32(_mm256_madd_epi16(s[h][0], scale_pair(sc, i)), _mm256_madd_epi16(s[h][1], scale_pair(sc, i + 1))));
       }
     }
     const float d8 = load_f32(y + yo - 4);
