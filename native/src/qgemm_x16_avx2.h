@@ -81,45 +81,62 @@ static inline void store_row16(const QGemmArgs& g, int row, int n0, __m256 lo, _
 }
 
 // y rows [m0, m0+MT) × the 16 rows of the group at gp (output columns n0..n0+15). aux: q8k_pair_sums per row.
+// Both halves of a chunk in one pass, so each activation broadcast feeds two vpmaddubsw: the 2·MT int16 chains,
+// the two weight vectors, the broadcast and the mask take 13 ymm; the int32 sums, touched once per sub-block,
+// live in L1.
 template <int MT>
 static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
   const __m256i m4 = _mm256_set1_epi8(0xF);
-  alignas(32) float acc[MT][X16] = {};  // in L1, touched once per super-block and half
+  alignas(32) float acc[MT][X16] = {};  // in L1, touched once per super-block
+  alignas(32) int32_t sumi[2][MT][8];
   const uint8_t* y[MT];
   for (int m = 0; m < MT; m++) y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
   for (int sb = 0; sb < g.nb; sb++) {
     const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
     prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
     const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;  // the qs of this block
-    for (int h = 0; h < 2; h++) {
-      const int ho = 32 * h;  // rows 8h..8h+7 of every 64-byte chunk
-      const ScalesMins8 sm(P + X16_Q4_SCALES, ho);
-      __m256i sumi[MT];
-#pragma GCC unroll 4
-      for (int m = 0; m < MT; m++) sumi[m] = _mm256_setzero_si256();
+    const ScalesMins8 sm[2] = {ScalesMins8(P + X16_Q4_SCALES, 0), ScalesMins8(P + X16_Q4_SCALES, 32)};
 #pragma GCC unroll 1
-      for (int j = 0; j < 8; j++) {  // sub-block j = 2p + hi: nibbles of chunks 8p..8p+7
-        const int p = j >> 1, hi = j & 1;
-        __m256i s16[MT];
+    for (int j = 0; j < 8; j++) {  // sub-block j = 2p + hi: nibbles of chunks 8p..8p+7
+      const int p = j >> 1, hi = j & 1;
+      __m256i s16[2][MT];
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; h++)
 #pragma GCC unroll 4
-        for (int m = 0; m < MT; m++) s16[m] = _mm256_setzero_si256();
+        for (int m = 0; m < MT; m++) s16[h][m] = _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int t = 0; t < 8; t++) {
-          const __m256i bits = ld256(P + X16_Q4_QS + (8 * p + t) * 64 + ho);
-          const __m256i wv = _mm256_and_si256(hi ? _mm256_srli_epi16(bits, 4) : bits, m4);
-          const int64_t off = yo + 64 * p + 32 * hi + 4 * t;
+      for (int t = 0; t < 8; t++) {
+        const uint8_t* c = P + X16_Q4_QS + (8 * p + t) * 64;
+        const __m256i b0 = ld256(c), b1 = ld256(c + 32);
+        const __m256i w0 = _mm256_and_si256(hi ? _mm256_srli_epi16(b0, 4) : b0, m4), w1 = _mm256_and_si256(hi ? _mm256_srli_epi16(b1, 4) : b1, m4);
+        const int64_t off = yo + 64 * p + 32 * hi + 4 * t;
 #pragma GCC unroll 4
-          for (int m = 0; m < MT; m++) s16[m] = _mm256_add_epi16(s16[m], _mm256_maddubs_epi16(wv, bcast32(y[m] + off)));
+        for (int m = 0; m < MT; m++) {
+          const __m256i a = bcast32(y[m] + off);
+          s16[0][m] = _mm256_add_epi16(s16[0][m], _mm256_maddubs_epi16(w0, a));
+          s16[1][m] = _mm256_add_epi16(s16[1][m], _mm256_maddubs_epi16(w1, a));
+          serial(s16[0][m]), serial(s16[1][m]);
         }
-        const __m256i sc2 = scale_pair(j < 4 ? sm.sc_lo : sm.sc_hi, j & 3);
-#pragma GCC unroll 4
-        for (int m = 0; m < MT; m++) sumi[m] = _mm256_add_epi32(sumi[m], _mm256_madd_epi16(s16[m], sc2));
       }
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; h++) {
+        const __m256i sc2 = scale_pair(j < 4 ? sm[h].sc_lo : sm[h].sc_hi, j & 3);
+#pragma GCC unroll 4
+        for (int m = 0; m < MT; m++) {
+          const __m256i v = _mm256_madd_epi16(s16[h][m], sc2);
+          __m256i* dst = reinterpret_cast<__m256i*>(sumi[h][m]);
+          _mm256_store_si256(dst, j == 0 ? v : _mm256_add_epi32(_mm256_load_si256(dst), v));
+        }
+      }
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
       const __m256 d = f16x8(P + X16_Q4_D + 16 * h), dmin = f16x8(P + X16_Q4_DMIN + 16 * h);
 #pragma GCC unroll 4
       for (int m = 0; m < MT; m++) {
-        const __m256i summ = min_sums(sm, aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4);
-        _mm256_store_ps(acc[m] + 8 * h, q4k_combine8(_mm256_load_ps(acc[m] + 8 * h), d, dmin, load_f32(y[m] + yo - 4), sumi[m], summ));
+        const __m256i summ = min_sums(sm[h], aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4);
+        const __m256i si = _mm256_load_si256(reinterpret_cast<const __m256i*>(sumi[h][m]));
+        _mm256_store_ps(acc[m] + 8 * h, q4k_combine8(_mm256_load_ps(acc[m] + 8 * h), d, dmin, load_f32(y[m] + yo - 4), si, summ));
       }
     }
   }
@@ -171,6 +188,7 @@ void q4x_tile<1>(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int 
   store_row16(g, m0, n0, acc[0], acc[1]);
 }
 
+// Both halves of a chunk per pass, as q4x_tile: one activation broadcast per row and chunk.
 template <int MT>
 static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int m0, int n0) {
   const __m256i ones = _mm256_set1_epi16(1);
@@ -181,34 +199,42 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int 
     const uint8_t* P = gp + (int64_t)b * X16_Q8_BLK;
     prefetch_span(P + X16_PREFETCH_BYTES, X16_Q8_BLK);
     const int64_t yo = (int64_t)b * BLOCK_Q8_0_BYTES;
-    for (int h = 0; h < 2; h++) {
-      __m256i s[MT];
+    __m256i s[2][MT];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
 #pragma GCC unroll 4
-      for (int m = 0; m < MT; m++) s[m] = _mm256_setzero_si256();
+      for (int m = 0; m < MT; m++) s[h][m] = _mm256_setzero_si256();
 #pragma GCC unroll 8
-      for (int t = 0; t < 8; t++) {
-        const __m256i wq = ld256(P + X16_Q8_QS + 64 * t + 32 * h);
-        const __m256i aw = _mm256_sign_epi8(wq, wq);
+    for (int t = 0; t < 8; t++) {
+      const __m256i wq0 = ld256(P + X16_Q8_QS + 64 * t), wq1 = ld256(P + X16_Q8_QS + 64 * t + 32);
+      const __m256i aw0 = _mm256_sign_epi8(wq0, wq0), aw1 = _mm256_sign_epi8(wq1, wq1);
 #pragma GCC unroll 4
-        for (int m = 0; m < MT; m++) {
-          const __m256i sy = _mm256_sign_epi8(bcast32(y[m] + yo + 2 + 4 * t), wq);
-          s[m] = _mm256_add_epi32(s[m], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), ones));
-        }
+      for (int m = 0; m < MT; m++) {
+        const __m256i a = bcast32(y[m] + yo + 2 + 4 * t);
+        s[0][m] = _mm256_add_epi32(s[0][m], _mm256_madd_epi16(_mm256_maddubs_epi16(aw0, _mm256_sign_epi8(a, wq0)), ones));
+        s[1][m] = _mm256_add_epi32(s[1][m], _mm256_madd_epi16(_mm256_maddubs_epi16(aw1, _mm256_sign_epi8(a, wq1)), ones));
+        serial(s[0][m]), serial(s[1][m]);
       }
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
       const __m256 d = f16x8(P + X16_Q8_D + 16 * h);
 #pragma GCC unroll 4
       for (int m = 0; m < MT; m++) {
         const __m256 a = _mm256_load_ps(acc[m] + 8 * h);
-        _mm256_store_ps(acc[m] + 8 * h, _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(fp16_to_fp32(load_u16(y[m] + yo)))), _mm256_cvtepi32_ps(s[m]), a));
+        _mm256_store_ps(acc[m] + 8 * h, _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(fp16_to_fp32(load_u16(y[m] + yo)))), _mm256_cvtepi32_ps(s[h][m]), a));
       }
     }
   }
   for (int m = 0; m < MT; m++) store_row16(g, m0 + m, n0, _mm256_load_ps(acc[m]), _mm256_load_ps(acc[m] + 8));
 }
 
-template <void (*T1)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int), void (*T2)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int),
-          void (*T3)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int), void (*T4)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int)>
+using X16Tile = void (*)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int);
+
+template <X16Tile... T>  // T[mt − 1]: the tile for mt activation rows, mt = 1..X16_TM
 static void qgemm_x16_tiles(const QGemmArgs& g, int n0, int n1, int aux_per_row, void (*aux_of)(const uint8_t*, int, int32_t*)) {
+  static_assert(sizeof...(T) == X16_TM, "one tile per row count");
+  static constexpr X16Tile tiles[] = {T...};
   thread_local std::vector<int32_t> aux;
   if (aux_of) {
     aux.resize((size_t)g.m * aux_per_row);
@@ -217,16 +243,8 @@ static void qgemm_x16_tiles(const QGemmArgs& g, int n0, int n1, int aux_per_row,
   for (int b0 = n0; b0 < n1; b0 += X16_PANEL_GROUPS * X16) {
     const int b1 = std::min(n1, b0 + X16_PANEL_GROUPS * X16);
     for (int m0 = 0; m0 < g.m; m0 += X16_TM) {
-      const int mt = std::min(X16_TM, g.m - m0);
-      for (int r0 = b0; r0 < b1; r0 += X16) {
-        const uint8_t* gp = g.w + (int64_t)r0 * g.w_row_bytes;
-        switch (mt) {
-          case 1: T1(g, gp, aux.data(), m0, r0); break;
-          case 2: T2(g, gp, aux.data(), m0, r0); break;
-          case 3: T3(g, gp, aux.data(), m0, r0); break;
-          default: T4(g, gp, aux.data(), m0, r0); break;
-        }
-      }
+      const X16Tile tile = tiles[std::min(X16_TM, g.m - m0) - 1];
+      for (int r0 = b0; r0 < b1; r0 += X16) tile(g, g.w + (int64_t)r0 * g.w_row_bytes, aux.data(), m0, r0);
     }
   }
 }
