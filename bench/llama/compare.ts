@@ -41,6 +41,17 @@ for (const line of execFileSync(exe, ['1024', String(Math.max(...threads)), '5']
 }
 console.log(JSON.stringify({ stream_read_gbs: stream }));
 
+// 2b. Compute ceiling (bench/stream/compute_peak.c): the multiply-add rate of the int8 instruction the Q4_K GEMM
+// is built on, issued from registers. Built for this CPU (-march=native), so it lists what the CPU has.
+const peakExe = join(dirname(exe), 'compute_peak');
+execFileSync('cc', ['-O2', '-march=native', '-pthread', join(here, '..', 'stream', 'compute_peak.c'), '-o', peakExe]);
+const peak: Record<string, number> = {};
+for (const line of execFileSync(peakExe, [String(Math.max(...threads)), '3'], { encoding: 'utf8' }).trim().split('\n')) {
+  const r = JSON.parse(line) as { op: string; threads: number; gops: number };
+  peak[`${r.op}_t${r.threads}`] = r.gops;
+}
+console.log(JSON.stringify({ compute_peak_gops: peak }));
+
 // 3. phi4mm, loaded once; the same measurement as bench/run.ts.
 const m = await Phi4MM.fromPretrained(values.model, { isq: 'q4k', backend: 'native', threads: Math.max(...threads) });
 const be = m.backend, lm = m.model.lm;
@@ -84,12 +95,18 @@ for (let r = 0; r < rounds; r++)
   }
 
 const bytes = decodeBytes(m);
+// Prefill work per token: one multiply-add (2 operations) per Q4_K weight; the Q8_0 head runs for the last token
+// only, and attention is left out (at 512 tokens it is a few percent of the linears).
+const opsPerToken = 2 * ((m.loadReport.bytes['q4_k'] ?? 0) / 144) * 256;
+// The kernels' own instruction pair on AVX2 (vpmaddubsw + vpaddw per 32 multiply-adds); vpdpbusd on AVX-512.
+const isa = (be as { isa?: string }).isa ?? 'avx2';
+const int8Op = isa === 'avx512' ? 'avx512_vpdpbusd' : 'avx2_vpmaddubsw_vpaddw';
 console.log(`\nphi4mm vs llama.cpp (same GGUF weights), median of ${rounds} interleaved rounds; decode streams ${(bytes / 1e9).toFixed(2)} GB/token`);
-console.log('| threads | pp' + pp + ' phi4mm | pp' + pp + ' llama.cpp | ratio | tg' + tg + ' phi4mm | tg' + tg + ' llama.cpp | ratio | DRAM read (THP) | phi4mm decode % of it | llama.cpp % |');
-console.log('|---|---|---|---|---|---|---|---|---|---|');
+console.log(`| threads | pp${pp} phi4mm | pp${pp} llama.cpp | ratio | tg${tg} phi4mm | tg${tg} llama.cpp | ratio | DRAM read (THP) | phi4mm decode % of it | llama.cpp % | phi4mm prefill GOPS | % of ${int8Op} peak |`);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const t of threads) {
   const x = res[`t${t}`]!, ceil = stream[`thp_t${t}`]!;
   const op = median(x.ours.pp), lp = median(x.llama.pp), ot = median(x.ours.tg), lt = median(x.llama.tg);
   const pct = (tps: number) => ((tps * bytes) / 1e9 / ceil * 100).toFixed(0) + '%';
-  console.log(`| ${t} | ${op.toFixed(1)} | ${lp.toFixed(1)} | ${(op / lp).toFixed(2)} | ${ot.toFixed(2)} | ${lt.toFixed(2)} | ${(ot / lt).toFixed(2)} | ${ceil.toFixed(1)} GB/s | ${pct(ot)} | ${pct(lt)} |`);
+  console.log(`| ${t} | ${op.toFixed(1)} | ${lp.toFixed(1)} | ${(op / lp).toFixed(2)} | ${ot.toFixed(2)} | ${lt.toFixed(2)} | ${(ot / lt).toFixed(2)} | ${ceil.toFixed(1)} GB/s | ${pct(ot)} | ${pct(lt)} | ${(op * opsPerToken / 1e9).toFixed(0)} | ${((op * opsPerToken) / 1e9 / peak[`${int8Op}_t${t}`]! * 100).toFixed(0)}% of ${peak[`${int8Op}_t${t}`]!.toFixed(0)} |`);
 }
