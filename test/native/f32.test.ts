@@ -95,6 +95,25 @@ describe.skipIf(NO_NATIVE)('native backend (f32 kernels)', () => {
         }
       });
 
+      it.skipIf(!has)('bf16/f16 weights give bit for bit the f32 result of the same (exactly widened) weights', () => {
+        // With several A tiles per B tile the kernel copies each B tile to contiguous f32 once and reuses it;
+        // widening is exact and the FMAs are the same, so nothing may differ. Shapes cross MR, NR, KC (512) and MC (128).
+        nb.setIsa(isa);
+        const r = rng(5);
+        for (const t of THREADS) {
+          nb.setThreads(t);
+          for (const [m, n, k] of [[17, 97, 600], [5, 7, 1030], [130, 13, 64], [4, 6, 9]] as const) {
+            const x = r(m * k), wf = r(n * k);
+            // and the shared copy path itself against the reference (K > KC: several slices, a tail)
+            expectWithin(nb.linear(x, m, Tensor.f32(wf, [n, k])), ref.linear(x, m, Tensor.f32(wf, [n, k])), linearTol(x, m, wf, n, k), `${isa} f32 M=${m} N=${n} K=${k} t=${t}`);
+            for (const dtype of ['bf16', 'f16'] as const) {
+              const w = new Tensor(dtype, [n, k], dtype === 'bf16' ? encodeBf16(wf) : encodeF16(wf));
+              expect(nb.linear(x, m, w), `${isa} ${dtype} M=${m} N=${n} K=${k} t=${t}`).toEqual(nb.linear(x, m, Tensor.f32(w.f32(), [n, k])));
+            }
+          }
+        }
+      });
+
       it.skipIf(!has)('matmul A·B and A·Bᵀ', () => {
         nb.setIsa(isa);
         const r = rng(3);
