@@ -12,6 +12,7 @@ import { rawToF32 } from '../src/io/safetensors.js';
 import { StrictWeights, type StorageDType, type TensorProvider } from '../src/nn/weights.js';
 import { IMAGE_EMBED_PREFIX, Phi4MMImageEmbedding, type VisionConfig } from '../src/models/phi4mm/vision.js';
 import { createBackend, type BackendKind } from '../src/tensor/backend.js';
+import { backendWeightOptions } from '../src/api/load.js';
 import { tensorBytes } from './make-checkpoint.js';
 import { REAL_TEXT, REAL_VISION, realTensorSpecs, type TensorSpec } from './real_config.js';
 
@@ -51,7 +52,8 @@ function randomImageBranch(): TensorProvider {
 }
 
 const t0 = performance.now();
-const ws = new StrictWeights(randomImageBranch(), (_n, shape) => (shape.length === 2 ? storage : 'f32'));
+// Quantized weights are made and placed as a load makes them (native ISQ, x16 rows where the kernels read them).
+const ws = new StrictWeights(randomImageBranch(), (_n, shape) => (shape.length === 2 ? storage : 'f32'), backendWeightOptions(await createBackend(args.backend as BackendKind, 1)));
 const model = new Phi4MMImageEmbedding(ws, cfg, REAL_TEXT.hidden_size);
 const report = ws.finish();
 const loadS = (performance.now() - t0) / 1000;

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { createBackend, type Backend, type BackendKind } from '../tensor/backend.js';
-import { StrictWeights, type LoadReport, type StorageDType, type StoragePolicy, type TensorProvider, type WeightSource } from '../nn/weights.js';
+import { StrictWeights, type LoadReport, type StorageDType, type StoragePolicy, type StrictWeightsOptions, type TensorProvider, type WeightSource } from '../nn/weights.js';
 import { LazyWeights } from '../nn/lazy_weights.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { openCheckpoint, type CheckpointProvider } from '../models/phi4mm/checkpoint.js';
@@ -187,9 +187,8 @@ export function loadWeights(dir: string, options: LoadOptions, backend: Backend)
   const taken = new Map<string, Tensor>(), deferred = { tensors: 0, bytes: 0 };
   let model: Phi4MMForCausalLM, report: LoadReport;
   try {
-    const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;
     const progress = progressProvider(provider, options.onProgress);
-    const ws = new StrictWeights(progress.provider, storagePolicy(isq, options.quantizeEncoders, options.quantizeAdapters), nativeQuant ? { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), alloc: allocator(backend), quantizeBf16: bf16Quantizer(backend) } : {});
+    const ws = new StrictWeights(progress.provider, storagePolicy(isq, options.quantizeEncoders, options.quantizeAdapters), backendWeightOptions(backend));
     const record = (w: WeightSource) => new RecordingWeights(w, taken);
     // Lazy: the files are closed below and opened again for each deferred part's read, which refuses a folder
     // whose files changed in between. (Keeping them open would leak descriptors: a worker that ends does not
@@ -211,8 +210,19 @@ export function loadWeights(dir: string, options: LoadOptions, backend: Backend)
 }
 
 /**
+ * How a backend takes quantized weights: its ISQ, placement and allocation when it has them (the native backend),
+ * else the defaults (TypeScript quantizers, ggml rows). The benches that build a model part by themselves use it
+ * too, so they time what a load gives.
+ */
+export function backendWeightOptions(backend: object): StrictWeightsOptions {
+  const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;
+  if (!nativeQuant) return {};
+  return { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), alloc: allocator(backend), quantizeBf16: bf16Quantizer(backend) };
+}
+
+/**
  * The backend's placement of quantized weights, when it has one (the native backend): huge pages, then the
- * row order its kernels read (x16 on AVX-512 VNNI; the save path converts back to ggml rows).
+ * row order its kernels read (x16 on AVX-512 VNNI and AVX2; the save path converts back to ggml rows).
  */
 function placement(backend: object): ((t: Tensor) => Tensor) | undefined {
   const b = backend as { adviseHugePages?: (d: Uint8Array) => number; preferredLayout?: (t: Tensor) => Tensor };
