@@ -14,7 +14,11 @@
 
 constexpr int X16_TM = 4;            // activation rows per micro-tile: 2·MT int accumulators + 4 fit in 16 ymm
 constexpr int X16_PANEL_GROUPS = 4;  // groups per pass: an MT-row activation tile is reused by 64 weight rows
-constexpr int X16_PREFETCH_BYTES = 4096;  // ahead of the group block being read (one weight stream in decode)
+// Software prefetch this far ahead of the group block being read, by the tiles of M ≥ 2 only. The decode tiles
+// (M = 1) issue none: there the hardware prefetcher alone streams faster. Measured on a Zen 3 class EPYC with the
+// prefetch switched at run time in one binary, 1-thread decode went from 6.3–6.4 to 8.2–8.9 tok/s (medians of
+// 8–14 alternating rounds), 2-thread from 9.9 to 11.2.
+constexpr int X16_PREFETCH_BYTES = 4096;
 
 static inline void prefetch_span(const uint8_t* p, int bytes) {
   for (int o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + o, _MM_HINT_T0);
@@ -153,7 +157,6 @@ void q4x_tile<1>(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int 
   const uint8_t* y = g.xq + (int64_t)m0 * g.xq_row_bytes;
   for (int sb = 0; sb < g.nb; sb++) {
     const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
-    prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
     const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;
     const ScalesMins8 sm[2] = {ScalesMins8(P + X16_Q4_SCALES, 0), ScalesMins8(P + X16_Q4_SCALES, 32)};
     __m256i sumi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
@@ -197,7 +200,7 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int 
   for (int m = 0; m < MT; m++) y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
   for (int b = 0; b < g.nb; b++) {
     const uint8_t* P = gp + (int64_t)b * X16_Q8_BLK;
-    prefetch_span(P + X16_PREFETCH_BYTES, X16_Q8_BLK);
+    if (MT > 1) prefetch_span(P + X16_PREFETCH_BYTES, X16_Q8_BLK);  // none at M = 1: see X16_PREFETCH_BYTES
     const int64_t yo = (int64_t)b * BLOCK_Q8_0_BYTES;
     __m256i s[2][MT];
 #pragma GCC unroll 2
