@@ -14,20 +14,20 @@
 
 constexpr int X16_TM = 4;            // activation rows per micro-tile: 2·MT int accumulators + 4 fit in 16 ymm
 constexpr int X16_PANEL_GROUPS = 4;  // groups per pass: an MT-row activation tile is reused by 64 weight rows
-// Software prefetch, by the tiles of M ≥ 2 only. The decode tiles (M = 1) issue none: there the hardware
-// prefetcher alone streams faster. Measured on this Zen 4 EPYC (AVX-512 hidden by the hypervisor) with the
-// prefetch switched at run time in one binary, 1-thread decode went from 6.3–6.4 to 8.2–8.9 tok/s (medians of
-// 8–14 alternating rounds), 2-thread from 9.9 to 11.2.
-//  - Q4_K (q4x_tile): one line into L2 per chunk step, X16_Q4_PREFETCH_BYTES ahead, spread over the
-//    super-block's first 36 chunk steps. A burst of all 36 lines at the top of each super-block, as before, left
-//    the tile 30–40% slower on streamed weights than on cached ones; spread out, it streams as fast as from cache.
-//  - Q8_0 (q8x_tile): the 9 lines of the next block in one burst; its tiles stream as fast as from cache.
-constexpr int X16_Q4_PREFETCH_BYTES = 16384;
-constexpr int X16_Q8_PREFETCH_BYTES = 4096;
+// The tiles prefetch the weights X16_PREFETCH_BYTES ahead into L2, one 64-byte line per chunk step, spread
+// through the loop. Measured on this Zen 4 EPYC (AVX-512 hidden by the hypervisor), streamed weights, settings
+// alternated in one process:
+//  - a burst of all of a super-block's 36 lines at its top (the tiles of M ≥ 2 before) left them 30–40% slower
+//    than on cached weights; spread, they stream as fast as from cache (M = 2, 4: +54%);
+//  - M = 1 (decode) with no software prefetch depends on the hardware prefetcher, which streamed at 10–21 GB/s
+//    from run to run; spread into L2, 18–23. 1-thread decode went from 5.2 to 8.5 tok/s (medians of 8
+//    alternating rounds), 2-thread from 8.6 to 12.1. Into L1 (T0) or non-temporal, it was no better than none;
+//  - 16 and 32 KiB ahead gave the same speed, 64 and 128 KiB less;
+//  - the Q8_0 decode tile (the LM head) is the exception: with half the work per byte, the hardware prefetcher
+//    keeps up, and the same prefetch made it 8–11% slower (medians of 20 alternating rounds, 1 and 2 threads).
+constexpr int X16_PREFETCH_BYTES = 16384;
 
-static inline void prefetch_span(const uint8_t* p, int bytes) {
-  for (int o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + o, _MM_HINT_T0);
-}
+static inline void prefetch_l2(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
 static inline __m256i ld256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 static inline __m256i bcast32(const uint8_t* p) { int32_t v; std::memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
 // An empty asm that makes v opaque: GCC would otherwise reassociate a chain of integer adds into a tree, issue
@@ -114,7 +114,7 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
         for (int m = 0; m < MT; m++) s16[h][m] = _mm256_setzero_si256();
 #pragma GCC unroll 8
       for (int t = 0; t < 8; t++) {
-        if (8 * j + t < X16_Q4_SB / 64) _mm_prefetch(reinterpret_cast<const char*>(P) + X16_Q4_PREFETCH_BYTES + (8 * j + t) * 64, _MM_HINT_T1);
+        if (8 * j + t < X16_Q4_SB / 64) prefetch_l2(P + X16_PREFETCH_BYTES + (8 * j + t) * 64);  // the 36 lines of a super-block
         const uint8_t* c = P + X16_Q4_QS + (8 * p + t) * 64;
         const __m256i b0 = ld256(c), b1 = ld256(c + 32);
         const __m256i w0 = _mm256_and_si256(hi ? _mm256_srli_epi16(b0, 4) : b0, m4), w1 = _mm256_and_si256(hi ? _mm256_srli_epi16(b1, 4) : b1, m4);
@@ -172,6 +172,8 @@ void q4x_tile<1>(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int 
       const uint8_t* a = y + yo + 64 * p;
 #pragma GCC unroll 8
       for (int t = 0; t < 8; t++) {
+        prefetch_l2(P + X16_PREFETCH_BYTES + (8 * p + t) * 64);  // the 36 lines of a super-block: 32 here, 4 below
+        if (p == 0 && t < 4) prefetch_l2(P + X16_PREFETCH_BYTES + (32 + t) * 64);
         const __m256i alo = bcast32(a + 4 * t), ahi = bcast32(a + 32 + 4 * t);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -205,7 +207,7 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int 
   for (int m = 0; m < MT; m++) y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
   for (int b = 0; b < g.nb; b++) {
     const uint8_t* P = gp + (int64_t)b * X16_Q8_BLK;
-    if (MT > 1) prefetch_span(P + X16_Q8_PREFETCH_BYTES, X16_Q8_BLK);  // none at M = 1: see X16_Q4_PREFETCH_BYTES
+    if (MT > 1) prefetch_l2(P + X16_PREFETCH_BYTES + 8 * 64);  // the 9 lines a block touches: 1 here, 8 below
     const int64_t yo = (int64_t)b * BLOCK_Q8_0_BYTES;
     __m256i s[2][MT];
 #pragma GCC unroll 2
@@ -214,6 +216,7 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int 
       for (int m = 0; m < MT; m++) s[h][m] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++) {
+      if (MT > 1) prefetch_l2(P + X16_PREFETCH_BYTES + 64 * t);
       const __m256i wq0 = ld256(P + X16_Q8_QS + 64 * t), wq1 = ld256(P + X16_Q8_QS + 64 * t + 32);
       const __m256i aw0 = _mm256_sign_epi8(wq0, wq0), aw1 = _mm256_sign_epi8(wq1, wq1);
 #pragma GCC unroll 4
