@@ -366,6 +366,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_encoder_ops(env, exports);
   register_isq(env, exports);
   register_memory(env, exports);
+  register_sampling(env, exports);
   return exports;
 }
 

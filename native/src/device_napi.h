@@ -23,6 +23,7 @@ void register_interleave(Napi::Env env, Napi::Object exports);
 void register_encoder_ops(Napi::Env env, Napi::Object exports);
 void register_isq(Napi::Env env, Napi::Object exports);
 void register_memory(Napi::Env env, Napi::Object exports);
+void register_sampling(Napi::Env env, Napi::Object exports);
 // The weight (ISQ) and activation quantizers of the active ISA: the vectorized ports under avx2 / avx512,
 // the scalar ones under 'scalar'; all byte-identical.
 struct Quantizers {

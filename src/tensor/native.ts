@@ -45,6 +45,9 @@ export interface NativeAddon {
   interleaveX16(data: Uint8Array, format: number, rows: number, k: number): void;
   deinterleaveX16(src: Uint8Array, format: number, rows: number, k: number, out: Uint8Array): void;
   expF32(x: Float32Array, out: Float32Array): void;
+  /** Temperature softmax, bit-identical to src/text/sampling.ts's softmaxShiftedTs (native/src/sampling_napi.cc). */
+  softmaxShifted(scores: Float32Array, cand: Int32Array | null, m: number, max: number, temperature: number, out: Float64Array): number;
+  expF64(x: Float64Array, out: Float64Array): void;
   setThreads(n: number): void;
   threads(): number;
   setIsa(isa: string): void;

@@ -4,6 +4,7 @@
 // penalties (OpenAI, over generated) → temperature (0 = greedy argmax) → top-k → top-p → min-p → draw.
 
 import { Rng } from './rng.js';
+import { loadAddon } from '../tensor/native.js';
 
 export interface SamplingParams {
   /** ≥ 0; 0 = greedy. Default 1. */
@@ -148,6 +149,41 @@ export function samplingDistribution(scores: Float32Array, temperature: number, 
   return { ids, probs };
 }
 
+/**
+ * prob[j] = exp((scores[cand ? cand[j] : j] − max) / temperature) / Σ for j < m, Σ summed in order j = 0, 1, …;
+ * returns Σ. The f64 reference; the addon's softmaxShifted computes the same bits (V8's Math.exp is fdlibm's,
+ * ported in native/src/sampling_napi.cc) in about a quarter of the time, and replaces it when it loads.
+ */
+export type SoftmaxKernel = (scores: Float32Array, cand: Int32Array | null, m: number, max: number, temperature: number, prob: Float64Array) => number;
+
+export const softmaxShiftedTs: SoftmaxKernel = (scores, cand, m, max, temperature, prob) => {
+  let sum = 0;
+  if (cand) for (let j = 0; j < m; j++) sum += prob[j] = Math.exp((scores[cand[j]!]! - max) / temperature);
+  else for (let j = 0; j < m; j++) sum += prob[j] = Math.exp((scores[j]! - max) / temperature);
+  for (let j = 0; j < m; j++) prob[j]! /= sum;
+  return sum;
+};
+
+let kernel: SoftmaxKernel | null = null;
+
+/** The addon's kernel where it loads, else the TypeScript one (same results either way). */
+function softmaxKernel(): SoftmaxKernel {
+  if (!kernel) {
+    try {
+      const a = loadAddon();
+      kernel = typeof a.softmaxShifted === 'function' ? (sc, c, m, mx, t, p) => a.softmaxShifted(sc, c, m, mx, t, p) : softmaxShiftedTs;
+    } catch {
+      kernel = softmaxShiftedTs;
+    }
+  }
+  return kernel;
+}
+
+/** Chooses the softmax kernel (null: back to the default choice); for tests and benchmarks. */
+export function setSoftmaxKernel(k: SoftmaxKernel | null): void {
+  kernel = k;
+}
+
 /** distribution()'s probabilities, reused: a fresh 1.6 MB array per token kept the garbage collector busy. */
 let probScratch = new Float64Array(0);
 
@@ -179,10 +215,7 @@ function distribution(scores: Float32Array, temperature: number, p: SamplingPara
   const m = cand ? cand.length : n;
   if (probScratch.length < m) probScratch = new Float64Array(m);
   const prob = probScratch.subarray(0, m);
-  let sum = 0;
-  if (cand) for (let j = 0; j < m; j++) sum += prob[j] = Math.exp((scores[cand[j]!]! - max) / temperature);
-  else for (let j = 0; j < m; j++) sum += prob[j] = Math.exp((scores[j]! - max) / temperature);
-  for (let j = 0; j < m; j++) prob[j]! /= sum;
+  softmaxKernel()(scores, cand, m, max, temperature, prob);
 
   const topP = p.topP ?? 1, minP = p.minP ?? 0;
   let keep: Uint8Array | null = null;

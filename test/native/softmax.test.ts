@@ -1,0 +1,80 @@
+// The addon's temperature softmax (native/src/sampling_napi.cc) against the TypeScript one it replaces, bit for
+// bit: its exp is a port of V8's (fdlibm's), so every probability, the sum and therefore every seeded draw must
+// be identical, with no tolerance. Checked on Math.exp itself first, over the ranges and special values where
+// fdlibm takes different branches.
+import { describe, expect, it } from 'vitest';
+import { loadAddon } from '../../src/tensor/native.js';
+import { sample, SamplingState, setSoftmaxKernel, softmaxShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
+import { loadNative, NO_NATIVE, rng } from './util.js';
+
+const { backend } = loadNative();
+
+describe.skipIf(NO_NATIVE)('native temperature softmax: bit-identical to the TypeScript loop', () => {
+  if (!backend) return;
+  const lib = loadAddon();
+
+  it('exp equals Math.exp bit for bit, special values and every branch of fdlibm included', () => {
+    const LN2 = Math.LN2;
+    const special = [0, -0, 1, -1, 0.5 * LN2, -0.5 * LN2, 1.5 * LN2, -1.5 * LN2, 709.7827128933840, 709.79, -745.1332191019412,
+      -745.14, -708.39641853226408, -1021 * LN2, -1022 * LN2, -1040 * LN2, 2 ** -28, -(2 ** -28), 2 ** -29, 5e-324, -5e-324,
+      1e308, -1e308, Infinity, -Infinity, NaN];
+    const r = rng(5);
+    // Uniform draws over ranges that hit each branch: |x| < 2^-28, < 0.5 ln2, < 1.5 ln2, the reduced range, and
+    // results that are subnormal, overflow or underflow.
+    const ranges: Array<[number, number]> = [[-1e-8, 1e-8], [-0.35, 0.35], [-1.1, 1.1], [-40, 0], [-760, 760], [-746, -700]];
+    const x = new Float64Array(special.length + ranges.length * 20000);
+    x.set(special);
+    ranges.forEach(([lo, hi], i) => x.set(Float64Array.from(r(20000, lo, hi)), special.length + i * 20000));
+    const out = new Float64Array(x.length);
+    lib.expF64(x, out);
+    const bad: string[] = [];
+    for (let i = 0; i < x.length; i++) if (!Object.is(out[i], Math.exp(x[i]!))) bad.push(`exp(${x[i]}): ${out[i]} vs ${Math.exp(x[i]!)}`);
+    expect(bad.slice(0, 5)).toEqual([]);
+  });
+
+  it('softmaxShifted: the same probabilities and sum, with and without candidates', () => {
+    const r = rng(9);
+    for (const [n, spread] of [[1, 1], [7, 3], [1000, 20], [50000, 8]] as const) {
+      const scores = r(n, -spread, spread);
+      let max = -Infinity;
+      for (const v of scores) max = Math.max(max, v);
+      const cand = Int32Array.from({ length: Math.ceil(n / 3) }, (_, j) => (j * 3) % n);
+      for (const temperature of [0.05, 0.7, 1, 3.5]) {
+        for (const c of [null, cand]) {
+          const m = c ? c.length : n;
+          const a = new Float64Array(m), b = new Float64Array(m);
+          const sa = softmaxShiftedTs(scores, c, m, max, temperature, a), sb = lib.softmaxShifted(scores, c, m, max, temperature, b);
+          expect(Object.is(sa, sb)).toBe(true);
+          expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('seeded sampling draws the same tokens with either kernel', () => {
+    const logits = rng(3)(20000, -6, 6);
+    const params: SamplingParams[] = [{ temperature: 0.8 }, { temperature: 1.3, topK: 50 }, { temperature: 0.6, topP: 0.9 }, { temperature: 1, minP: 0.05 }];
+    const run = (k: typeof softmaxShiftedTs | null, p: SamplingParams) => {
+      setSoftmaxKernel(k);
+      const st = new SamplingState({ seed: 1234 });
+      return Array.from({ length: 40 }, () => sample(logits, p, st));
+    };
+    try {
+      for (const p of params) {
+        const ts = run(softmaxShiftedTs, p), native = run((...a) => lib.softmaxShifted(...a), p);
+        expect(native).toEqual(ts);
+        expect(new Set(ts).size).toBeGreaterThan(1); // the draws are random, so equality means something
+      }
+    } finally {
+      setSoftmaxKernel(null);
+    }
+  });
+
+  it('bad arguments get a clear error', () => {
+    const s = new Float32Array(4), out = new Float64Array(4);
+    expect(() => lib.softmaxShifted(s, null, 4, 0, 0, out)).toThrow(/temperature must be > 0/);
+    expect(() => lib.softmaxShifted(s, Int32Array.of(0, 9), 2, 0, 1, out)).toThrow(/cand\[1\] = 9 is outside the scores/);
+    expect(() => lib.softmaxShifted(s, null, 4, 0, 1, new Float64Array(2))).toThrow(/out: buffer has 16 bytes, needs 32/);
+    expect(() => lib.softmaxShifted(s, null, 8, 0, 1, new Float64Array(8))).toThrow(/scores: buffer has 16 bytes, needs 32/);
+  });
+});
