@@ -3,7 +3,7 @@
 // fdlibm's __ieee754_exp (V8's src/base/ieee754.cc, from FreeBSD's msun); exp_fdlibm below is that function, with
 // the same operations in the same order. This target builds with -ffp-contract=off, so no step is fused and
 // each rounds as in V8. A seeded draw therefore picks the same token with or without the addon.
-// Over 200k logits it takes ~1 ms where the TypeScript loop took ~4 ms of each sampled token.
+// Over 200k logits it takes 1.7–2.3 ms where the TypeScript loop took 3.3–3.8 ms of each sampled token.
 #include <cstdint>
 #include <cstring>
 
