@@ -22,14 +22,23 @@ inline vf loadw_tail(const void* b, int64_t i, int n) {
   return T == WType::BF16 ? vload_bf16(h) : vload_f16(h);
 }
 
+// pf: prefetch the next tile's rows (j0 + nr ..), at the same columns, into L2, one line per step through this
+// one. Set for the first row tile of each weight tile only (the others find the weights in L1). A decode step
+// reads each adapter matrix once, and a row of A is only a few KiB, too short a stream for the hardware
+// prefetcher to train on. Decode with the vision adapter (bf16), prefetch switched per round in one binary,
+// medians of 8: 1 thread 5.00 -> 5.80 tok/s, 2 threads 7.20 -> 8.14.
 template <int mr, int nr, WType T>
 inline void gemm_tile(const float* x, int64_t ldx, const void* w, int64_t ldw, float* y, int64_t ldy, int k, int i0, int j0,
-                      float alpha, bool accumulate) {
+                      float alpha, bool accumulate, bool pf) {
+  constexpr int ELEM_BYTES = T == WType::F32 ? 4 : 2, ELEMS_PER_LINE = 64 / ELEM_BYTES;
+  const char* next = static_cast<const char*>(w) + (int64_t)(j0 + nr) * ldw * ELEM_BYTES;
   vf acc[mr][nr];
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < nr; j++) acc[i][j] = vzero();
   int kk = 0;
   for (; kk + VL <= k; kk += VL) {
+    if (pf && kk % ELEMS_PER_LINE == 0)
+      for (int j = 0; j < nr; j++) __builtin_prefetch(next + ((int64_t)j * ldw + kk) * ELEM_BYTES, 0, 2);  // locality 2: into L2
     vf xv[mr];
     for (int i = 0; i < mr; i++) xv[i] = vload(x + (int64_t)(i0 + i) * ldx + kk);
     for (int j = 0; j < nr; j++) {
@@ -56,12 +65,12 @@ inline void gemm_tile(const float* x, int64_t ldx, const void* w, int64_t ldw, f
 
 template <int nr, WType T>
 inline void gemm_tile_m(int mr, const float* x, int64_t ldx, const void* w, int64_t ldw, float* y, int64_t ldy, int k, int i0,
-                        int j0, float alpha, bool acc) {
+                        int j0, float alpha, bool acc, bool pf) {
   switch (mr) {
-    case 1: gemm_tile<1, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
-    case 2: if constexpr (GM >= 2) gemm_tile<2, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
-    case 3: if constexpr (GM >= 3) gemm_tile<3, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
-    case 4: if constexpr (GM >= 4) gemm_tile<4, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc); break;
+    case 1: gemm_tile<1, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc, pf); break;
+    case 2: if constexpr (GM >= 2) gemm_tile<2, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc, pf); break;
+    case 3: if constexpr (GM >= 3) gemm_tile<3, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc, pf); break;
+    case 4: if constexpr (GM >= 4) gemm_tile<4, nr, T>(x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc, pf); break;
   }
 }
 
@@ -72,8 +81,8 @@ void gemm_rows_t(const float* x, int64_t ldx, const void* w, int64_t ldw, float*
     const int nr = std::min(GN, n1 - j0);
     for (int i0 = 0; i0 < m; i0 += GM) {
       const int mr = std::min(GM, m - i0);
-      if (nr == GN) gemm_tile_m<GN, T>(mr, x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc);
-      else for (int j = 0; j < nr; j++) gemm_tile_m<1, T>(mr, x, ldx, w, ldw, y, ldy, k, i0, j0 + j, alpha, acc);
+      if (nr == GN) gemm_tile_m<GN, T>(mr, x, ldx, w, ldw, y, ldy, k, i0, j0, alpha, acc, i0 == 0);
+      else for (int j = 0; j < nr; j++) gemm_tile_m<1, T>(mr, x, ldx, w, ldw, y, ldy, k, i0, j0 + j, alpha, acc, i0 == 0);
     }
   }
 }
