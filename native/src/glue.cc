@@ -1,6 +1,7 @@
 // N-API side of the device glue ops (src/tensor/device.ts): rmsNorm, rope, swiglu, add, embedding, gatherRows
 // and LoRA row segments. Activations are f32 typed arrays read and written in place; one call covers all rows.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -265,22 +266,27 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
   std::vector<float*> ax(segs.size());
   for (size_t s = 0, o = 0; s < segs.size(); o += (size_t)segs[s].rows * segs[s].r, s++) ax[s] = g_lora_ax.data() + o;
   const DeviceKernels& D = active_device_kernels();
-  // Work items: (segment, column chunk) for each of the two products.
-  constexpr int COLS = 32;
+  // Work items: (segment, column chunk) for each of the two products. About 4 chunks per thread (multiples of
+  // COLS): each thread then streams long runs of contiguous weight rows, which its prefetch (gemm_tile) can run
+  // ahead in; 32-column chunks dealt out in turn left the two threads prefetching each other's rows.
+  constexpr int COLS = 32, CHUNKS_PER_THREAD = 4;
+  const int threads = shared_pool().threads();
   auto run = [&](bool second) {
-    std::vector<std::pair<int, int>> items;
+    std::vector<std::array<int, 3>> items;  // segment, first column, chunk width
     for (size_t s = 0; s < segs.size(); s++) {
       if (segs[s].rows == 0) continue;
       const int cols = second ? n : segs[s].r;
-      for (int c = 0; c < cols; c += COLS) items.push_back({(int)s, c});
+      const int per = (cols + threads * CHUNKS_PER_THREAD - 1) / (threads * CHUNKS_PER_THREAD);
+      const int chunk = std::max(COLS, (per + COLS - 1) / COLS * COLS);
+      for (int c = 0; c < cols; c += chunk) items.push_back({(int)s, c, chunk});
     }
     shared_pool().run((int)items.size(), [&](int t, int) {
-      const LoraSeg& g = segs[items[t].first];
-      const int c0 = items[t].second;
+      const LoraSeg& g = segs[items[t][0]];
+      const int c0 = items[t][1], w = items[t][2];
       if (!second) {
-        D.gemm_rows(f32(x) + (int64_t)g.row0 * k, k, g.a, g.at, k, ax[items[t].first], g.r, g.rows, k, c0, std::min(g.r, c0 + COLS), 1.f, false);
+        D.gemm_rows(f32(x) + (int64_t)g.row0 * k, k, g.a, g.at, k, ax[items[t][0]], g.r, g.rows, k, c0, std::min(g.r, c0 + w), 1.f, false);
       } else {
-        D.gemm_rows(ax[items[t].first], g.r, g.b, g.bt, g.r, f32(out) + (int64_t)g.row0 * n, n, g.rows, g.r, c0, std::min(n, c0 + COLS), g.scale, true);
+        D.gemm_rows(ax[items[t][0]], g.r, g.b, g.bt, g.r, f32(out) + (int64_t)g.row0 * n, n, g.rows, g.r, c0, std::min(n, c0 + w), g.scale, true);
       }
     });
   };
