@@ -19,11 +19,10 @@ namespace {
 
 inline uint32_t high_word(double x) { uint64_t b; std::memcpy(&b, &x, 8); return (uint32_t)(b >> 32); }
 inline uint32_t low_word(double x) { uint64_t b; std::memcpy(&b, &x, 8); return (uint32_t)b; }
+inline double from_words(uint32_t hi, uint32_t lo) { const uint64_t b = ((uint64_t)hi << 32) | lo; double x; std::memcpy(&x, &b, 8); return x; }
 // |x| from which fdlibm reduces with k = ±1 (high word above 0x3FD62E42) and with k = round(x / ln2) (high word
 // from 0x3FF0A2B2 on).
-double words_to_double(uint32_t hi) { const uint64_t b = (uint64_t)hi << 32; double d; std::memcpy(&d, &b, 8); return d; }
-const double EXP_ABS_K_ONE = words_to_double(0x3FD62E43), EXP_ABS_K_ROUND = words_to_double(0x3FF0A2B2);
-inline double from_words(uint32_t hi, uint32_t lo) { const uint64_t b = ((uint64_t)hi << 32) | lo; double x; std::memcpy(&x, &b, 8); return x; }
+const double EXP_ABS_K_ONE = from_words(0x3FD62E43, 0), EXP_ABS_K_ROUND = from_words(0x3FF0A2B2, 0);
 
 double exp_fdlibm(double x) {
   static const double one = 1.0, halF[2] = {0.5, -0.5},
