@@ -276,8 +276,9 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
     for (size_t s = 0; s < segs.size(); s++) {
       if (segs[s].rows == 0) continue;
       const int cols = second ? n : segs[s].r;
-      const int per = (cols + threads * CHUNKS_PER_THREAD - 1) / (threads * CHUNKS_PER_THREAD);
-      const int chunk = std::max(COLS, (per + COLS - 1) / COLS * COLS);
+      // rounded down, so the chunks are never fewer than threads · CHUNKS_PER_THREAD (r = 320 gives 10 of 32,
+      // not 5 of 64 split 3 : 2)
+      const int chunk = std::max(COLS, cols / (threads * CHUNKS_PER_THREAD) / COLS * COLS);
       for (int c = 0; c < cols; c += chunk) items.push_back({(int)s, c, chunk});
     }
     shared_pool().run((int)items.size(), [&](int t, int) {

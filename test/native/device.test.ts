@@ -132,7 +132,7 @@ describe.skipIf(NO_NATIVE)('native device glue ops', () => {
       it.skipIf(!has)(`${tag}: linear with LoRA row segments (bf16/f16/f32 A and B, rows without adapter)`, () => {
         setup();
         const r = rng(15);
-        const m = 9, k = 70, n = 301; // n: several column chunks per thread, the last one short
+        const m = 9, k = 70, n = 601; // n: 64-column chunks at 2 threads, several per thread, the last one short
         const w = new Tensor('f32', [n, k], r(n * k));
         const x = r(m * k, -2, 2);
         const ad1 = { a: new Tensor('bf16', [5, k], encodeBf16(r(5 * k))), b: new Tensor('bf16', [n, 5], encodeBf16(r(n * 5))) };
