@@ -98,6 +98,8 @@ struct DeviceKernels {
   // (row i's values depend on row i only). accumulate: y += alpha·dot, else y = dot.
   void (*gemm_rows)(const float* x, int64_t ldx, const void* w, WType wt, int64_t ldw, float* y, int64_t ldy, int m, int k,
                     int n0, int n1, float alpha, bool accumulate);
+  // y[i] = Math.exp(x[i]) bit for bit, as V8 computes it (exp_fdlibm.h); y may be x.
+  void (*exp_f64)(const double* x, double* y, int64_t n);
 };
 
 namespace generic { extern const DeviceKernels device_kernels; }

@@ -3,6 +3,7 @@
 // fixed sequence of operations that depends only on that row's inputs (and, for attention, on its sequence's
 // cached keys), never on how rows are tiled or batched: batch invariance holds bit for bit.
 #include "device_simd.h"
+#include "exp_fdlibm.h"
 
 namespace phi4mm {
 namespace PHI_NS {
@@ -425,6 +426,15 @@ void paged_attention(const PagedArgs& a, const PagedItem& it, float* scratch, in
 
 #include "device_gemm_rows.h"
 
+// Math.exp elementwise, 4 lanes at a time where the build has AVX2 (exp4_fdlibm: the same bits).
+void exp_f64(const double* x, double* y, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX2__)
+  for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, exp4_fdlibm(_mm256_loadu_pd(x + i)));
+#endif
+  for (; i < n; i++) y[i] = exp_fdlibm(x[i]);
+}
+
 extern const DeviceKernels device_kernels = {
 #if defined(__AVX512F__)
     "avx512",
@@ -433,7 +443,7 @@ extern const DeviceKernels device_kernels = {
 #else
     "scalar",
 #endif
-    rms_norm, rope, swiglu_rows, to_f16, from_f16, paged_attention, gemm_rows,
+    rms_norm, rope, swiglu_rows, to_f16, from_f16, paged_attention, gemm_rows, exp_f64,
 };
 
 }  // namespace PHI_NS

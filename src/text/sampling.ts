@@ -152,7 +152,7 @@ export function samplingDistribution(scores: Float32Array, temperature: number, 
 /**
  * prob[j] = exp((scores[cand ? cand[j] : j] − max) / temperature) / Σ for j < m, Σ summed in order j = 0, 1, …;
  * returns Σ. The f64 reference; the addon's softmaxShifted computes the same bits (V8's Math.exp is fdlibm's,
- * ported in native/src/sampling_napi.cc, 4 lanes at a time with AVX2) in a third of the time or less, and
+ * ported in native/src/exp_fdlibm.h, 4 lanes at a time with AVX2) in a third of the time or less, and
  * replaces it when it loads.
  */
 export type SoftmaxKernel = (scores: Float32Array, cand: Int32Array | null, m: number, max: number, temperature: number, prob: Float64Array) => number;

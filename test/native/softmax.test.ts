@@ -1,7 +1,7 @@
 // The addon's temperature softmax (native/src/sampling_napi.cc) against the TypeScript one it replaces, bit for
 // bit: its exp is a port of V8's (fdlibm's), so every probability, the sum and therefore every seeded draw must
-// be identical, with no tolerance. Checked on Math.exp itself first, over the ranges and special values where
-// fdlibm takes different branches.
+// be identical, with no tolerance. Checked on Math.exp itself first, per ISA build (the 4-lane path with AVX2,
+// the scalar port in the generic one), over the ranges and special values where fdlibm takes different branches.
 import { describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/tensor/native.js';
 import { sample, SamplingState, setSoftmaxKernel, softmaxShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
@@ -13,31 +13,38 @@ describe.skipIf(NO_NATIVE)('native temperature softmax: bit-identical to the Typ
   if (!backend) return;
   const lib = loadAddon();
 
-  it('exp (the 4-lane path where the CPU has AVX2) equals Math.exp bit for bit, on every branch of fdlibm', () => {
-    const LN2 = Math.LN2;
-    const special = [0, -0, 1, -1, 0.5 * LN2, -0.5 * LN2, 1.5 * LN2, -1.5 * LN2, 709.7827128933840, 709.79, -745.1332191019412,
-      -745.14, -708.39641853226408, -1021 * LN2, -1022 * LN2, -1040 * LN2, 2 ** -28, -(2 ** -28), 2 ** -29, 5e-324, -5e-324,
-      1e308, -1e308, Infinity, -Infinity, NaN];
-    const r = rng(5);
-    // Uniform draws over ranges that hit each branch: |x| < 2^-28, < 0.5 ln2, < 1.5 ln2, the reduced range, and
-    // results that are subnormal, overflow or underflow.
-    const ranges: Array<[number, number]> = [[-1e-8, 1e-8], [-0.35, 0.35], [-1.1, 1.1], [-40, 0], [-760, 760], [-746, -700]];
-    // Both sides of each threshold fdlibm tests on the high word (0.5 ln2, 1.5 ln2, 2^-28) and of 708, both signs.
-    const words = new DataView(new ArrayBuffer(8));
-    const fromWords = (hi: number, lo: number) => (words.setUint32(0, hi), words.setUint32(4, lo), words.getFloat64(0));
-    const edges = [0x3fd62e42, 0x3fd62e43, 0x3ff0a2b1, 0x3ff0a2b2, 0x3e2fffff, 0x3e300000].flatMap((hi) =>
-      [0, 1, 0x7fffffff, 0xffffffff].flatMap((lo) => [fromWords(hi, lo), -fromWords(hi, lo)]));
-    edges.push(708 - 1e-13, 708, 708 + 1e-13, -708 - 1e-13, -708, -708 + 1e-13);
-    const fixed = [...special, ...edges];
-    const x = new Float64Array(fixed.length + ranges.length * 20000);
-    x.set(fixed);
-    ranges.forEach(([lo, hi], i) => x.set(Float64Array.from(r(20000, lo, hi)), fixed.length + i * 20000));
-    const out = new Float64Array(x.length);
-    lib.expF64(x, out);
-    const bad: string[] = [];
-    for (let i = 0; i < x.length; i++) if (!Object.is(out[i], Math.exp(x[i]!))) bad.push(`exp(${x[i]}): ${out[i]} vs ${Math.exp(x[i]!)}`);
-    expect(bad.slice(0, 5)).toEqual([]);
-  });
+  for (const isa of ['avx512', 'avx2', 'scalar'] as const) {
+    it.skipIf(!backend.availableIsas().includes(isa))(`${isa}: exp equals Math.exp bit for bit, on every branch of fdlibm`, () => {
+      const LN2 = Math.LN2;
+      const special = [0, -0, 1, -1, 0.5 * LN2, -0.5 * LN2, 1.5 * LN2, -1.5 * LN2, 709.7827128933840, 709.79, -745.1332191019412,
+        -745.14, -708.39641853226408, -1021 * LN2, -1022 * LN2, -1040 * LN2, 2 ** -28, -(2 ** -28), 2 ** -29, 5e-324, -5e-324,
+        1e308, -1e308, Infinity, -Infinity, NaN];
+      const r = rng(5);
+      // Uniform draws over ranges that hit each branch: |x| < 2^-28, < 0.5 ln2, < 1.5 ln2, the reduced range, and
+      // results that are subnormal, overflow or underflow.
+      const ranges: Array<[number, number]> = [[-1e-8, 1e-8], [-0.35, 0.35], [-1.1, 1.1], [-40, 0], [-760, 760], [-746, -700]];
+      // Both sides of each threshold fdlibm tests on the high word (0.5 ln2, 1.5 ln2, 2^-28) and of 708, both signs.
+      const words = new DataView(new ArrayBuffer(8));
+      const fromWords = (hi: number, lo: number) => (words.setUint32(0, hi), words.setUint32(4, lo), words.getFloat64(0));
+      const edges = [0x3fd62e42, 0x3fd62e43, 0x3ff0a2b1, 0x3ff0a2b2, 0x3e2fffff, 0x3e300000].flatMap((hi) =>
+        [0, 1, 0x7fffffff, 0xffffffff].flatMap((lo) => [fromWords(hi, lo), -fromWords(hi, lo)]));
+      edges.push(708 - 1e-13, 708, 708 + 1e-13, -708 - 1e-13, -708, -708 + 1e-13);
+      const fixed = [...special, ...edges];
+      const x = new Float64Array(fixed.length + ranges.length * 20000);
+      x.set(fixed);
+      ranges.forEach(([lo, hi], i) => x.set(Float64Array.from(r(20000, lo, hi)), fixed.length + i * 20000));
+      const out = new Float64Array(x.length);
+      backend.setIsa(isa);
+      try {
+        lib.expF64(x, out);
+      } finally {
+        backend.setIsa(backend.availableIsas()[0]!);
+      }
+      const bad: string[] = [];
+      for (let i = 0; i < x.length; i++) if (!Object.is(out[i], Math.exp(x[i]!))) bad.push(`exp(${x[i]}): ${out[i]} vs ${Math.exp(x[i]!)}`);
+      expect(bad.slice(0, 5)).toEqual([]);
+    });
+  }
 
   it('softmaxShifted: the same probabilities and sum, with and without candidates', () => {
     const r = rng(9);
