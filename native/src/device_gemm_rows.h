@@ -31,7 +31,7 @@ constexpr int64_t LORA_PREFETCH_BYTES = 16384;  // at least this far ahead: a ti
 template <int mr, int nr, WType T>
 inline void gemm_tile(const float* x, int64_t ldx, const void* w, int64_t ldw, float* y, int64_t ldy, int k, int i0, int j0,
                       float alpha, bool accumulate, bool pf) {
-  constexpr int ELEM_BYTES = T == WType::F32 ? 4 : 2, ELEMS_PER_LINE = 64 / ELEM_BYTES;
+  constexpr int ELEM_BYTES = wtype_bytes(T), ELEMS_PER_LINE = 64 / ELEM_BYTES;
   const int64_t ahead = std::max<int64_t>(1, LORA_PREFETCH_BYTES / ((int64_t)nr * ldw * ELEM_BYTES));  // tiles
   // an address, not a pointer: near the end of the matrix it lies past it (prefetches never fault)
   const uintptr_t next = reinterpret_cast<uintptr_t>(w) + (uintptr_t)((int64_t)(j0 + ahead * nr) * ldw * ELEM_BYTES);

@@ -252,7 +252,7 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
     g.bt = wtype_of(env, (int64_t)num(7));
     const int64_t aoff = (int64_t)num(5), boff = (int64_t)num(8);
     const Bytes A = buf(3), B = buf(6);
-    const int ae = g.at == WType::F32 ? 4 : 2, be = g.bt == WType::F32 ? 4 : 2;
+    const int ae = wtype_bytes(g.at), be = wtype_bytes(g.bt);
     need(env, A, (uint64_t)(aoff + (int64_t)g.r * k) * ae, "lora A");
     need(env, B, (uint64_t)(boff + (int64_t)n * g.r) * be, "lora B");
     g.a = A.data + aoff * ae;

@@ -14,6 +14,7 @@ constexpr int BLOCK_Q8_K_BYTES = 292;   // f32 d, int8 qs[256], int16 bsums[16]
 constexpr int BLOCK_Q8_0_BYTES = 34;    // f16 d, int8 qs[32]
 
 enum class WType : int { F32 = 0, BF16 = 1, F16 = 2 };
+constexpr int wtype_bytes(WType t) { return t == WType::F32 ? 4 : 2; }
 
 // C[m, n] = Σ_k A[m, k] · B[n, k] (+ bias[n]); B may be f32/bf16/f16 (converted on the fly).
 struct GemmArgs {

@@ -194,9 +194,7 @@ constexpr int KC = 512;  // K slice: an MR×KC A tile and an NR×KC B tile stay 
 constexpr int MC = 128;  // rows of A per pass: MC×KC floats (256 KB) stay in L2 while B streams past
 
 // Element i of a weight buffer of type T.
-template <WType T> static inline const void* w_at(const void* b, int64_t i) {
-  return T == WType::F32 ? static_cast<const void*>(static_cast<const float*>(b) + i) : static_cast<const void*>(static_cast<const uint16_t*>(b) + i);
-}
+template <WType T> static inline const void* w_at(const void* b, int64_t i) { return static_cast<const char*>(b) + i * wtype_bytes(T); }
 
 // C[i0.., j0..] (+)= A[i0.., k0..k0+kc) · B tileᵀ, where bt points at row j0, column k0 of B (row stride ldb).
 template <int mr, int nr, WType T>
