@@ -48,6 +48,8 @@ export interface NativeAddon {
   /** Temperature softmax, bit-identical to src/text/sampling.ts's softmaxShiftedTs (native/src/sampling_napi.cc). */
   softmaxShifted(scores: Float32Array, cand: Int32Array | null, m: number, max: number, temperature: number, out: Float64Array): number;
   expF64(x: Float64Array, out: Float64Array): void;
+  /** draw()'s filters and walk with random number r; the id, or −1 when no score is finite (src/text/sampling.ts's drawTs). */
+  sampleDraw(scores: Float32Array, temperature: number, topK: number, topP: number, minP: number, r: number): number;
   setThreads(n: number): void;
   threads(): number;
   setIsa(isa: string): void;

@@ -125,10 +125,26 @@ export function penalizedScores(logits: Float32Array, p: SamplingParams, state: 
 
 /** Temperature, top-k, top-p, min-p, then one draw from the renormalized distribution. */
 export function draw(scores: Float32Array, temperature: number, p: SamplingParams, rng: Rng): number {
+  if (!(temperature > 0)) throw new RangeError(`draw needs temperature > 0, got ${temperature}`);
+  const id = drawKernel()(scores, temperature, p.topK ?? 0, p.topP ?? 1, p.minP ?? 0, rng.next());
+  if (id < 0) throw new Error('every token is masked (no finite logit to choose from)');
+  return id;
+}
+
+/**
+ * The id draw() picks with random number r ∈ [0, 1), or −1 when no score is finite. drawTs is the reference; the
+ * addon's sampleDraw (native/src/sampling_napi.cc) returns the same id, since its candidates, probabilities,
+ * top-p ranking and walk are computed with the same operations in the same order, and replaces it when it loads.
+ */
+export type DrawKernel = (scores: Float32Array, temperature: number, topK: number, topP: number, minP: number, r: number) => number;
+
+export const drawTs: DrawKernel = (scores, temperature, topK, topP, minP, r) => {
   // The walk of samplingDistribution's { ids, probs } without building them (200k-entry arrays per token took
   // most of the ~10 ms a draw cost): the same kept ids in id order, the same prob[j] / total subtracted in turn.
-  const { cand, prob, keep, total } = distribution(scores, temperature, p);
-  let r = rng.next(), last = -1;
+  const d = distribution(scores, temperature, { topK, topP, minP });
+  if (!d) return -1;
+  const { cand, prob, keep, total } = d;
+  let last = -1;
   for (let j = 0; j < prob.length; j++) {
     if (keep && !keep[j]) continue;
     last = cand ? cand[j]! : j;
@@ -136,11 +152,13 @@ export function draw(scores: Float32Array, temperature: number, p: SamplingParam
     if (r < 0) return last;
   }
   return last; // rounding left r ≥ 0 after the last token
-}
+};
 
 /** The tokens that survive temperature, top-k, top-p and min-p, in id order, with probabilities summing to 1. */
 export function samplingDistribution(scores: Float32Array, temperature: number, p: SamplingParams): { ids: number[]; probs: Float64Array } {
-  const { cand, prob, keep, total } = distribution(scores, temperature, p);
+  const d = distribution(scores, temperature, p);
+  if (!d) throw new Error('every token is masked (no finite logit to choose from)');
+  const { cand, prob, keep, total } = d;
   let count = 0;
   for (let j = 0; j < prob.length; j++) if (!keep || keep[j]) count++;
   // Sized up front: pushing 200k numbers one at a time costs far more than the math above.
@@ -185,14 +203,35 @@ export function setSoftmaxKernel(k: SoftmaxKernel | null): void {
   kernel = k;
 }
 
+let drawWith: DrawKernel | null = null;
+
+/** The addon's draw where it loads, else drawTs (same ids either way). */
+function drawKernel(): DrawKernel {
+  if (!drawWith) {
+    try {
+      const a = loadAddon();
+      drawWith = typeof a.sampleDraw === 'function' ? (sc, t, k, p, mp, r) => a.sampleDraw(sc, t, k, p, mp, r) : drawTs;
+    } catch {
+      drawWith = drawTs;
+    }
+  }
+  return drawWith;
+}
+
+/** Chooses the draw kernel (null: back to the default choice); for tests and benchmarks. */
+export function setDrawKernel(k: DrawKernel | null): void {
+  drawWith = k;
+}
+
 /** distribution()'s probabilities, reused: a fresh 1.6 MB array per token kept the garbage collector busy. */
 let probScratch = new Float64Array(0);
 
 /**
  * Candidates (null: every id, in order), their probabilities after temperature (normalized over the
- * candidates; valid until the next call), which of them top-p / min-p keep (null: all) and the kept sum.
+ * candidates; valid until the next call), which of them top-p / min-p keep (null: all) and the kept sum; null when
+ * no score is finite.
  */
-function distribution(scores: Float32Array, temperature: number, p: SamplingParams): { cand: Int32Array | null; prob: Float64Array; keep: Uint8Array | null; total: number } {
+function distribution(scores: Float32Array, temperature: number, p: SamplingParams): { cand: Int32Array | null; prob: Float64Array; keep: Uint8Array | null; total: number } | null {
   if (!(temperature > 0)) throw new RangeError(`samplingDistribution needs temperature > 0, got ${temperature}`);
   // The largest finite score is also the largest candidate's: top-k keeps the largest.
   let n = 0, max = -Infinity;
@@ -200,7 +239,7 @@ function distribution(scores: Float32Array, temperature: number, p: SamplingPara
     const v = scores[i]!;
     if (v > -Infinity) { n++; if (v > max) max = v; }
   }
-  if (n === 0) throw new Error('every token is masked (no finite logit to choose from)');
+  if (n === 0) return null;
   let cand: Int32Array | null = null;
   if (n < scores.length) {
     cand = new Int32Array(n);
@@ -209,9 +248,14 @@ function distribution(scores: Float32Array, temperature: number, p: SamplingPara
   const k = p.topK ?? 0;
   if (k > 0 && k < n) {
     // Keep ties with the k-th value, as HF's TopKLogitsWarper (removes only scores < k-th largest).
-    const all = cand ?? Int32Array.from({ length: n }, (_, i) => i);
-    const kth = kthLargest(Float32Array.from(all, (i) => scores[i]!), k);
-    cand = all.filter((i) => scores[i]! >= kth);
+    const v = new Float32Array(n);
+    for (let j = 0; j < n; j++) v[j] = scores[cand ? cand[j]! : j]!;
+    const kth = kthLargest(v, k);
+    let kept = 0;
+    for (let j = 0; j < n; j++) if (scores[cand ? cand[j]! : j]! >= kth) kept++;
+    const top = new Int32Array(kept);
+    for (let j = 0, q = 0; j < n; j++) { const id = cand ? cand[j]! : j; if (scores[id]! >= kth) top[q++] = id; }
+    cand = top;
   }
   const m = cand ? cand.length : n;
   if (probScratch.length < m) probScratch = new Float64Array(m);
@@ -265,23 +309,22 @@ export function kthLargest(v: Float32Array, k: number): number {
 }
 
 /**
- * HF TopPLogitsWarper: in ascending order of probability, drop tokens while the cumulative mass is ≤ 1 − topP; the
- * most likely token always stays. Tokens with p ≤ (1 − topP)/n are dropped without sorting: even all of them together
- * hold at most 1 − topP, and they are the smallest, so the sorted walk would drop them first anyway.
+ * HF TopPLogitsWarper (drop, in ascending order of probability, while the cumulative mass is ≤ 1 − topP; the most
+ * likely token always stays), in the form that needs only the kept head ranked: a token stays while the mass of
+ * the tokens ranked above it (higher p, then lower id) is < topP. The two agree in exact arithmetic; this one is
+ * also llama.cpp's rule. Tokens with p ≤ (1 − topP)/n are dropped unranked: even all of them together hold at most
+ * 1 − topP, so the mass above each is ≥ topP. The addon ranks only the head, in bands; the sums are the same.
  */
 function applyTopP(prob: Float64Array, keep: Uint8Array, topP: number): void {
-  const tail = 1 - topP;
-  const cutoff = tail / prob.length;
-  let cumulative = 0;
+  const cutoff = (1 - topP) / prob.length;
   const rest: number[] = [];
   for (let j = 0; j < prob.length; j++) {
     if (!keep[j]) continue;
-    if (prob[j]! <= cutoff) { keep[j] = 0; cumulative += prob[j]!; } else rest.push(j);
+    if (prob[j]! <= cutoff) keep[j] = 0;
+    else rest.push(j);
   }
-  rest.sort((x, y) => prob[x]! - prob[y]! || y - x); // ascending p; on ties the higher id goes first (dropped first)
-  for (let q = 0; q < rest.length - 1; q++) {
-    cumulative += prob[rest[q]!]!;
-    if (cumulative > tail) break;
-    keep[rest[q]!] = 0;
-  }
+  rest.sort((x, y) => prob[y]! - prob[x]! || x - y);
+  let above = 0, q = 0;
+  for (; q < rest.length && above < topP; q++) above += prob[rest[q]!]!;
+  for (; q < rest.length; q++) keep[rest[q]!] = 0;
 }

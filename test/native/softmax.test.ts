@@ -4,7 +4,7 @@
 // the scalar port in the generic one), over the ranges and special values where fdlibm takes different branches.
 import { describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/tensor/native.js';
-import { sample, SamplingState, setSoftmaxKernel, softmaxShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
+import { drawTs, sample, SamplingState, setDrawKernel, setSoftmaxKernel, softmaxShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
 import { loadNative, NO_NATIVE, rng } from './util.js';
 
 const { backend } = loadNative();
@@ -68,19 +68,23 @@ describe.skipIf(NO_NATIVE)('native temperature softmax: bit-identical to the Typ
   it('seeded sampling draws the same tokens with either kernel', () => {
     const logits = rng(3)(20000, -6, 6);
     const params: SamplingParams[] = [{ temperature: 0.8 }, { temperature: 1.3, topK: 50 }, { temperature: 0.6, topP: 0.9 }, { temperature: 1, minP: 0.05 }];
-    const run = (k: typeof softmaxShiftedTs | null, p: SamplingParams) => {
+    // The TypeScript draw with each softmax kernel, then the addon's whole draw (its own softmax inside).
+    const run = (k: typeof softmaxShiftedTs | null, native: boolean, p: SamplingParams) => {
       setSoftmaxKernel(k);
+      setDrawKernel(native ? null : drawTs);
       const st = new SamplingState({ seed: 1234 });
       return Array.from({ length: 40 }, () => sample(logits, p, st));
     };
     try {
       for (const p of params) {
-        const ts = run(softmaxShiftedTs, p), native = run((...a) => lib.softmaxShifted(...a), p);
-        expect(native).toEqual(ts);
+        const ts = run(softmaxShiftedTs, false, p);
+        expect(run((...a) => lib.softmaxShifted(...a), false, p)).toEqual(ts);
+        expect(run(null, true, p)).toEqual(ts);
         expect(new Set(ts).size).toBeGreaterThan(1); // the draws are random, so equality means something
       }
     } finally {
       setSoftmaxKernel(null);
+      setDrawKernel(null);
     }
   });
 
