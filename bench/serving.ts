@@ -6,6 +6,7 @@
 //
 //   npx tsx bench/serving.ts --model /work/ckpt/phi4mm-real [--isq q4k] [--threads 2] [--streams 1,2,4,8]
 //     [--decode-tokens 32] [--prompt-tokens 2000] [--kv-cache-gb 2] [--skip decode,turns,health]
+//     [--temperature 1] [--top-p 1] [--top-k 0]   (the decode streams' sampling)
 import { parseArgs } from 'node:util';
 import { cpus, loadavg } from 'node:os';
 import { Phi4MM, type IsqKind } from '../src/api/phi4mm.js';
@@ -17,6 +18,7 @@ const { values: a } = parseArgs({ options: {
   model: { type: 'string' }, isq: { type: 'string', default: 'q4k' }, threads: { type: 'string', default: '2' },
   streams: { type: 'string', default: '1,2,4,8' }, 'decode-tokens': { type: 'string', default: '32' },
   'prompt-tokens': { type: 'string', default: '2000' }, 'kv-cache-gb': { type: 'string', default: '2' }, skip: { type: 'string', default: '' },
+  temperature: { type: 'string', default: '1' }, 'top-p': { type: 'string', default: '1' }, 'top-k': { type: 'string', default: '0' },
 } });
 if (!a.model) throw new Error('usage: npx tsx bench/serving.ts --model <checkpoint folder> [--isq q4k] [--threads 2]');
 const skip = new Set(a.skip!.split(',').filter(Boolean));
@@ -47,14 +49,21 @@ if (!skip.has('decode')) {
   for (const streams of a.streams!.split(',').map(Number)) {
     // Each stream: a short distinct prompt, N new tokens. Tokens are counted from usage (a text delta can carry
     // several tokens or none: random weights emit partial UTF-8), timed from each stream's first token to its end.
+    const sampling = { temperature: Number(a.temperature), topP: Number(a['top-p']), topK: Number(a['top-k']) };
     const runs = await Promise.all(Array.from({ length: streams }, async (_, i) => {
-      return timeStream(m.streamEvents([{ role: 'user', content: filler(24, streams * 100 + i) }], { maxTokens: N }));
+      return timeStream(m.streamEvents([{ role: 'user', content: filler(24, streams * 100 + i) }], { maxTokens: N, ...sampling }));
     }));
-    // Tokens after each stream's first, over the span from the earliest first token to the last end.
+    // Tokens after each stream's first, over the span from the earliest first token to the last end. That span
+    // also holds the prefill of the prompts admitted after the first, so it understates pure decode.
     const from = Math.min(...runs.map((r) => r.first)), to = Math.max(...runs.map((r) => r.end));
     const agg = runs.reduce((s, r) => s + Math.max(0, r.tokens - 1), 0) / ((to - from) / 1000);
+    // Steady state: the span in which every stream was decoding (the last first token to the first end), with each
+    // stream's tokens in it estimated from its own average rate. No prefill falls inside it.
+    const lo = Math.max(...runs.map((r) => r.first)), hi = Math.min(...runs.map((r) => r.end));
+    const steady = hi > lo ? runs.reduce((s, r) => s + (Math.max(0, r.tokens - 1) * (hi - lo)) / (r.end - r.first), 0) / ((hi - lo) / 1000) : NaN;
     if (streams === 1) single = agg;
     out(`decode_aggregate_tok_s_${streams}_streams`, agg, 'tok/s', single ? { vs_single: +(agg / single).toFixed(2) } : {});
+    if (streams > 1 && Number.isFinite(steady)) out(`decode_steady_tok_s_${streams}_streams`, steady, 'tok/s', { steady_s: +((hi - lo) / 1000).toFixed(2) });
   }
 }
 
