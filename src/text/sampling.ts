@@ -183,39 +183,30 @@ export const softmaxShiftedTs: SoftmaxKernel = (scores, cand, m, max, temperatur
   return sum;
 };
 
-let kernel: SoftmaxKernel | null = null;
-
-/** The addon's kernel where it loads, else the TypeScript one (same results either way). */
-function softmaxKernel(): SoftmaxKernel {
-  if (!kernel) {
-    try {
-      const a = loadAddon();
-      kernel = typeof a.softmaxShifted === 'function' ? (sc, c, m, mx, t, p) => a.softmaxShifted(sc, c, m, mx, t, p) : softmaxShiftedTs;
-    } catch {
-      kernel = softmaxShiftedTs;
-    }
+/** What `pick` takes from the addon where it loads and has it (an older build may not), else `fallback`. */
+function fromAddon<K>(pick: (a: ReturnType<typeof loadAddon>) => K | undefined, fallback: K): K {
+  try {
+    return pick(loadAddon()) ?? fallback;
+  } catch {
+    return fallback;
   }
-  return kernel;
+}
+
+// The kernels in use (null: not chosen yet). The addon's give the same results as the TypeScript ones.
+let kernel: SoftmaxKernel | null = null;
+let drawWith: DrawKernel | null = null;
+
+function softmaxKernel(): SoftmaxKernel {
+  return (kernel ??= fromAddon((a) => (typeof a.softmaxShifted === 'function' ? (sc, c, m, mx, t, p) => a.softmaxShifted(sc, c, m, mx, t, p) : undefined), softmaxShiftedTs));
+}
+
+function drawKernel(): DrawKernel {
+  return (drawWith ??= fromAddon((a) => (typeof a.sampleDraw === 'function' ? (sc, t, k, p, mp, r) => a.sampleDraw(sc, t, k, p, mp, r) : undefined), drawTs));
 }
 
 /** Chooses the softmax kernel (null: back to the default choice); for tests and benchmarks. */
 export function setSoftmaxKernel(k: SoftmaxKernel | null): void {
   kernel = k;
-}
-
-let drawWith: DrawKernel | null = null;
-
-/** The addon's draw where it loads, else drawTs (same ids either way). */
-function drawKernel(): DrawKernel {
-  if (!drawWith) {
-    try {
-      const a = loadAddon();
-      drawWith = typeof a.sampleDraw === 'function' ? (sc, t, k, p, mp, r) => a.sampleDraw(sc, t, k, p, mp, r) : drawTs;
-    } catch {
-      drawWith = drawTs;
-    }
-  }
-  return drawWith;
 }
 
 /** Chooses the draw kernel (null: back to the default choice); for tests and benchmarks. */

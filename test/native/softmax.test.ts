@@ -75,14 +75,22 @@ describe.skipIf(NO_NATIVE)('native temperature softmax: bit-identical to the Typ
       const st = new SamplingState({ seed: 1234 });
       return Array.from({ length: 40 }, () => sample(logits, p, st));
     };
+    // Counted, so that the default choice is shown to be the addon's draw, not drawTs again.
+    const sampleDraw = lib.sampleDraw;
+    let nativeDraws = 0;
+    lib.sampleDraw = (...a) => (nativeDraws++, sampleDraw(...a));
     try {
       for (const p of params) {
         const ts = run(softmaxShiftedTs, false, p);
         expect(run((...a) => lib.softmaxShifted(...a), false, p)).toEqual(ts);
+        expect(nativeDraws).toBe(0);
         expect(run(null, true, p)).toEqual(ts);
+        expect(nativeDraws).toBe(40);
+        nativeDraws = 0;
         expect(new Set(ts).size).toBeGreaterThan(1); // the draws are random, so equality means something
       }
     } finally {
+      lib.sampleDraw = sampleDraw;
       setSoftmaxKernel(null);
       setDrawKernel(null);
     }
