@@ -3,7 +3,8 @@
 //  - softmaxShifted: prob[j] = Math.exp((scores[j] − max) / temperature) in f64, summed in order, then prob[j] / sum.
 //    The exp is the device op exp_f64 (exp_fdlibm.h: V8's fdlibm exp, 4 lanes at a time with AVX2). Over 200k
 //    logits it takes 0.9–1.2 ms with AVX2 where the TypeScript loop took 2.5–4.4 ms of each sampled token.
-//  - sampleDraw: the whole draw (candidates, top-k, that softmax, top-p, min-p, the walk) in one call.
+//  - sampleDraw: the whole draw (candidates, top-k, that softmax, top-p, min-p, the walk) in one call;
+//  - sumExpShifted: the logprobs' normalizer.
 // This target builds with -ffp-contract=off: the subtraction and division round as in V8.
 #include <algorithm>
 #include <cmath>
@@ -48,6 +49,29 @@ Napi::Value SoftmaxShifted(const Napi::CallbackInfo& info) {
     need(env, s, (uint64_t)m * 4, "softmaxShifted scores");
   }
   return Napi::Number::New(env, softmax_shifted(sc, cd, m, max, temperature, reinterpret_cast<double*>(out.data)));
+}
+
+// sumExpShifted(scores: Float32Array, n, max): Σ exp(scores[i] − max) over i < n with scores[i] > −∞ (NaN
+// skipped too), summed in order of i: the normalizer of the logprobs (src/text/sampler.ts), bit for bit the
+// TypeScript loop's. Exponentials in chunks through the active ISA's exp_f64.
+Napi::Value SumExpShifted(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes s = typed(info, 0, "scores");
+  const int n = count(info, 1, "n");
+  const double max = number(info, 2, "max");
+  need(env, s, (uint64_t)n * 4, "sumExpShifted scores");
+  const float* sc = reinterpret_cast<const float*>(s.data);
+  constexpr int CHUNK = 1024;  // values per exp_f64 call: 8 KiB of f64 on the stack
+  double buf[CHUNK];
+  double sum = 0;
+  for (int i0 = 0; i0 < n; i0 += CHUNK) {
+    int c = 0;
+    for (int i = i0; i < std::min(n, i0 + CHUNK); i++)
+      if (sc[i] > -INFINITY) buf[c++] = (double)sc[i] - max;
+    active_device_kernels().exp_f64(buf, buf, c);
+    for (int j = 0; j < c; j++) sum += buf[j];
+  }
+  return Napi::Number::New(env, sum);
 }
 
 // The filters and the draw of src/text/sampling.ts's draw(), in one call, with the same results: the candidates
@@ -218,6 +242,7 @@ void register_sampling(Napi::Env env, Napi::Object exports) {
   exports.Set("softmaxShifted", Napi::Function::New(env, SoftmaxShifted));
   exports.Set("expF64", Napi::Function::New(env, ExpF64));
   exports.Set("sampleDraw", Napi::Function::New(env, SampleDraw));
+  exports.Set("sumExpShifted", Napi::Function::New(env, SumExpShifted));
 }
 
 }  // namespace phi4mm

@@ -50,6 +50,8 @@ export interface NativeAddon {
   expF64(x: Float64Array, out: Float64Array): void;
   /** draw()'s filters and walk with random number r; the id, or −1 when no score is finite (src/text/sampling.ts's drawTs). */
   sampleDraw(scores: Float32Array, temperature: number, topK: number, topP: number, minP: number, r: number): number;
+  /** Σ exp(scores[i] − max) over i < n with a finite-or-+∞ score, in order (src/text/sampling.ts's sumExpShiftedTs). */
+  sumExpShifted(scores: Float32Array, n: number, max: number): number;
   setThreads(n: number): void;
   threads(): number;
   setIsa(isa: string): void;

@@ -7,7 +7,7 @@
 // Step order: raw logits → (logprobs are read here: log-softmax of the raw row, as OpenAI reports them)
 // → masks and penalties (sampling.ts) → logit_bias → grammar mask → greedy or seeded draw.
 import type { Grammar } from '../constrained/grammar.js';
-import { argmax, draw, penalizedScores, SamplingState, validateSamplingParams, type SamplingParams } from './sampling.js';
+import { argmax, draw, penalizedScores, SamplingState, sumExpShifted, validateSamplingParams, type SamplingParams } from './sampling.js';
 
 /** OpenAI's limits: |logit_bias| ≤ 100, top_logprobs ≤ 20. */
 export const LOGIT_BIAS_LIMIT = 100;
@@ -105,9 +105,7 @@ export function createSampler(spec: SamplerSpec, ctx: SamplerContext): SequenceS
 export function rawLogprobs(logits: Float32Array, id: number, k: number, limit = logits.length): { logprob: number; top: TopLogprob[] } {
   let max = -Infinity;
   for (let i = 0; i < limit; i++) if (logits[i]! > max) max = logits[i]!;
-  let sum = 0;
-  for (let i = 0; i < limit; i++) { const v = logits[i]!; if (v > -Infinity) sum += Math.exp(v - max); }
-  const lse = max + Math.log(sum);
+  const lse = max + Math.log(sumExpShifted(logits, limit, max));
   const lp = (i: number) => { const v = logits[i]!; return Number.isNaN(v) ? -Infinity : v - lse; };
   // k ≤ 20: keep a small sorted buffer instead of sorting the whole row.
   const ids: number[] = [], vals: number[] = [];

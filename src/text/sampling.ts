@@ -192,9 +192,24 @@ function fromAddon<K>(pick: (a: ReturnType<typeof loadAddon>) => K | undefined, 
   }
 }
 
+/** Σ exp(scores[i] − max) over i < n with scores[i] > −∞ (NaN skipped), summed in order of i: the logprobs' normalizer. */
+export type SumExpKernel = (scores: Float32Array, n: number, max: number) => number;
+
+export const sumExpShiftedTs: SumExpKernel = (scores, n, max) => {
+  let sum = 0;
+  for (let i = 0; i < n; i++) { const v = scores[i]!; if (v > -Infinity) sum += Math.exp(v - max); }
+  return sum;
+};
+
 // The kernels in use (null: not chosen yet). The addon's give the same results as the TypeScript ones.
 let kernel: SoftmaxKernel | null = null;
 let drawWith: DrawKernel | null = null;
+let sumExpWith: SumExpKernel | null = null;
+
+/** The logprobs' normalizer, with the addon's kernel where it loads (the same sum either way). */
+export function sumExpShifted(scores: Float32Array, n: number, max: number): number {
+  return (sumExpWith ??= fromAddon((a) => (typeof a.sumExpShifted === 'function' ? (sc, m, mx) => a.sumExpShifted(sc, m, mx) : undefined), sumExpShiftedTs))(scores, n, max);
+}
 
 function softmaxKernel(): SoftmaxKernel {
   return (kernel ??= fromAddon((a) => (typeof a.softmaxShifted === 'function' ? (sc, c, m, mx, t, p) => a.softmaxShifted(sc, c, m, mx, t, p) : undefined), softmaxShiftedTs));

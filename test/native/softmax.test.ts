@@ -4,7 +4,7 @@
 // the scalar port in the generic one), over the ranges and special values where fdlibm takes different branches.
 import { describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/tensor/native.js';
-import { drawTs, sample, SamplingState, setDrawKernel, setSoftmaxKernel, softmaxShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
+import { drawTs, sample, SamplingState, setDrawKernel, setSoftmaxKernel, softmaxShiftedTs, sumExpShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
 import { loadNative, NO_NATIVE, rng } from './util.js';
 
 const { backend } = loadNative();
@@ -94,6 +94,25 @@ describe.skipIf(NO_NATIVE)('native temperature softmax: bit-identical to the Typ
       setSoftmaxKernel(null);
       setDrawKernel(null);
     }
+  });
+
+  it('sumExpShifted (the logprobs normalizer): the same sum as the TypeScript loop, on each ISA, masked and NaN scores skipped', () => {
+    const r = rng(21);
+    const rows = [r(200064, -9, 9), Float32Array.from(r(5000, -3, 3), (v, i) => (i % 7 === 0 ? -Infinity : i % 11 === 0 ? NaN : v)), r(1, 0, 1), new Float32Array(0)];
+    for (const isa of backend.availableIsas()) {
+      backend.setIsa(isa);
+      try {
+        for (const scores of rows)
+          for (const n of [scores.length, Math.floor(scores.length / 3)]) {
+            let max = -Infinity;
+            for (let i = 0; i < n; i++) if (scores[i]! > max) max = scores[i]!;
+            for (const m of [max, max + 0.5]) expect(Object.is(lib.sumExpShifted(scores, n, m), sumExpShiftedTs(scores, n, m)), `${isa} n=${n}`).toBe(true);
+          }
+      } finally {
+        backend.setIsa(backend.availableIsas()[0]!);
+      }
+    }
+    expect(() => lib.sumExpShifted(new Float32Array(4), 5, 0)).toThrow(/sumExpShifted scores: buffer has 16 bytes, needs 20/);
   });
 
   it('bad arguments get a clear error', () => {
