@@ -78,8 +78,8 @@ struct PagedItem {
   int seq, kh, r0, r1;
 };
 // Scratch floats one item needs: `rows` = (r1 − r0)·group score rows of lds ≥ start + r1 floats, plus row
-// pointers (8-byte aligned when the scratch is: lds is even).
-inline int64_t paged_scratch_floats(int rows, int64_t lds) { return (int64_t)rows * lds + 4 * lds + 2 * rows; }
+// pointers (8-byte aligned when the scratch is: lds is even) and each score row's 1/Σp.
+inline int64_t paged_scratch_floats(int rows, int64_t lds) { return (int64_t)rows * lds + 4 * lds + 3 * rows; }
 
 struct DeviceKernels {
   const char* name;

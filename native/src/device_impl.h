@@ -321,18 +321,22 @@ inline float softmax_row(float* s, int n, float scale, void (*exp)(const float*,
 
 constexpr int PVA = std::max(PV, QK8_0 / VL);  // vectors of one chunk: a q8_0 chunk is at least one block
 
-// o_r[c0, c0 + w) = inv_r · Σ_{j < n} p_r[j] · v_j[c0, c0 + w) for nq score rows (p_r is zero past row r's
+// The running sums o_r[c0, c0 + w) += Σ_{j0 ≤ j < j1} p_r[j] · v_j[c0, c0 + w) for nq score rows, started from 0
+// when `first`, else from what o_r holds. Over consecutive key ranges this is one FMA chain per value, the same
+// as a single pass over all keys: the sums are stored and reloaded as f32, unchanged (p_r is zero past row r's
 // own limit, and adding 0·v to a sum that is never −0 is exact, so a row's result does not depend on n).
+// `pf`: prefetch the V rows ahead (the first pass over a key range; later passes find them in L1/L2).
 template <int nq>
-void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, const float* const* p, const float* inv, int n,
-              int c0, int w) {
+void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, const float* const* p, int j0, int j1, int n,
+              int c0, int w, bool first, bool pf) {
   const int nv = (w + VL - 1) / VL, last = w - (nv - 1) * VL;
   vf acc[nq][PVA];
   for (int r = 0; r < nq; r++)
-    for (int t = 0; t < PVA; t++) acc[r][t] = vzero();
+    for (int t = 0; t < nv; t++)
+      acc[r][t] = first ? vzero() : t == nv - 1 && last < VL ? vload_n(o[r] + c0 + t * VL, last) : vload(o[r] + c0 + t * VL);
   alignas(64) float tmp[PVA * VL];
-  for (int j = 0; j < n; j++) {
-    if (j + PREFETCH_KEYS < n) prefetch_row(vrows[j + PREFETCH_KEYS], kv.row_bytes);
+  for (int j = j0; j < j1; j++) {
+    if (pf && j + PREFETCH_KEYS < n) prefetch_row(vrows[j + PREFETCH_KEYS], kv.row_bytes);
     vf vv[PVA];
     switch (kv.type) {
       case KvType::F32: {
@@ -360,11 +364,15 @@ void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, co
     }
   }
   for (int r = 0; r < nq; r++) {
-    const vf sc = vset1(inv[r]);
-    for (int t = 0; t < nv - 1; t++) vstore(o[r] + c0 + t * VL, vmul(acc[r][t], sc));
-    vstore_n(o[r] + c0 + (nv - 1) * VL, vmul(acc[r][nv - 1], sc), last);
+    for (int t = 0; t < nv - 1; t++) vstore(o[r] + c0 + t * VL, acc[r][t]);
+    vstore_n(o[r] + c0 + (nv - 1) * VL, acc[r][nv - 1], last);
   }
 }
+
+// Keys per P·V pass: every row group and head-dim chunk of an item runs over one range of V rows before the next
+// range, so V is read from memory once per item instead of once per chunk (4 times at head_dim 128), and the
+// range (16 KiB of f16 rows at head_dim 128) stays in L1/L2 for the other passes.
+constexpr int PV_KEYS_PER_PASS = 64;
 
 void paged_attention(const PagedArgs& a, const PagedItem& it, float* scratch, int64_t lds, void (*exp)(const float*, float*, int)) {
   const KvPool& kv = *a.kv;
@@ -375,10 +383,11 @@ void paged_attention(const PagedArgs& a, const PagedItem& it, float* scratch, in
   auto orow = [&](int rr) { return a.out + (int64_t)(s.row_start + it.r0 + rr / group) * a.n_heads * d + (int64_t)(it.kh * group + rr % group) * d; };
   auto limit = [&](int rr) { return s.start + it.r0 + rr / group + 1; };
   // Scratch (paged_scratch_floats): score rows [rows][lds], then pointers (2 floats each): K and V rows of
-  // positions [0, ncols), the score rows' queries.
+  // positions [0, ncols), the score rows' queries; then the score rows' 1/Σp.
   const uint8_t** krows = reinterpret_cast<const uint8_t**>(scratch + (int64_t)rows * lds);
   const uint8_t** vrows = krows + lds;
   const float** q = reinterpret_cast<const float**>(vrows + lds);
+  float* inv = reinterpret_cast<float*>(q + rows);
   for (int j0 = 0; j0 < ncols; j0 += kv.block_size) {
     const int blk = s.blocks[j0 / kv.block_size], n = std::min(kv.block_size, ncols - j0);
     const uint8_t* k0 = kv.row(kv.k, a.layer, blk, 0, it.kh);
@@ -395,32 +404,46 @@ void paged_attention(const PagedArgs& a, const PagedItem& it, float* scratch, in
     case KvType::F16: scores<KvType::F16>(kv, krows, ncols, s.start + it.r0, group, rows, q, scratch, lds); break;
     case KvType::Q8_0: scores<KvType::Q8_0>(kv, krows, ncols, s.start + it.r0, group, rows, q, scratch, lds); break;
   }
-  // Softmax per score row over its own keys; the rest of the block's key range becomes 0.
-  float inv[PQ];
+  // Softmax per score row over its own keys; the rest of its row group's key range becomes 0.
   for (int r0 = 0; r0 < rows; r0 += PQ) {
     const int nr = std::min(PQ, rows - r0);
-    const float* p[PQ];
-    float* o[PQ];
     for (int r = 0; r < nr; r++) {
       float* sr = scratch + (int64_t)(r0 + r) * lds;
       const int n = limit(r0 + r);
-      inv[r] = softmax_row(sr, n, a.scale, exp);
+      inv[r0 + r] = softmax_row(sr, n, a.scale, exp);
       std::fill(sr + n, sr + limit(r0 + nr - 1), 0.f);
-      p[r] = sr;
-      o[r] = orow(r0 + r);
     }
-    const int n = limit(r0 + nr - 1);
-    // Head dims in chunks of ≤ PV vectors (q8_0 chunks stay on 32-value block boundaries).
-    const int step = kv.type == KvType::Q8_0 ? PVA * VL / QK8_0 * QK8_0 : PV * VL;
-    for (int c0 = 0; c0 < d; c0 += step) {
-      const int w = std::min(step, d - c0);
-      switch (nr) {
-        case 1: pv_chunk<1>(kv, vrows, o, p, inv, n, c0, w); break;
-        case 2: pv_chunk<2>(kv, vrows, o, p, inv, n, c0, w); break;
-        case 3: if constexpr (PQ >= 3) pv_chunk<3>(kv, vrows, o, p, inv, n, c0, w); break;
-        case 4: if constexpr (PQ >= 4) pv_chunk<4>(kv, vrows, o, p, inv, n, c0, w); break;
+  }
+  // O = P·V, key range by key range (PV_KEYS_PER_PASS), the running sums kept in the output rows; then · 1/Σp.
+  // Head dims go in chunks of ≤ PV vectors (q8_0 chunks stay on 32-value block boundaries).
+  const int step = kv.type == KvType::Q8_0 ? PVA * VL / QK8_0 * QK8_0 : PV * VL;
+  for (int j0 = 0; j0 < ncols; j0 += PV_KEYS_PER_PASS) {
+    bool pf = true;  // the first pass over this key range streams it
+    for (int r0 = 0; r0 < rows; r0 += PQ) {
+      const int nr = std::min(PQ, rows - r0), n = limit(r0 + nr - 1);  // keys this row group sees
+      if (j0 >= n) continue;
+      const int j1 = std::min(n, j0 + PV_KEYS_PER_PASS);
+      const float* p[PQ];
+      float* o[PQ];
+      for (int r = 0; r < nr; r++) p[r] = scratch + (int64_t)(r0 + r) * lds, o[r] = orow(r0 + r);
+      for (int c0 = 0; c0 < d; c0 += step) {
+        const int w = std::min(step, d - c0);
+        switch (nr) {
+          case 1: pv_chunk<1>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
+          case 2: pv_chunk<2>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
+          case 3: if constexpr (PQ >= 3) pv_chunk<3>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
+          case 4: if constexpr (PQ >= 4) pv_chunk<4>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
+        }
+        pf = false;
       }
     }
+  }
+  for (int rr = 0; rr < rows; rr++) {
+    float* o = orow(rr);
+    const vf sc = vset1(inv[rr]);
+    int c = 0;
+    for (; c + VL <= d; c += VL) vstore(o + c, vmul(vload(o + c), sc));
+    if (c < d) vstore_n(o + c, vmul(vload_n(o + c, d - c), sc), d - c);
   }
 }
 
