@@ -1,10 +1,17 @@
-// The AVX2 x16 micro-tiles (native/src/qgemm_x16_avx2.h) called directly, on cached and on DRAM-streamed
-// weights: the harness behind the prefetch findings in the README. It times tiles, not the addon, so thread
-// pool, N-API and activation quantization are left out. Timed with rdtsc: GB/s are counted at the TSC rate.
+// The x16 micro-tiles (native/src/qgemm_x16_avx2.h, or qgemm_x16.h for AVX-512) called directly, on cached and
+// on DRAM-streamed weights: the harness behind the prefetch findings in the README. It times tiles, not the addon,
+// so thread pool, N-API and activation quantization are left out. Timed with rdtsc: GB/s are counted at the TSC
+// rate.
 //
-// Build: g++ -O3 -std=c++17 -mavx2 -mfma -mf16c -I native/src bench/stream/x16_tiles.cc -o /tmp/x16_tiles
-// Usage: /tmp/x16_tiles [rounds=9]
+// Build (AVX2):    g++ -O3 -std=c++17 -mavx2 -mfma -mf16c -I native/src bench/stream/x16_tiles.cc -o /tmp/x16_tiles
+// Build (AVX-512): g++ -O3 -std=c++17 -DX16_AVX512 -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni
+//                  -mavx512dq -I native/src bench/stream/x16_tiles.cc -o /tmp/x16_tiles512
+// Usage: /tmp/x16_tiles [rounds=9] [TSC GHz=2.6]
+#ifdef X16_AVX512
+#define PHI_NS avx512
+#else
 #define PHI_NS avx2
+#endif
 #include "kernels_impl.h"
 
 #include <sys/mman.h>
@@ -46,15 +53,25 @@ int main(int argc, char** argv) {
   const int streamed_groups = 4000, cached_groups = 16;  // 110 MB (past the 32 MB L3) and 442 KB (in L2)
   const size_t q4_group = (size_t)NB * X16_Q4_SB, q8_group = (size_t)NB * 8 * X16_Q8_BLK;  // both K = 3072
   uint8_t* w = alloc_weights(streamed_groups * std::max(q4_group, q8_group));
-  std::vector<uint8_t> xq(4 * NB * 8 * BLOCK_Q8_0_BYTES + 4 * NB * BLOCK_Q8_K_BYTES, 1);
-  std::vector<int32_t> aux(4 * NB * 4, 3);
-  float y[4 * X16];
-  const double tsc_ghz = 2.6;  // this machine's TSC (cpu MHz in /proc/cpuinfo); edit for another
-  const Tile q4[] = {avx2::q4x_tile<1>, avx2::q4x_tile<2>, avx2::q4x_tile<3>, avx2::q4x_tile<4>};
-  const Tile q8[] = {avx2::q8x_tile<1>, avx2::q8x_tile<2>, avx2::q8x_tile<3>, avx2::q8x_tile<4>};
+  std::vector<uint8_t> xq(8 * NB * 8 * BLOCK_Q8_0_BYTES + 4 * NB * BLOCK_Q8_K_BYTES, 1);
+  std::vector<int32_t> aux(8 * NB * 8, 3);
+  float y[8 * X16];
+  const double tsc_ghz = argc > 2 ? std::atof(argv[2]) : 2.6;  // this machine's TSC (cpu MHz in /proc/cpuinfo)
+#ifdef X16_AVX512
+  namespace ns = avx512;
+  constexpr int tile_rows = ns::TM;
+  const Tile q4[] = {ns::q4x_tile<1>, ns::q4x_tile<2>, ns::q4x_tile<3>, ns::q4x_tile<4>, ns::q4x_tile<5>, ns::q4x_tile<6>, ns::q4x_tile<7>, ns::q4x_tile<8>};
+  const Tile q8[] = {ns::q8x_tile<1>, ns::q8x_tile<2>, ns::q8x_tile<3>, ns::q8x_tile<4>, ns::q8x_tile<5>, ns::q8x_tile<6>, ns::q8x_tile<7>, ns::q8x_tile<8>};
+#else
+  namespace ns = avx2;
+  constexpr int tile_rows = ns::X16_TM;
+  const Tile q4[] = {ns::q4x_tile<1>, ns::q4x_tile<2>, ns::q4x_tile<3>, ns::q4x_tile<4>};
+  const Tile q8[] = {ns::q8x_tile<1>, ns::q8x_tile<2>, ns::q8x_tile<3>, ns::q8x_tile<4>};
+#endif
+  static_assert(sizeof(q4) / sizeof(q4[0]) == tile_rows, "one tile per row count");
   std::printf("GB/s of weights at the %.1f GHz TSC, 1 thread, best of %d\n| format | M | cached | streamed |\n|---|---|---|---|\n", tsc_ghz, rounds);
   for (int fmt = 0; fmt < 2; fmt++)
-    for (int mt = 1; mt <= avx2::X16_TM; mt++) {
+    for (int mt = 1; mt <= tile_rows; mt++) {
       const size_t gb = fmt == 0 ? q4_group : q8_group;
       const int nb = fmt == 0 ? NB : NB * 8;
       const int64_t row = fmt == 0 ? (int64_t)NB * BLOCK_Q8_K_BYTES : (int64_t)nb * BLOCK_Q8_0_BYTES;

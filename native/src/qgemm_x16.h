@@ -8,8 +8,14 @@
 // sub-block would form one dependent chain, so they are split over PARTS accumulators (integer sums:
 // exact in any order).
 
-// Every cache line of the block group this far ahead is requested while the current one is computed: the
-// hardware prefetcher alone leaves a single weight stream short of DRAM bandwidth in decode (M = 1).
+// Every cache line of the block group this far ahead is requested into L1 while the current one is computed:
+// the hardware prefetcher alone leaves a single weight stream short of DRAM bandwidth (Q4_K tiles from DRAM at
+// 8–16 GB/s without it, bench/stream/x16_tiles.cc). Only the first row tile over a panel streams it (`PF`); the
+// later ones find it in L2, where the prefetches only cost: skipping them there made prefill 2–3% faster (medians
+// of 6 alternating rounds in one process on a Zen 5 EPYC: 69.5 → 71.5 tok/s at 1 thread, 127.4 → 130.2 at 2).
+// Tried there and dropped: one line per chunk step spread through the loop into L2 (the AVX2 tiles' scheme)
+// streamed the decode tile faster in the harness (33–37 against 31–32 GB/s), yet made real decode 8–12% slower
+// (1 thread 12.0 → 10.6 tok/s, 2 threads 19.5 → 17.9, same rounds); no prefetch for the Q8_0 decode tile tied.
 constexpr int X16_PREFETCH_BYTES = 4096;
 static inline void prefetch_span(const uint8_t* p, int bytes) {
   for (int o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + o, _MM_HINT_T0);
@@ -24,8 +30,8 @@ static inline __m512i ld512_halves(const uint8_t* p) {
 }
 static inline __m512 f16x16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
-// y rows [m0, m0+MT) × the 16 rows of the group at gp (output columns n0..n0+15).
-template <int MT>
+// y rows [m0, m0+MT) × the 16 rows of the group at gp (output columns n0..n0+15); PF: prefetch the weights.
+template <int MT, bool PF = true>
 static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
   constexpr int PARTS = MT == 1 ? 4 : MT == 2 ? 2 : 1;
   const __m512i m4 = _mm512_set1_epi8(0xF), k1 = _mm512_set1_epi32(0x3f3f3f3f), k2 = _mm512_set1_epi32(0x0f0f0f0f),
@@ -37,7 +43,7 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
   for (int m = 0; m < MT; m++) { _mm512_store_ps(acc[m], _mm512_setzero_ps()); y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes; }
   for (int sb = 0; sb < g.nb; sb++) {
     const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
-    prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
+    if (PF) prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
     const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;  // the qs of this block
     // get_scale_min_k4 for 16 rows at once (ggml's kmask trick on each row's 3 words): scales here, mins below.
     const __m512i u0 = ld512(P + X16_Q4_SCALES), u2 = ld512(P + X16_Q4_SCALES + 128);
@@ -100,7 +106,7 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
   for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(_mm512_load_ps(acc[m]), b));
 }
 
-template <int MT>
+template <int MT, bool PF = true>
 static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
   constexpr int PARTS = MT == 1 ? 4 : MT == 2 ? 2 : 1;
   const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -110,7 +116,7 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
   for (int m = 0; m < MT; m++) { acc[m] = _mm512_setzero_ps(); y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes; }
   for (int b = 0; b < g.nb; b++) {
     const uint8_t* P = gp + (int64_t)b * X16_Q8_BLK;
-    prefetch_span(P + X16_PREFETCH_BYTES, X16_Q8_BLK);
+    if (PF) prefetch_span(P + X16_PREFETCH_BYTES, X16_Q8_BLK);
     const int64_t yo = (int64_t)b * BLOCK_Q8_0_BYTES;
     __m512i s[PARTS][MT];
 #pragma GCC unroll 8
@@ -139,8 +145,17 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
   for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(acc[m], bv));
 }
 
-template <int MT> struct Q4X { template <typename... A> static void run(A&&... a) { q4x_tile<MT>(a...); } };
-template <int MT> struct Q8X { template <typename... A> static void run(A&&... a) { q8x_tile<MT>(a...); } };
+// The first row tile over a panel (m0 = 0) streams it from memory and prefetches; the others read it from L2.
+template <int MT> struct Q4X {
+  static void run(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
+    m0 == 0 ? q4x_tile<MT, true>(g, gp, aux, m0, n0) : q4x_tile<MT, false>(g, gp, aux, m0, n0);
+  }
+};
+template <int MT> struct Q8X {
+  static void run(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
+    m0 == 0 ? q8x_tile<MT, true>(g, gp, aux, m0, n0) : q8x_tile<MT, false>(g, gp, aux, m0, n0);
+  }
+};
 
 // Columns [n0, n1) (whole groups). PANEL_GROUPS groups at a time, so that with many activation rows their
 // weights stay in L2 while every TM-row tile passes over them.
