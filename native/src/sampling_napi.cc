@@ -89,7 +89,7 @@ struct Ranked {  // a top-p candidate: its probability and its index j in the ca
   int32_t j;
 };
 struct DrawScratch {
-  std::vector<int32_t> cand;
+  std::vector<int32_t> cand, kept;
   std::vector<Ranked> order, radix_tmp;
   std::vector<float> tmp;
   std::vector<double> prob;
@@ -147,10 +147,10 @@ static int32_t sample_draw(const float* sc, int n_scores, double temperature, in
     for (int j = 0; j < n; j++) w.tmp[j] = sc[cd ? cd[j] : j];
     std::nth_element(w.tmp.begin(), w.tmp.begin() + (top_k - 1), w.tmp.end(), std::greater<float>());
     const float kth = w.tmp[top_k - 1];
-    std::vector<int32_t> kept;  // ≥ k ids
+    w.kept.clear();  // ≥ k ids
     for (int j = 0; j < n; j++)
-      if (sc[cd ? cd[j] : j] >= kth) kept.push_back(cd ? cd[j] : j);
-    w.cand.assign(kept.begin(), kept.end());
+      if (sc[cd ? cd[j] : j] >= kth) w.kept.push_back(cd ? cd[j] : j);
+    std::swap(w.cand, w.kept);
     cd = w.cand.data(), m = (int)w.cand.size();
   }
   w.prob.resize(m);
