@@ -9,6 +9,7 @@ import { loadWeights } from '../src/api/load.js';
 import { NativeBackend } from '../src/tensor/native.js';
 import { ReferenceBackend } from '../src/tensor/reference.js';
 import { isQuantDType } from '../src/tensor/dtype.js';
+import { isColumnMajor } from '../src/tensor/tensor.js';
 import { golden, goldenPath } from './helpers/golden.js';
 
 const dir = tinyCheckpoint();
@@ -121,4 +122,24 @@ describe('ISQ and the pre-quantized save format', () => {
       be.setIsa(be.availableIsas()[0]!);
     });
   }
+
+  it('the native loader places LoRA factors column-major; the saved folder holds them in rows, same values', async () => {
+    const isLora = (name: string) => /\.lora_[AB]\.[^.]+\.weight$/.test(name);
+    const plain = loadWeights(dir, { isq: 'q4k', lazyMedia: false }, new ReferenceBackend());
+    const q = await Phi4MM.fromPretrained(dir, { isq: 'q4k', backend: 'native' });
+    const out = mkdtempSync(join(tmpdir(), 'phi4mm-lora-'));
+    await q.saveQuantized(out);  // reads the deferred adapters first
+    const paths = ['self_attn.qkv_proj', 'self_attn.o_proj', 'mlp.gate_up_proj', 'mlp.down_proj'] as const;
+    const factors = q.model.lm.layers.flatMap((l) => paths.flatMap((p) => [...l.adapted(p).adapters.values()].flatMap((ad) => [ad.A, ad.B])));
+    expect(factors.length).toBeGreaterThan(0);
+    for (const t of factors) expect(isColumnMajor(t)).toBe(true);
+    const names = [...plain.tensors.keys()].filter(isLora);
+    expect(names.length).toBe(factors.length);
+    const saved = loadWeights(out, { lazyMedia: false }, new ReferenceBackend());
+    for (const name of names) {
+      const t = saved.tensors.get(name)!;
+      expect(t.isContiguous(), name).toBe(true);
+      expect(t.data, name).toEqual(plain.tensors.get(name)!.data);
+    }
+  });
 });

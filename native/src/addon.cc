@@ -361,6 +361,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     return a;
   }));
   register_glue(env, exports);
+  register_lora(env, exports);
   register_paged_kv(env, exports);
   register_interleave(env, exports);
   register_encoder_ops(env, exports);

@@ -94,10 +94,11 @@ struct DeviceKernels {
   void (*from_f16)(const uint16_t* x, float* y, int64_t n);
   // One paged attention item; `exp` is the GEMM kernels' vectorized exp (the softmax's, shared).
   void (*paged_attention)(const PagedArgs& a, const PagedItem& it, float* scratch, int64_t lds, void (*exp)(const float*, float*, int));
-  // y[i, j] (+)= alpha · Σ_k x[i, k]·w[j, k] for rows [0, m), columns [n0, n1), all of K in one pass per output
-  // (row i's values depend on row i only). accumulate: y += alpha·dot, else y = dot.
-  void (*gemm_rows)(const float* x, int64_t ldx, const void* w, WType wt, int64_t ldw, float* y, int64_t ldy, int m, int k,
-                    int n0, int n1, float alpha, bool accumulate);
+  // y[i, j] (+)= alpha · Σ_k x[i, k]·wt[k, j] for rows [m0, m1), columns [n0, n1), wt = Wᵀ [K, ldw] (a column-major
+  // W): one fma per k in k order per output, so row i's values depend on row i only. accumulate: y += alpha·sum,
+  // else y = sum.
+  void (*gemm_cols)(const float* x, int64_t ldx, const void* wt, WType type, int64_t ldw, float* y, int64_t ldy, int m0, int m1,
+                    int k, int n0, int n1, float alpha, bool accumulate);
   // y[i] = Math.exp(x[i]) bit for bit, as V8 computes it (exp_fdlibm.h); y may be x.
   void (*exp_f64)(const double* x, double* y, int64_t n);
 };

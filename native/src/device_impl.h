@@ -148,7 +148,7 @@ void from_f16(const uint16_t* x, float* y, int64_t n) {
 
 #include "device_paged_attention.h"
 
-#include "device_gemm_rows.h"
+#include "device_gemm_cols.h"
 
 // Math.exp elementwise, 4 lanes at a time where the build has AVX2 (exp4_fdlibm: the same bits).
 void exp_f64(const double* x, double* y, int64_t n) {
@@ -167,7 +167,7 @@ extern const DeviceKernels device_kernels = {
 #else
     "scalar",
 #endif
-    rms_norm, rope, swiglu_rows, to_f16, from_f16, paged_attention, gemm_rows, exp_f64,
+    rms_norm, rope, swiglu_rows, to_f16, from_f16, paged_attention, gemm_cols, exp_f64,
 };
 
 }  // namespace PHI_NS

@@ -18,6 +18,7 @@ const Kernels& active_kernels();
 const DeviceKernels& active_device_kernels();
 
 void register_glue(Napi::Env env, Napi::Object exports);
+void register_lora(Napi::Env env, Napi::Object exports);
 void register_paged_kv(Napi::Env env, Napi::Object exports);
 void register_interleave(Napi::Env env, Napi::Object exports);
 void register_encoder_ops(Napi::Env env, Napi::Object exports);

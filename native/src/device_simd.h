@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "device.h"
 #include "quant_common.h"  // fp32_to_fp16: the scalar f16 encoder for tails and the generic build

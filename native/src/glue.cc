@@ -1,5 +1,5 @@
 // N-API side of the device glue ops (src/tensor/device.ts): rmsNorm, rope, swiglu, add, embedding, gatherRows
-// and LoRA row segments. Activations are f32 typed arrays read and written in place; one call covers all rows.
+// (LoRA row segments: lora_napi.cc). Activations are f32 typed arrays read and written in place; one call covers all rows.
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -201,101 +201,6 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// ---- LoRA row segments ----
-struct LoraSeg {
-  int row0, rows, r;
-  const void* a; WType at;  // [r, k]
-  const void* b; WType bt;  // [n, r]
-  float scale;
-};
-
-WType wtype_of(const Napi::Env& env, int64_t t) {
-  if (t < 0 || t > 2) throw range(env, "lora: A and B must be f32, bf16 or f16 (type 0, 1 or 2)");
-  return (WType)t;
-}
-
-// loraAdd(x, m, k, out, n, segs): segs is a flat array, per segment
-// [rowStart, rows, r, A, aType, aOffset, B, bType, bOffset, scale]; out[rows] += scale · (x[rows]·Aᵀ)·Bᵀ.
-// Both products go through the row-invariant GEMM (all of K per output), so a row's delta is the same
-// whichever rows share its segment.
-constexpr int LORA_FIELDS = 10;
-thread_local std::vector<float> g_lora_ax;  // per calling JS thread
-
-Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const Bytes x = typed(info, 0, "x"), out = typed(info, 3, "out");
-  const int m = count(info, 1, "m"), k = count(info, 2, "k"), n = count(info, 4, "n");
-  if (!info[5].IsArray()) throw Napi::TypeError::New(env, "lora: segments must be an array");
-  Napi::Array arr = info[5].As<Napi::Array>();
-  if (arr.Length() % LORA_FIELDS) throw range(env, "lora: segment array length is not a multiple of 10");
-  need(env, x, (uint64_t)m * k * 4, "lora x");
-  need(env, out, (uint64_t)m * n * 4, "lora out");
-  std::vector<LoraSeg> segs;
-  int64_t ax_size = 0;
-  for (uint32_t s = 0; s < arr.Length(); s += LORA_FIELDS) {
-    auto num = [&](uint32_t f) {
-      Napi::Value v = arr.Get(s + f);
-      if (!v.IsNumber()) throw Napi::TypeError::New(env, "lora: segment field " + std::to_string(f) + " must be a number");
-      return v.As<Napi::Number>().DoubleValue();
-    };
-    auto buf = [&](uint32_t f) {
-      Napi::Value v = arr.Get(s + f);
-      if (!v.IsTypedArray()) throw Napi::TypeError::New(env, "lora: A and B must be typed arrays");
-      auto t = v.As<Napi::TypedArray>();
-      return Bytes{static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), t.ByteLength()};
-    };
-    LoraSeg g;
-    g.row0 = (int)num(0); g.rows = (int)num(1); g.r = (int)num(2);
-    if (g.row0 < 0 || g.rows < 0 || (int64_t)g.row0 + g.rows > m) throw range(env, "linear: LoRA rows [" + std::to_string(g.row0) + ", " + std::to_string(g.row0 + g.rows) + ") outside the " + std::to_string(m) + " rows");
-    if (g.r < 1) throw range(env, "lora: rank must be positive");
-    g.at = wtype_of(env, (int64_t)num(4));
-    g.bt = wtype_of(env, (int64_t)num(7));
-    const int64_t aoff = (int64_t)num(5), boff = (int64_t)num(8);
-    const Bytes A = buf(3), B = buf(6);
-    const int ae = wtype_bytes(g.at), be = wtype_bytes(g.bt);
-    need(env, A, (uint64_t)(aoff + (int64_t)g.r * k) * ae, "lora A");
-    need(env, B, (uint64_t)(boff + (int64_t)n * g.r) * be, "lora B");
-    g.a = A.data + aoff * ae;
-    g.b = B.data + boff * be;
-    g.scale = (float)num(9);
-    segs.push_back(g);
-    ax_size += (int64_t)g.rows * g.r;
-  }
-  if (segs.empty() || m == 0) return env.Undefined();
-  if ((int64_t)g_lora_ax.size() < ax_size) g_lora_ax.resize(ax_size);
-  std::vector<float*> ax(segs.size());
-  for (size_t s = 0, o = 0; s < segs.size(); o += (size_t)segs[s].rows * segs[s].r, s++) ax[s] = g_lora_ax.data() + o;
-  const DeviceKernels& D = active_device_kernels();
-  // Work items: (segment, column chunk) for each of the two products. About 4 chunks per thread (multiples of
-  // COLS): each thread then streams long runs of contiguous weight rows, which its prefetch (gemm_tile) can run
-  // ahead in; 32-column chunks dealt out in turn left the two threads prefetching each other's rows.
-  constexpr int COLS = 32, CHUNKS_PER_THREAD = 4;
-  const int threads = shared_pool().threads();
-  auto run = [&](bool second) {
-    std::vector<std::array<int, 3>> items;  // segment, first column, chunk width
-    for (size_t s = 0; s < segs.size(); s++) {
-      if (segs[s].rows == 0) continue;
-      const int cols = second ? n : segs[s].r;
-      // rounded down, so the chunks are never fewer than threads · CHUNKS_PER_THREAD (r = 320 gives 10 of 32,
-      // not 5 of 64 split 3 : 2)
-      const int chunk = std::max(COLS, cols / (threads * CHUNKS_PER_THREAD) / COLS * COLS);
-      for (int c = 0; c < cols; c += chunk) items.push_back({(int)s, c, chunk});
-    }
-    shared_pool().run((int)items.size(), [&](int t, int) {
-      const LoraSeg& g = segs[items[t][0]];
-      const int c0 = items[t][1], w = items[t][2];
-      if (!second) {
-        D.gemm_rows(f32(x) + (int64_t)g.row0 * k, k, g.a, g.at, k, ax[items[t][0]], g.r, g.rows, k, c0, std::min(g.r, c0 + w), 1.f, false);
-      } else {
-        D.gemm_rows(ax[items[t][0]], g.r, g.b, g.bt, g.r, f32(out) + (int64_t)g.row0 * n, n, g.rows, g.r, c0, std::min(n, c0 + w), g.scale, true);
-      }
-    });
-  };
-  run(false);
-  run(true);
-  return env.Undefined();
-}
-
 }  // namespace
 
 void register_glue(Napi::Env env, Napi::Object exports) {
@@ -305,7 +210,6 @@ void register_glue(Napi::Env env, Napi::Object exports) {
   exports.Set("addInPlace", Napi::Function::New(env, Add));
   exports.Set("embedding", Napi::Function::New(env, Embedding));
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
-  exports.Set("loraAdd", Napi::Function::New(env, LoraAdd));
 }
 
 }  // namespace phi4mm

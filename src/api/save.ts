@@ -5,22 +5,23 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join } from 'node:path';
 import { writeSafetensors, type StWriteTensor } from '../io/safetensors.js';
 import { isQuantDType } from '../tensor/dtype.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { isColumnMajor, type Tensor } from '../tensor/tensor.js';
 import type { Phi4MMConfig } from '../models/phi4mm/config.js';
 import { QUANT_METADATA_KEY } from '../models/phi4mm/checkpoint.js';
 
 const SIDE_FILES = ['generation_config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'special_tokens_map.json', 'added_tokens.json', 'vocab.json', 'merges.txt'];
 
-/** `rowMajor` turns an x16 tensor back into ggml rows (default: the plain TypeScript conversion; the native
- * backend's runs on its thread pool and took half the time on one thread, 100 against 170 ms for 28 MB). */
+/** `rowMajor` turns an x16 tensor back into ggml rows and a column-major one (placed LoRA factors) into rows
+ * (default: the plain TypeScript conversions; the native backend's x16 one runs on its thread pool and took half
+ * the time on one thread, 100 against 170 ms for 28 MB). */
 export function saveQuantizedCheckpoint(srcDir: string, outDir: string, config: Phi4MMConfig, tensors: Map<string, Tensor>, isq: string,
-  rowMajor: (t: Tensor) => Tensor = (t) => t.rowMajor()): void {
+  rowMajor: (t: Tensor) => Tensor = (t) => (isQuantDType(t.dtype) ? t.rowMajor() : t.contiguous())): void {
   if (existsSync(join(outDir, 'model.safetensors'))) throw new Error(`${outDir} already holds a model.safetensors; choose an empty folder`);
   mkdirSync(outDir, { recursive: true });
   const quant: Record<string, { dtype: string; shape: number[] }> = {};
   const entries: StWriteTensor[] = [];
   for (const [name, loaded] of [...tensors.entries()].sort(([a], [b]) => a.localeCompare(b))) {
-    const t = isQuantDType(loaded.dtype) ? rowMajor(loaded) : loaded; // disk holds ggml rows, never x16
+    const t = isQuantDType(loaded.dtype) || isColumnMajor(loaded) ? rowMajor(loaded) : loaded; // disk holds rows, never x16
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     if (isQuantDType(t.dtype)) {
       quant[name] = { dtype: t.dtype, shape: [...t.shape] };

@@ -88,6 +88,8 @@ export interface StrictWeightsOptions {
    * per 4 KiB) and converts it in place to the row order its kernels read (src/quant/interleave.ts).
    */
   place?: (t: Tensor) => Tensor;
+  /** Called once for every plain (unquantized) tensor with its checkpoint name; returns the tensor the model keeps. */
+  placePlain?: (name: string, t: Tensor) => Tensor;
   /** Memory for a pre-quantized weight's bytes (the native backend's allocWeights: huge pages from the start). */
   alloc?: (bytes: number) => Uint8Array;
   /**
@@ -164,7 +166,7 @@ export class StrictWeights implements WeightSource {
     let store = as ?? this.policy(name, shape);
     if (isQuantDType(store) && (shape.length !== 2 || shape[1]! % formatOf(store).blockSize !== 0)) store = 'f32';
     const loaded = this.load(name, shape, info.dtype, store);
-    const t = isQuantDType(loaded.dtype) ? this.placed(loaded) : loaded;
+    const t = isQuantDType(loaded.dtype) ? this.placed(loaded) : this.options.placePlain ? this.options.placePlain(name, loaded) : loaded;
     this.count(t);
     return t;
   }

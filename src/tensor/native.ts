@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
-import { Tensor } from './tensor.js';
+import { isColumnMajor, Tensor } from './tensor.js';
 import { isQuantDType, type QuantDType } from './dtype.js';
 import { NativeDevice } from './native_device.js';
 
@@ -23,6 +23,8 @@ const BLOCK_Q8_0_BYTES = 34;
 const ADDON_FILE = 'native/build/Release/phi4mm_native.node';
 /** ArrayBuffers from allocWeights (already on huge pages). */
 const onHugePages = new WeakSet<ArrayBufferLike>();
+const PLACEMENT_SLAB_BYTES = 64 * 2 ** 20;
+const PLACEMENT_ALIGN_BYTES = 64;
 
 /** The raw addon surface (see native/src/addon.cc, glue.cc and paged_attention.cc for the argument order). */
 export interface NativeAddon {
@@ -65,6 +67,8 @@ export interface NativeAddon {
   embedding(table: Float32Array | Uint16Array | Uint8Array, type: number, elemOffset: number, vocab: number, dim: number, ids: Int32Array, out: Float32Array): void;
   gatherRows(x: Float32Array, dim: number, rows: Int32Array, out: Float32Array): void;
   loraAdd(x: Float32Array, m: number, k: number, out: Float32Array, n: number, segs: (number | Float32Array | Uint16Array)[]): void;
+  transpose16(src: Uint16Array, rows: number, cols: number, dst: Uint16Array): void;
+  transpose32(src: Float32Array, rows: number, cols: number, dst: Float32Array): void;
   kvAlloc(type: number, layers: number, numBlocks: number, blockSize: number, nKvHeads: number, headDim: number): unknown;
   kvWrite(kv: unknown, layer: number, src: Float32Array, rowStride: number, kOffset: number, vOffset: number, meta: Int32Array, tables: Int32Array): void;
   kvCopyBlocks(kv: unknown, src: Int32Array, dst: Int32Array): void;
@@ -102,6 +106,7 @@ export class NativeBackend implements Backend {
    * each query row over its own prefix in a fixed order.
    */
   readonly device: NativeDevice;
+  private slab: { bytes: Uint8Array; used: number } | null = null;  // placementBytes
 
   private constructor(private readonly lib: Addon) {
     this.device = new NativeDevice(lib, this);
@@ -159,8 +164,54 @@ export class NativeBackend implements Backend {
     return new Tensor(w.dtype, w.shape, w.data, undefined, 0, 'x16');
   }
 
-  /** An x16 weight's ggml rows (a new tensor), natively; `Tensor.rowMajor` is the plain equivalent. */
+  /**
+   * A plain 2-D [rows, cols] weight stored column-major (strides [1, rows]): a new buffer on huge pages holding
+   * its transpose, the order the LoRA GEMM reads A and B in (native/src/device_gemm_cols.h). Same values, same
+   * logical shape; already column-major tensors come back as they are.
+   */
+  columnMajor(t: Tensor): Tensor {
+    if (isColumnMajor(t)) return t;
+    if (t.ndim !== 2 || !(t.dtype === 'f32' || t.dtype === 'bf16' || t.dtype === 'f16')) throw new Error(`columnMajor: needs a 2-D f32/bf16/f16 tensor, got ${t.dtype}${JSON.stringify(t.shape)}`);
+    const [rows, cols] = t.shape as [number, number];
+    const c = t.contiguous();
+    const at = this.placementBytes(rows * cols * (t.dtype === 'f32' ? 4 : 2));
+    if (t.dtype === 'f32') {
+      const dst = new Float32Array(at.buffer, at.byteOffset, rows * cols);
+      this.lib.transpose32((c.data as Float32Array).subarray(c.offset, c.offset + rows * cols), rows, cols, dst);
+      return new Tensor('f32', [rows, cols], dst, [1, rows]);
+    }
+    const dst = new Uint16Array(at.buffer, at.byteOffset, rows * cols);
+    this.lib.transpose16((c.data as Uint16Array).subarray(c.offset, c.offset + rows * cols), rows, cols, dst);
+    return new Tensor(t.dtype, [rows, cols], dst, [1, rows]);
+  }
+
+  /**
+   * Memory for a placed weight: cut from huge-page slabs of PLACEMENT_SLAB_BYTES, 64-byte aligned (a LoRA factor
+   * is 1–10 MB; each in its own allocWeights would leave up to 2 MiB of its last huge page unused). A slab is freed
+   * when no weight in it is referenced any more.
+   */
+  private placementBytes(bytes: number): Uint8Array {
+    const need = Math.ceil(Math.max(bytes, 1) / PLACEMENT_ALIGN_BYTES) * PLACEMENT_ALIGN_BYTES;
+    if (need > PLACEMENT_SLAB_BYTES / 4) return this.allocWeights(need).subarray(0, bytes);
+    if (!this.slab || this.slab.used + need > this.slab.bytes.length) this.slab = { bytes: this.allocWeights(PLACEMENT_SLAB_BYTES), used: 0 };
+    const out = this.slab.bytes.subarray(this.slab.used, this.slab.used + bytes);
+    this.slab.used += need;
+    return out;
+  }
+
+  /**
+   * A weight as the save format holds it, natively: an x16 quantized weight's ggml rows, or a column-major plain
+   * weight's rows (new tensors); `Tensor.rowMajor` / `contiguous` are the plain equivalents.
+   */
   rowMajorOf(w: Tensor): Tensor {
+    if (isColumnMajor(w)) {
+      const [rows, cols] = w.shape as [number, number];
+      const Ctor = w.dtype === 'f32' ? Float32Array : Uint16Array;
+      const out = new Ctor(rows * cols);
+      if (w.dtype === 'f32') this.lib.transpose32((w.data as Float32Array).subarray(w.offset, w.offset + rows * cols), cols, rows, out as Float32Array);
+      else this.lib.transpose16((w.data as Uint16Array).subarray(w.offset, w.offset + rows * cols), cols, rows, out as Uint16Array);
+      return new Tensor(w.dtype, w.shape, out);
+    }
     if (w.layout !== 'x16') return w;
     const [rows, k] = w.shape as [number, number];
     const out = new Uint8Array((w.data as Uint8Array).length);

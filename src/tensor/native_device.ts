@@ -8,7 +8,7 @@ import type { NativeAddon, NativeBackend } from './native.js';
 import { HostBuf, HostDevice, hostData, type HostDeviceOptions } from './host_device.js';
 import { isQuantDType } from './dtype.js';
 import { kvRowBytes } from './host_kv.js';
-import type { Tensor } from './tensor.js';
+import { isColumnMajor, type Tensor } from './tensor.js';
 
 const KV_DTYPE = { f32: 0, f16: 1, q8_0: 2 } as const;
 const PLAIN_WTYPE = { f32: 0, bf16: 1, f16: 2 } as const;
@@ -46,6 +46,7 @@ function encodeSeqs(seqs: readonly SeqRows[]): { meta: Int32Array; tables: Int32
 export class NativeDevice extends HostDevice {
   // Parameters that must be contiguous for the addon, copied once per tensor object.
   private readonly contiguous = new WeakMap<Tensor, Tensor>();
+  private readonly transposed = new WeakMap<Tensor, Tensor>();  // columnMajorOf
 
   constructor(private readonly lib: NativeAddon, private readonly backend: NativeBackend, opts: HostDeviceOptions = {}) {
     super(backend, opts);
@@ -82,7 +83,8 @@ export class NativeDevice extends HostDevice {
     super.linear(x, m, w, out);
     if (!lora || lora.length === 0) return;
     const xs = host(x, 'linear x'), ys = host(out, 'linear out');
-    // Flat, 10 fields per segment: rowStart, rows, r, A, A type, A offset, B, B type, B offset, scale.
+    // Flat, 10 fields per segment: rowStart, rows, r, A, A type, A offset, B, B type, B offset, scale; A and B
+    // column-major (native/src/lora_napi.cc).
     const segs: (number | Float32Array | Uint16Array)[] = [];
     for (const s of lora) {
       if (s.rows === 0) continue;
@@ -94,7 +96,7 @@ export class NativeDevice extends HostDevice {
         this.quantizedLora(xs, k, ys, n, s);
         continue;
       }
-      const a = this.contiguousOf(s.a), b = this.contiguousOf(s.b);
+      const a = this.columnMajorOf(s.a), b = this.columnMajorOf(s.b);
       segs.push(s.rowStart, s.rows, r, a.data as Float32Array | Uint16Array, this.wtype(a), a.offset, b.data as Float32Array | Uint16Array, this.wtype(b), b.offset, s.scale);
     }
     if (segs.length > 0) this.lib.loraAdd(xs, m, k, ys, n, segs);
@@ -147,6 +149,17 @@ export class NativeDevice extends HostDevice {
 
   private wtype(t: Tensor): number {
     return PLAIN_WTYPE[t.dtype as keyof typeof PLAIN_WTYPE];
+  }
+
+  /**
+   * A LoRA factor as the addon reads it: column-major, as the loader places them for this backend; any other is
+   * transposed once per tensor object here (a second copy, kept while the tensor lives).
+   */
+  private columnMajorOf(t: Tensor): Tensor {
+    if (isColumnMajor(t)) return t;
+    let c = this.transposed.get(t);
+    if (!c) this.transposed.set(t, (c = this.backend.columnMajor(t)));
+    return c;
   }
 
   private contiguousOf(t: Tensor): Tensor {

@@ -205,6 +205,14 @@ export function rowBytesOf(t: Tensor): number {
   return (t.shape[1]! / f.blockSize) * f.bytesPerBlock;
 }
 
+/**
+ * A 2-D plain tensor stored column-major (strides [1, rows]): its buffer holds the transpose, row-major. The
+ * native backend places LoRA factors this way (NativeBackend.columnMajor).
+ */
+export function isColumnMajor(t: Tensor): boolean {
+  return t.ndim === 2 && !isQuantDType(t.dtype) && t.shape[0]! > 1 && t.strides[0] === 1 && t.strides[1] === t.shape[0];
+}
+
 /** The ggml bytes of row j of a quantized tensor (a view for 'rows'; copied into `scratch` for x16). */
 export function quantRowBytes(t: Tensor, j: number, scratch?: Uint8Array): Uint8Array {
   const rb = rowBytesOf(t), u8 = t.data as Uint8Array;

@@ -1,14 +1,12 @@
-// The native DeviceOps' glue ops (rmsNorm, rope, swiglu, add, embedding, gatherRows, LoRA row segments) against
+// The native DeviceOps' glue ops (rmsNorm, rope, swiglu, add, embedding, gatherRows; LoRA: lora.test.ts) against
 // the host device over the reference backend (the TypeScript oracle), on odd shapes, for every ISA at 1 and 2
 // threads.
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadAddon } from '../../src/tensor/native.js';
 import type { NativeDevice } from '../../src/tensor/native_device.js';
 import type { Buf } from '../../src/tensor/device.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { encodeBf16, encodeF16 } from '../../src/tensor/dtype.js';
 import { quantizeMatrix } from '../../src/quant/index.js';
-import type { LoraSegment } from '../../src/tensor/device.js';
 import { hbuf as buf, oracle } from './device_oracle.js';
 import { expectWithin, loadNative, NO_NATIVE, rng, U32 } from './util.js';
 
@@ -127,41 +125,6 @@ describe.skipIf(NO_NATIVE)('native device glue ops', () => {
           expect(out.data, `embedding ${t.dtype}`).toEqual(want(ids.length * hid, (o) => oracle.embedding(t, ids, o)));
         }
         expect(() => dev.embedding(tables[0]!, Int32Array.from([vocab]), dev.alloc(hid))).toThrow(/token id 13 at 0 is outside the vocabulary \[0, 13\)/);
-      });
-
-      it.skipIf(!has)(`${tag}: linear with LoRA row segments (bf16/f16/f32 A and B, rows without adapter)`, () => {
-        setup();
-        const r = rng(15);
-        const m = 9, k = 70, n = 601; // n: 64-column chunks at 2 threads, several per thread, the last one short
-        const w = new Tensor('f32', [n, k], r(n * k));
-        const x = r(m * k, -2, 2);
-        const ad1 = { a: new Tensor('bf16', [5, k], encodeBf16(r(5 * k))), b: new Tensor('bf16', [n, 5], encodeBf16(r(n * 5))) };
-        const ad2 = { a: new Tensor('f32', [3, k], r(3 * k)), b: new Tensor('f16', [n, 3], encodeF16(r(n * 3))) };
-        const segs: LoraSegment[] = [
-          { rowStart: 0, rows: 2, ...ad1, scale: 2 },
-          // rows 2..3 use no adapter
-          { rowStart: 4, rows: 4, ...ad2, scale: 0.75 },
-          { rowStart: 8, rows: 1, ...ad1, scale: 2 },
-        ];
-        const ref = want(m * n, (o) => oracle.linear(buf(x), m, w, o, segs));
-        // Error bound from the magnitudes: each product sums K terms in f32, |err| ≤ ~K·2^-24·Σ|terms|.
-        const abs = (t: Tensor) => new Tensor('f32', t.shape, Float32Array.from(t.f32(), Math.abs));
-        const mag = want(m * n, (o) => oracle.linear(buf(x.map(Math.abs)), m, abs(w), o, segs.map((s) => ({ ...s, a: abs(s.a), b: abs(s.b) }))));
-        const out = dev.alloc(m * n);
-        dev.linear(buf(x), m, w, out, segs);
-        expectWithin(out.data, ref, Float64Array.from(mag, (v) => 2 * (k + 8) * U32 * v), `${tag} linear+lora`);
-        // Batch invariance of the LoRA delta: each row alone gives the same bits as inside its segment.
-        const lib = loadAddon();
-        const flat = (s: LoraSegment, row0: number, rows: number) => [row0, rows, s.a.shape[0]!, s.a.data as Uint16Array, s.a.dtype === 'f32' ? 0 : s.a.dtype === 'bf16' ? 1 : 2, 0, s.b.data as Uint16Array, s.b.dtype === 'f32' ? 0 : s.b.dtype === 'bf16' ? 1 : 2, 0, s.scale];
-        const all = new Float32Array(m * n);
-        lib.loraAdd(x, m, k, all, n, segs.flatMap((s) => flat(s, s.rowStart, s.rows)));
-        for (const s of segs)
-          for (let i = s.rowStart; i < s.rowStart + s.rows; i++) {
-            const one = new Float32Array(n);
-            lib.loraAdd(x.subarray(i * k, (i + 1) * k), 1, k, one, n, flat(s, 0, 1));
-            expect(one, `row ${i}`).toEqual(all.subarray(i * n, (i + 1) * n));
-          }
-        expect(() => dev.linear(buf(x), m, w, out, [{ rowStart: 8, rows: 2, ...ad1, scale: 1 }])).toThrow(/LoRA rows \[8, 10\) outside the 9 rows/);
       });
     }
   }
