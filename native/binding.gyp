@@ -72,7 +72,7 @@
     {
       'target_name': 'phi4mm_native',
       'sources': ['src/addon.cc', 'src/pool.cc', 'src/quantize.cc', 'src/quantize_weights.cc', 'src/qgemm_ref.cc', 'src/encoder_ops.cc',
-                  'src/glue.cc', 'src/paged_attention.cc', 'src/interleave.cc', 'src/encoder_napi.cc', 'src/isq_napi.cc', 'src/memory_napi.cc', 'src/sampling_napi.cc'],
+                  'src/glue.cc', 'src/lora_napi.cc', 'src/paged_attention.cc', 'src/interleave.cc', 'src/encoder_napi.cc', 'src/isq_napi.cc', 'src/memory_napi.cc', 'src/sampling_napi.cc'],
       # The quantizers must round every float32 operation as ggml's C does (bit-exact with src/quant): no
       # fused multiply-add contraction (and no -ffast-math anywhere in this target).
       'cflags': ['-ffp-contract=off'],
