@@ -19,6 +19,7 @@ constexpr int GC_M = 2, GC_V = 2;
 // K per pass: a packed panel of GC_V·VL columns × GC_KC rows in f32 (AVX-512: 64 × 128 × 4 B = 32 KiB) stays in
 // L1 while every row tile of the item passes over it; the partial sums go out to memory and back between passes.
 constexpr int GC_KC = 128;
+constexpr int GC_PACK_PF_ROWS = 16;  // packing prefetches this many weight rows ahead
 constexpr int64_t GC_GROUP_BYTES = 256 * 1024;  // running sums of a column group (below)
 
 template <WType T>
@@ -178,11 +179,16 @@ void gemm_cols_t(const float* x, int64_t ldx, const void* w, int64_t ldw, float*
       const int cols = std::min(TW, n1 - j0), nv = (cols + VL - 1) / VL, last = cols - (nv - 1) * VL;
       const int64_t at = (int64_t)k0 * ldw + j0;
       float* panel = g_gc_panel.data();
-      for (int kk = 0; kk < kn; kk++)
+      for (int kk = 0; kk < kn; kk++) {
+        // The panel's rows lie ldw apart, one or two lines each: too short for the hardware prefetcher.
+        if (kk + GC_PACK_PF_ROWS < kn)
+          for (int b = 0; b < cols * wtype_bytes(T); b += 64)
+            __builtin_prefetch((const char*)w + (at + (int64_t)(kk + GC_PACK_PF_ROWS) * ldw) * wtype_bytes(T) + b, 0, 3);
         for (int v = 0; v < nv; v++) {
           const int64_t src = at + (int64_t)kk * ldw + v * VL;
           vstore(panel + kk * TW + v * VL, v < nv - 1 || last == VL ? loadw<T>(w, src) : loadw_n<T>(w, src, last));
         }
+      }
       for (int i0 = m0; i0 < m1; i0 += GC_M)
         gc_tile_mv<WType::F32>(std::min(GC_M, m1 - i0), nv, last, x + (int64_t)i0 * ldx + k0, ldx, panel, TW, p + (int64_t)i0 * ldp + j0, ldp,
                                y + (int64_t)i0 * ldy + j0, ldy, kn, k0 == 0, alpha, out);
