@@ -77,6 +77,29 @@ Napi::Value Conv3x3s2(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// conv3x3s2Pair(x, h, w, c, w0, b0, w1, b1, out): conv3x3s2(x, h, w, c, 1, w0, b0, relu) then
+// conv3x3s2(·, c, c, w1, b1, no relu) into out, without the intermediate image (encoder_ops.h).
+Napi::Value Conv3x3s2Pair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes x = typed(info, 0, "x"), w0 = typed(info, 4, "w0"), b0 = typed(info, 5, "b0"), w1 = typed(info, 6, "w1"), b1 = typed(info, 7, "b1"),
+              out = typed(info, 8, "out");
+  const int h = count(info, 1, "h"), w = count(info, 2, "w"), c = count(info, 3, "c");
+  const int h1 = (h + 2 - 3) / 2 + 1, wd1 = (w + 2 - 3) / 2 + 1, h2 = (h1 + 2 - 3) / 2 + 1, wd2 = (wd1 + 2 - 3) / 2 + 1;
+  need(env, x, (uint64_t)h * w * 4, "conv3x3s2Pair x");
+  for (const auto& [b, what] : {std::pair{w0, "conv3x3s2Pair w0"}, std::pair{w1, "conv3x3s2Pair w1"}}) need(env, b, (uint64_t)9 * c * 4, what);
+  need(env, b0, (uint64_t)c * 4, "conv3x3s2Pair b0");
+  need(env, b1, (uint64_t)c * 4, "conv3x3s2Pair b1");
+  need(env, out, (uint64_t)h2 * wd2 * c * 4, "conv3x3s2Pair out");
+  if (h == 0 || w == 0) return env.Undefined();
+  parallel_rows(h2, 1, [&](int y0, int y1) {
+    thread_local std::vector<float> ring;
+    if (ring.size() < (size_t)3 * wd1 * c) ring.resize((size_t)3 * wd1 * c);
+    encoder_ops::conv3x3s2_pair(reinterpret_cast<const float*>(x.data), h, w, c, reinterpret_cast<const float*>(w0.data), reinterpret_cast<const float*>(b0.data),
+                                reinterpret_cast<const float*>(w1.data), reinterpret_cast<const float*>(b1.data), reinterpret_cast<float*>(out.data), y0, y1, ring.data());
+  });
+  return env.Undefined();
+}
+
 // relu(x): x = max(x, 0) in place.
 Napi::Value Relu(const Napi::CallbackInfo& info) {
   const Bytes x = typed(info, 0, "x");
@@ -113,6 +136,7 @@ void register_encoder_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("geluTanh", Napi::Function::New(env, GeluTanh));
   exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
   exports.Set("conv3x3s2", Napi::Function::New(env, Conv3x3s2));
+  exports.Set("conv3x3s2Pair", Napi::Function::New(env, Conv3x3s2Pair));
   exports.Set("relu", Napi::Function::New(env, Relu));
   exports.Set("hasBf16Compute", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Boolean::New(i.Env(), has_avx512bf16()); }));
 }

@@ -45,25 +45,64 @@ void gelu_tanh(const float* x, float* y, int64_t i0, int64_t i1, ExpFn exp) {
   }
 }
 
+namespace {
+// One output row of a 3×3 / stride 2 / padding 1 conv from its three input rows (null: outside the image, i.e.
+// zero padding), each [w, cin]: bias, then the taps in (ky, kx) order, then ReLU when asked.
+void conv_row(const float* const rows[3], int w, int c, int cin, const float* weight, const float* bias, bool relu, float* dst_row) {
+  const int wo = (w + 2 - 3) / 2 + 1;
+  for (int q = 0; q < wo; q++) {
+    float* dst = dst_row + (int64_t)q * c;
+    for (int ch = 0; ch < c; ch++) dst[ch] = bias[ch];
+    for (int ky = 0; ky < 3; ky++) {
+      if (!rows[ky]) continue;
+      for (int kx = 0; kx < 3; kx++) {
+        const int ix = 2 * q - 1 + kx;
+        if (ix < 0 || ix >= w) continue;
+        tap_fma(dst, rows[ky] + (int64_t)ix * cin, cin == 1 ? 0 : 1, weight + (ky * 3 + kx) * c, c);
+      }
+    }
+    if (relu) relu_run(dst, c);
+  }
+}
+}  // namespace
+
 void conv3x3s2(const float* x, int h, int w, int c, int cin, const float* weight, const float* bias, bool relu, float* out, int y0, int y1) {
   const int wo = (w + 2 - 3) / 2 + 1;
-  for (int y = y0; y < y1; y++)
-    for (int q = 0; q < wo; q++) {
-      float* dst = out + ((int64_t)y * wo + q) * c;
-      for (int ch = 0; ch < c; ch++) dst[ch] = bias[ch];
-      for (int ky = 0; ky < 3; ky++) {
-        const int iy = 2 * y - 1 + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (int kx = 0; kx < 3; kx++) {
-          const int ix = 2 * q - 1 + kx;
-          if (ix < 0 || ix >= w) continue;
-          const float* src = x + ((int64_t)iy * w + ix) * cin;
-          const float* wt = weight + (ky * 3 + kx) * c;
-          tap_fma(dst, src, cin == 1 ? 0 : 1, wt, c);
-        }
-      }
-      if (relu) relu_run(dst, c);
+  for (int y = y0; y < y1; y++) {
+    const float* rows[3];
+    for (int ky = 0; ky < 3; ky++) {
+      const int iy = 2 * y - 1 + ky;
+      rows[ky] = iy < 0 || iy >= h ? nullptr : x + (int64_t)iy * w * cin;
     }
+    conv_row(rows, w, c, cin, weight, bias, relu, out + (int64_t)y * wo * c);
+  }
+}
+
+void conv3x3s2_pair(const float* x, int h, int w, int c, const float* w0, const float* b0, const float* w1, const float* b1, float* out,
+                    int y0, int y1, float* ring) {
+  const int h1 = (h + 2 - 3) / 2 + 1, wd1 = (w + 2 - 3) / 2 + 1, wd2 = (wd1 + 2 - 3) / 2 + 1;
+  int held[3] = {-1, -1, -1};  // the first conv's row in each ring slot
+  auto first = [&](int r) -> const float* {
+    float* slot = ring + (int64_t)(r % 3) * wd1 * c;
+    if (held[r % 3] != r) {
+      const float* rows[3];
+      for (int ky = 0; ky < 3; ky++) {
+        const int iy = 2 * r - 1 + ky;
+        rows[ky] = iy < 0 || iy >= h ? nullptr : x + (int64_t)iy * w;
+      }
+      conv_row(rows, w, c, 1, w0, b0, true, slot);
+      held[r % 3] = r;
+    }
+    return slot;
+  };
+  for (int y = y0; y < y1; y++) {
+    const float* rows[3];
+    for (int ky = 0; ky < 3; ky++) {
+      const int iy = 2 * y - 1 + ky;
+      rows[ky] = iy < 0 || iy >= h1 ? nullptr : first(iy);
+    }
+    conv_row(rows, wd1, c, c, w1, b1, false, out + (int64_t)y * wd2 * c);
+  }
 }
 
 void relu(float* x, int64_t i0, int64_t i1) { relu_run(x + i0, i1 - i0); }

@@ -15,6 +15,12 @@ void gelu_tanh(const float* x, float* y, int64_t i0, int64_t i1, ExpFn exp);
 // input channel broadcast to c outputs), weight tap-major [9, c], bias [c] → output rows [y0, y1) of
 // out [h', w', c], each value bias + Σ taps in (ky, kx) order, then max(·, 0) when relu.
 void conv3x3s2(const float* x, int h, int w, int c, int cin, const float* weight, const float* bias, bool relu, float* out, int y0, int y1);
+// conv3x3s2(x [h, w, 1] → c channels, ReLU) then conv3x3s2(depthwise, no ReLU): output rows [y0, y1) of the
+// second, [h'', w'', c], without the first's [h', w', c] image (245 MB for 30 s of audio). Its rows are computed
+// into `ring` (3 × w' × c floats) as the second needs them, by the same operations, so the values are the two
+// calls' bits.
+void conv3x3s2_pair(const float* x, int h, int w, int c, const float* w0, const float* b0, const float* w1, const float* b1, float* out,
+                    int y0, int y1, float* ring);
 // x[i] = max(x[i], 0) for i in [i0, i1).
 void relu(float* x, int64_t i0, int64_t i1);
 // Rows [r0, r1) of x [rows, dim]: (x − mean) / sqrt(var + eps) · w (+ b), mean and variance in double.

@@ -44,6 +44,11 @@ export interface Backend {
   geluTanh(x: Float32Array, out?: Float32Array): Float32Array;
   /** The audio subsampling conv, see ops.conv3x3s2: x [h, w, cin] → [⌈h/2⌉, ⌈w/2⌉, c]. */
   conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array;
+  /**
+   * conv3x3s2(x, h, w, c, 1, w0, b0, relu) then conv3x3s2(·, c, c, w1, b1, no relu): x [h, w] → [h'', w'', c], the
+   * same values as the two calls, without materializing the first's [h', w', c] image.
+   */
+  conv3x3s2Pair(x: Float32Array, h: number, w: number, c: number, w0: Float32Array, b0: Float32Array, w1: Float32Array, b1: Float32Array, out?: Float32Array): Float32Array;
   /** x = max(x, 0) in place; returns x. */
   relu(x: Float32Array): Float32Array;
   /** Per-row LayerNorm of x [rows, dim] (out may be x): (x − mean) / sqrt(var + eps) · w (+ b). */

@@ -29,6 +29,11 @@ export class ReferenceBackend implements Backend {
     return conv3x3s2(x, h, w, c, cin, weight, bias, relu, out);
   }
 
+  conv3x3s2Pair(x: Float32Array, h: number, w: number, c: number, w0: Float32Array, b0: Float32Array, w1: Float32Array, b1: Float32Array, out?: Float32Array): Float32Array {
+    const first = conv3x3s2(x, h, w, c, 1, w0, b0, true);
+    return conv3x3s2(first, Math.floor((h - 1) / 2) + 1, Math.floor((w - 1) / 2) + 1, c, c, w1, b1, false, out);
+  }
+
   relu(x: Float32Array): Float32Array {
     for (let i = 0; i < x.length; i++) if (!(x[i]! > 0)) x[i] = 0;
     return x;

@@ -72,6 +72,23 @@ describe.skipIf(NO_NATIVE)('native encoder ops', () => {
           expect(Array.from(nb.relu(r))).toEqual(Array.from(want));
         });
 
+        it('conv3x3s2Pair: the bits of its two native convs (ring of first-conv rows), the reference within the sum error', () => {
+          use();
+          const g = rng(17);
+          // h 1, 2 and odd/even; 29 rows split over threads with one extra first-conv row per task edge.
+          for (const [h, w, c] of [[1, 1, 1], [2, 3, 2], [7, 5, 3], [29, 80, 33], [16, 10, 130]] as const) {
+            const w0 = g(9 * c), b0 = g(c), w1 = g(9 * c), b1 = g(c), x = g(h * w, -2, 2);
+            const two = nb.conv3x3s2(nb.conv3x3s2(x, h, w, c, 1, w0, b0, true), Math.floor((h - 1) / 2) + 1, Math.floor((w - 1) / 2) + 1, c, c, w1, b1, false);
+            const pair = nb.conv3x3s2Pair(x, h, w, c, w0, b0, w1, b1);
+            expect(pair, `pair ${h}x${w}x${c}`).toEqual(two);
+            const want = ref.conv3x3s2Pair(x, h, w, c, w0, b0, w1, b1);
+            // The second conv's terms are bounded by |b1| + 9·19 (|first| ≤ 19, |w1| ≤ 1): 10 roundings of ≤ 172,
+            // plus the first conv's error carried through 9 taps of |w1| ≤ 1.
+            expectWithin(pair, want, new Float64Array(want.length).fill((10 * 172 + 9 * 10 * 19) * U32), `pair vs reference ${h}x${w}x${c}`);
+          }
+          expect(() => nb.conv3x3s2Pair(g(12), 4, 3, 2, g(18), g(2), g(18), g(2), new Float32Array(1))).toThrow(/conv3x3s2Pair out/);
+        });
+
         it('layerNorm: same double-precision statistics as the reference (1 f32 ulp), with and without bias', () => {
           use();
           const g = rng(12);

@@ -8,7 +8,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { geluErf } from '../../tensor/ops.js';
 import { Linear } from '../../nn/layers.js';
 import type { WeightSource } from '../../nn/weights.js';
-import { ConformerBlock, tapMajor } from './audio_encoder_layers.js';
+import { ConformerBlock, Scratch, tapMajor } from './audio_encoder_layers.js';
 
 export const AUDIO_EMBED_PREFIX = 'model.embed_tokens_extend.audio_embed';
 /** Subsampled frames per encoder chunk; longer inputs are zero-padded and unfolded (hard-coded upstream). */
@@ -98,13 +98,22 @@ export class NemoConvSubsampling {
     for (let b = 0; b < n; b++) {
       let img = x.subarray(b * tIn * fIn, (b + 1) * tIn * fIn);
       let h = tIn, w = fIn;
-      // First conv (1 input channel broadcast to C) + ReLU → [h', w', C].
-      img = be.conv3x3s2(img, h, w, c, 1, this.conv0, this.conv0Bias, true);
-      h = convOut(h); w = convOut(w);
-      for (const st of this.stages) {
-        const dw = be.conv3x3s2(img, h, w, c, c, st.dwWeight, st.dwBias, false);
-        h = convOut(h); w = convOut(w);
+      // First conv (1 input channel broadcast to C) + ReLU → [h', w', C], then per stage the depthwise conv, the
+      // pointwise one and ReLU. The first conv goes with the first depthwise one: its image is never stored.
+      this.stages.forEach((st, s) => {
+        let dw: Float32Array;
+        if (s === 0) {
+          dw = be.conv3x3s2Pair(img, h, w, c, this.conv0, this.conv0Bias, st.dwWeight, st.dwBias);
+          h = convOut(convOut(h)); w = convOut(convOut(w));
+        } else {
+          dw = be.conv3x3s2(img, h, w, c, c, st.dwWeight, st.dwBias, false);
+          h = convOut(h); w = convOut(w);
+        }
         img = be.relu(be.linear(dw, h * w, st.pw, st.pwBias));
+      });
+      if (this.stages.length === 0) {
+        img = be.conv3x3s2(img, h, w, c, 1, this.conv0, this.conv0Bias, true);
+        h = convOut(h); w = convOut(w);
       }
       // [t', F', C] → [t', C·F'] (torch: transpose(1, 2).reshape(b, t, -1) of [C, t', F']).
       const f = new Float32Array(h * c * w);
@@ -199,7 +208,8 @@ export class ConformerEncoder {
     const bias = this.relativeAttentionBiasLayer.forward(len);
     if (trace) trace.relativeAttentionBias = bias;
 
-    for (const block of this.encoders) x = block.forward(be, x, m, len, masks, bias);
+    const scratch = new Scratch();
+    for (const block of this.encoders) x = block.forward(be, x, m, len, masks, bias, scratch);
 
     if (chunks * len === t) return x;
     const out = new Float32Array(n * t * c); // drop the unfold padding
