@@ -101,8 +101,10 @@ for (const threads of THREADS) {
     const Bm = new Tensor('bf16', [QKV, LORA_RANK], encodeBf16(rand(QKV * LORA_RANK, 9).map((v) => v / 50)));
     const x = rand(batch * HIDDEN, 10), out = new Float32Array(batch * QKV);
     const lib = (dev as unknown as { lib: import('../src/tensor/native.js').NativeAddon }).lib;
+    // The addon reads the factors column-major, as the loader places them (NativeBackend.columnMajor).
+    const Ac = be.columnMajor(A), Bc = be.columnMajor(Bm);
     report(`lora qkv delta native, 8 rows (${threads}t)`, timeUs(() => {
-      lib.loraAdd(x, batch, HIDDEN, out, QKV, [0, batch, LORA_RANK, A.data as Uint16Array, 1, 0, Bm.data as Uint16Array, 1, 0, 2]);
+      lib.loraAdd(x, batch, HIDDEN, out, QKV, [0, batch, LORA_RANK, Ac.data as Uint16Array, 1, 0, Bc.data as Uint16Array, 1, 0, 2]);
     }));
     report(`lora qkv delta GEMM+GEMM+TS add, 8 rows (${threads}t)`, timeUs(() => {
       const ax = be.linear(x, batch, A);
