@@ -57,6 +57,39 @@ Napi::Value GeluTanh(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// swishGate(x, rows, w, b1|null, b2|null, out): out [rows, w] = (x[:, :w] (+ b1)) · silu-gate(x[:, w:] (+ b2))
+// (encoder_ops.h; the TypeScript ops.swishGate's bits).
+Napi::Value SwishGate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes x = typed(info, 0, "x"), b1 = typed_or_null(info, 3, "b1"), b2 = typed_or_null(info, 4, "b2"), out = typed(info, 5, "out");
+  const int rows = count(info, 1, "rows"), w = count(info, 2, "w");
+  need(env, x, (uint64_t)rows * 2 * w * 4, "swishGate x");
+  if (b1.data) need(env, b1, (uint64_t)w * 4, "swishGate b1");
+  if (b2.data) need(env, b2, (uint64_t)w * 4, "swishGate b2");
+  need(env, out, (uint64_t)rows * w * 4, "swishGate out");
+  const auto exp = active_device_kernels().exp_f64;
+  parallel_rows(rows, 1, [&](int r0, int r1) {
+    encoder_ops::swish_gate(reinterpret_cast<const float*>(x.data), w, reinterpret_cast<const float*>(b1.data), reinterpret_cast<const float*>(b2.data),
+                            reinterpret_cast<float*>(out.data), r0, r1, exp);
+  });
+  return env.Undefined();
+}
+
+// silu(x, out): out = x / (1 + e^−x) element-wise in f64 (out may be x; the TypeScript ops.silu's bits).
+Napi::Value Silu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes x = typed(info, 0, "x"), out = typed(info, 1, "out");
+  const int64_t n = (int64_t)(x.size / 4);
+  need(env, out, (uint64_t)n * 4, "silu out");
+  const auto exp = active_device_kernels().exp_f64;
+  constexpr int64_t TASK = 1 << 16;  // values per pool task
+  const int tasks = (int)((n + TASK - 1) / TASK);
+  shared_pool().run(tasks, [&](int t, int) {
+    encoder_ops::silu(reinterpret_cast<const float*>(x.data), reinterpret_cast<float*>(out.data), t * TASK, std::min(n, (t + 1) * TASK), exp);
+  });
+  return env.Undefined();
+}
+
 // conv3x3s2(x, h, w, c, cin, weight, bias, relu, out): the audio subsampling convs (encoder_ops.h).
 Napi::Value Conv3x3s2(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -134,6 +167,8 @@ Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
 void register_encoder_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("linearBf16", Napi::Function::New(env, LinearBf16));
   exports.Set("geluTanh", Napi::Function::New(env, GeluTanh));
+  exports.Set("swishGate", Napi::Function::New(env, SwishGate));
+  exports.Set("silu", Napi::Function::New(env, Silu));
   exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
   exports.Set("conv3x3s2", Napi::Function::New(env, Conv3x3s2));
   exports.Set("conv3x3s2Pair", Napi::Function::New(env, Conv3x3s2Pair));

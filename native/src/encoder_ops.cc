@@ -105,6 +105,36 @@ void conv3x3s2_pair(const float* x, int h, int w, int c, const float* w0, const 
   }
 }
 
+void swish_gate(const float* x, int w, const float* b1, const float* b2, float* out, int r0, int r1, ExpF64 exp) {
+  alignas(64) double g[CHUNK], e[CHUNK];
+  for (int r = r0; r < r1; r++) {
+    const float* a = x + (int64_t)r * 2 * w;
+    float* o = out + (int64_t)r * w;
+    for (int j0 = 0; j0 < w; j0 += CHUNK) {
+      const int n = std::min(CHUNK, w - j0);
+      for (int j = 0; j < n; j++) {
+        g[j] = b2 ? (double)(a[w + j0 + j] + b2[j0 + j]) : (double)a[w + j0 + j];
+        e[j] = -g[j];
+      }
+      exp(e, e, n);
+      for (int j = 0; j < n; j++) {
+        const double up = b1 ? (double)(a[j0 + j] + b1[j0 + j]) : (double)a[j0 + j];
+        o[j0 + j] = (float)(up * (g[j] / (1 + e[j])));
+      }
+    }
+  }
+}
+
+void silu(const float* x, float* out, int64_t i0, int64_t i1, ExpF64 exp) {
+  alignas(64) double e[CHUNK];
+  for (int64_t c0 = i0; c0 < i1; c0 += CHUNK) {
+    const int n = (int)std::min<int64_t>(CHUNK, i1 - c0);
+    for (int j = 0; j < n; j++) e[j] = -(double)x[c0 + j];
+    exp(e, e, n);
+    for (int j = 0; j < n; j++) out[c0 + j] = (float)((double)x[c0 + j] / (1 + e[j]));
+  }
+}
+
 void relu(float* x, int64_t i0, int64_t i1) { relu_run(x + i0, i1 - i0); }
 
 void layer_norm(const float* x, float* y, int dim, const float* w, const float* b, float eps, int r0, int r1) {

@@ -21,6 +21,13 @@ void conv3x3s2(const float* x, int h, int w, int c, int cin, const float* weight
 // calls' bits.
 void conv3x3s2_pair(const float* x, int h, int w, int c, const float* w0, const float* b0, const float* w1, const float* b1, float* out,
                     int y0, int y1, float* ring);
+// Rows [r0, r1) of out [rows, w] = (x[:, :w] (+ b1)) · s(x[:, w:] (+ b2)), s(g) = g / (1 + e^−g), x [rows, 2w]:
+// the conformer's FFN (no biases) and GLU gates. The TypeScript expression's operations: bias adds rounded to f32,
+// the rest in f64 with `exp` = Math.exp bit for bit (exp_f64, exp_fdlibm.h), rounded once; so the same bits.
+using ExpF64 = void (*)(const double* x, double* y, int64_t n);
+void swish_gate(const float* x, int w, const float* b1, const float* b2, float* out, int r0, int r1, ExpF64 exp);
+// out[i] = x[i] / (1 + e^−x[i]) for i in [i0, i1), in f64 as the TypeScript silu, rounded once (out may be x).
+void silu(const float* x, float* out, int64_t i0, int64_t i1, ExpF64 exp);
 // x[i] = max(x[i], 0) for i in [i0, i1).
 void relu(float* x, int64_t i0, int64_t i1);
 // Rows [r0, r1) of x [rows, dim]: (x − mean) / sqrt(var + eps) · w (+ b), mean and variance in double.

@@ -49,6 +49,10 @@ export interface Backend {
    * same values as the two calls, without materializing the first's [h', w', c] image.
    */
   conv3x3s2Pair(x: Float32Array, h: number, w: number, c: number, w0: Float32Array, b0: Float32Array, w1: Float32Array, b1: Float32Array, out?: Float32Array): Float32Array;
+  /** ops.swishGate: out [rows, w] = (x[:, :w] (+ b1)) · swish(x[:, w:] (+ b2)), x [rows, 2w]; the same bits on every backend. */
+  swishGate(x: Float32Array, rows: number, w: number, b1: Float32Array | null, b2: Float32Array | null, out?: Float32Array): Float32Array;
+  /** ops.silu element-wise, x [n] → out [n] (out may be x); the same bits on every backend. */
+  silu(x: Float32Array, out?: Float32Array): Float32Array;
   /** x = max(x, 0) in place; returns x. */
   relu(x: Float32Array): Float32Array;
   /** Per-row LayerNorm of x [rows, dim] (out may be x): (x − mean) / sqrt(var + eps) · w (+ b). */

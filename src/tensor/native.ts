@@ -35,6 +35,8 @@ export interface NativeAddon {
   geluTanh(x: Float32Array, out: Float32Array): void;
   conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out: Float32Array): void;
   conv3x3s2Pair(x: Float32Array, h: number, w: number, c: number, w0: Float32Array, b0: Float32Array, w1: Float32Array, b1: Float32Array, out: Float32Array): void;
+  swishGate(x: Float32Array, rows: number, w: number, b1: Float32Array | null, b2: Float32Array | null, out: Float32Array): void;
+  silu(x: Float32Array, out: Float32Array): void;
   relu(x: Float32Array): void;
   layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array | null, eps: number, out: Float32Array): void;
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean, out: Float32Array): void;
@@ -269,6 +271,18 @@ export class NativeBackend implements Backend {
     const half = (n: number) => Math.floor((n - 1) / 2) + 1;
     const y = out ?? new Float32Array(half(half(h)) * half(half(w)) * c);
     this.lib.conv3x3s2Pair(x, h, w, c, w0, b0, w1, b1, y);
+    return y;
+  }
+
+  swishGate(x: Float32Array, rows: number, w: number, b1: Float32Array | null, b2: Float32Array | null, out?: Float32Array): Float32Array {
+    const y = out ?? new Float32Array(rows * w);
+    this.lib.swishGate(x, rows, w, b1, b2, y);
+    return y;
+  }
+
+  silu(x: Float32Array, out?: Float32Array): Float32Array {
+    const y = out ?? new Float32Array(x.length);
+    this.lib.silu(x, y);
     return y;
   }
 

@@ -50,6 +50,23 @@ export function silu(x: Float32Array, out: Float32Array = new Float32Array(x.len
   return out;
 }
 
+/**
+ * out [rows, w] = (x[:, :w] (+ b1)) · (g / (1 + e^−g)), g = x[:, w:] (+ b2), x [rows, 2w]: the conformer's FFN gate
+ * (no biases: up · swish(gate)) and GLU ((a + b1) · swish(g + b2)). Bias adds in f32, as torch adds f32 tensors;
+ * the rest in f64, rounded once.
+ */
+export function swishGate(x: Float32Array, rows: number, w: number, b1: Float32Array | null, b2: Float32Array | null, out: Float32Array = new Float32Array(rows * w)): Float32Array {
+  for (let r = 0; r < rows; r++) {
+    const o = r * 2 * w;
+    for (let j = 0; j < w; j++) {
+      const g = b2 ? Math.fround(x[o + w + j]! + b2[j]!) : x[o + w + j]!;
+      const up = b1 ? Math.fround(x[o + j]! + b1[j]!) : x[o + j]!;
+      out[r * w + j] = up * (g / (1 + Math.exp(-g)));
+    }
+  }
+  return out;
+}
+
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 /** GELU, tanh approximation (torch `gelu(approximate='tanh')`, HF `gelu_pytorch_tanh`). */
 export function geluTanh(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {

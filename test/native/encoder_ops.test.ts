@@ -72,6 +72,26 @@ describe.skipIf(NO_NATIVE)('native encoder ops', () => {
           expect(Array.from(nb.relu(r))).toEqual(Array.from(want));
         });
 
+        it('swishGate (with and without biases) and silu: the TypeScript ops bit for bit (f64 with Math.exp\'s port)', () => {
+          use();
+          const g = rng(18);
+          for (const [rows, w] of [[1, 1], [3, 7], [5, 1537], [70, 33]] as const) {
+            const x = g(rows * 2 * w, -30, 30), b1 = g(w), b2 = g(w);
+            x[0] = -0;  // signed zero stays as the TypeScript expression leaves it
+            for (const [p, q] of [[null, null], [b1, b2]] as const) {
+              expect(nb.swishGate(x, rows, w, p, q), `swishGate ${rows}x${w} ${p ? 'biases' : 'none'}`).toEqual(ref.swishGate(x, rows, w, p, q));
+            }
+          }
+          const x = g(200_003, -100, 100);
+          x.set([0, -0, 1e-30, -745, 745, NaN, Infinity, -Infinity], 0);
+          expect(nb.silu(x)).toEqual(ref.silu(x));
+          const inPlace = Float32Array.from(x);
+          nb.silu(inPlace, inPlace);
+          expect(inPlace).toEqual(ref.silu(x));
+          expect(() => nb.swishGate(g(6), 2, 2, null, null, new Float32Array(3))).toThrow(/swishGate x/);
+          expect(() => nb.swishGate(g(8), 2, 2, g(1), null, new Float32Array(4))).toThrow(/swishGate b1/);
+        });
+
         it('conv3x3s2Pair: the bits of its two native convs (ring of first-conv rows), the reference within the sum error', () => {
           use();
           const g = rng(17);

@@ -4,7 +4,6 @@
 // and the attention see the sequence boundaries.
 import type { Backend } from '../../tensor/backend.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { silu } from '../../tensor/ops.js';
 import { LayerNorm, Linear } from '../../nn/layers.js';
 import type { WeightSource } from '../../nn/weights.js';
 import type { AudioConfig } from './audio_encoder.js';
@@ -57,14 +56,7 @@ export class FeedForward {
     const i = this.net2.inFeatures, c = this.layerNorm.dim;
     const ln = this.layerNorm.forward(be, x, rows, s.get('ffn.ln', rows * c));
     const upGate = this.net0.forward(be, ln, rows, s.get('ffn.upGate', rows * 2 * i)); // [rows, 2I] = [up | gate]
-    const h = s.get('ffn.h', rows * i);
-    for (let r = 0; r < rows; r++) {
-      const o = r * 2 * i;
-      for (let j = 0; j < i; j++) {
-        const g = upGate[o + i + j]!;
-        h[r * i + j] = upGate[o + j]! * (g / (1 + Math.exp(-g))); // opposite order to the text MLP's gate, up
-      }
-    }
+    const h = be.swishGate(upGate, rows, i, null, null, s.get('ffn.h', rows * i)); // up · swish(gate): the text MLP's order reversed
     return this.net2.forward(be, h, rows, s.get('ffn.out', rows * c));
   }
 }
@@ -118,15 +110,7 @@ export class GluPointWiseConv {
   forward(be: Backend, x: Float32Array, rows: number, s = new Scratch()): Float32Array {
     const e = this.b1.length;
     const ag = this.extPwConv1d.forward(be, x, rows, s.get('glu.ag', rows * 2 * e)); // [rows, 2E] = [a | g]
-    const out = s.get('glu.out', rows * e);
-    for (let r = 0; r < rows; r++) {
-      const o = r * 2 * e;
-      for (let j = 0; j < e; j++) {
-        const g = Math.fround(ag[o + e + j]! + this.b2[j]!);
-        out[r * e + j] = Math.fround(ag[o + j]! + this.b1[j]!) * (g / (1 + Math.exp(-g)));
-      }
-    }
-    return out;
+    return be.swishGate(ag, rows, e, this.b1, this.b2, s.get('glu.out', rows * e));
   }
 }
 
@@ -188,7 +172,7 @@ export class ConvModule {
     const rows = n * t;
     const h = this.glu.forward(be, this.layerNorm.forward(be, x, rows, s.get('conv.ln', rows * this.layerNorm.dim)), rows, s);
     const d = this.dwSepConv1d.forward(be, h, n, t, s);
-    return this.extPwConv1d.forward(be, silu(d, d), rows, s.get('conv.out', rows * this.extPwConv1d.outChannels));
+    return this.extPwConv1d.forward(be, be.silu(d, d), rows, s.get('conv.out', rows * this.extPwConv1d.outChannels));
   }
 }
 
