@@ -170,7 +170,9 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
 }
 
 // transpose16(src, rows, cols, dst) / transpose32: dst [cols, rows] = srcᵀ for 2- or 4-byte elements (bf16/f16
-// bits or f32), in 64 × 64 blocks so both sides are read and written a cache line at a time.
+// bits or f32). In tiles of one cache line of elements each way, turned in a local buffer, so every line of dst
+// is written whole, once: written element by element in 64 × 64 blocks, dst lines N·2 bytes apart (32 KiB for
+// gate_up's B) fell into a few cache sets and the transpose ran at 0.16 GB/s.
 template <typename E>
 Napi::Value Transpose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -179,15 +181,19 @@ Napi::Value Transpose(const Napi::CallbackInfo& info) {
   need(env, src, (uint64_t)rows * cols * sizeof(E), "transpose src");
   need(env, dst, (uint64_t)rows * cols * sizeof(E), "transpose dst");
   if (src.data == dst.data) throw range(env, "transpose: src and dst must not be the same buffer");
-  constexpr int BLOCK = 64;
+  constexpr int TILE = 64 / sizeof(E);  // elements per cache line
   const E* s = reinterpret_cast<const E*>(src.data);
   E* d = reinterpret_cast<E*>(dst.data);
-  const int row_blocks = (rows + BLOCK - 1) / BLOCK;
-  shared_pool().run(row_blocks, [&](int b, int) {
-    const int i0 = b * BLOCK, i1 = std::min(rows, i0 + BLOCK);
-    for (int j0 = 0; j0 < cols; j0 += BLOCK)
-      for (int i = i0; i < i1; i++)
-        for (int j = j0; j < std::min(cols, j0 + BLOCK); j++) d[(int64_t)j * rows + i] = s[(int64_t)i * cols + j];
+  const int row_tiles = (rows + TILE - 1) / TILE;
+  shared_pool().run(row_tiles, [&](int b, int) {
+    E tile[TILE][TILE];
+    const int i0 = b * TILE, ti = std::min(TILE, rows - i0);
+    for (int j0 = 0; j0 < cols; j0 += TILE) {
+      const int tj = std::min(TILE, cols - j0);
+      for (int i = 0; i < ti; i++)
+        for (int j = 0; j < tj; j++) tile[j][i] = s[(int64_t)(i0 + i) * cols + j0 + j];
+      for (int j = 0; j < tj; j++) std::memcpy(d + (int64_t)(j0 + j) * rows + i0, tile[j], (size_t)ti * sizeof(E));
+    }
   });
   return env.Undefined();
 }
