@@ -217,7 +217,11 @@ export function loadWeights(dir: string, options: LoadOptions, backend: Backend)
 export function backendWeightOptions(backend: object): StrictWeightsOptions {
   const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;
   if (!nativeQuant) return {};
-  return { quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), placePlain: plainPlacement(backend), alloc: allocator(backend), quantizeBf16: bf16Quantizer(backend) };
+  const placePlain = plainPlacement(backend);
+  return {
+    quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), alloc: allocator(backend), quantizeBf16: bf16Quantizer(backend),
+    ...(placePlain ? { placePlain, placesPlainCopy: (name: string) => LORA_FACTOR_KEY.test(name) } : {}),
+  };
 }
 
 /** peft's LoRA factors: `{prefix}.lora_A.{adapter}.weight` [r, in] and `{prefix}.lora_B.{adapter}.weight` [out, r]. */

@@ -1,7 +1,7 @@
 // Strict weight loading. Modules ask for each tensor by checkpoint name and expected shape; problems are
 // collected (not thrown one by one) so `finish()` reports every missing, mis-shaped and unused key at once.
 import { isQuantDType, type QuantDType } from '../tensor/dtype.js';
-import { Tensor } from '../tensor/tensor.js';
+import { numel, Tensor } from '../tensor/tensor.js';
 import { rawToF32, type SafetensorsCheckpoint, type StTensorInfo } from '../io/safetensors.js';
 import { formatOf } from '../quant/index.js';
 
@@ -90,6 +90,11 @@ export interface StrictWeightsOptions {
   place?: (t: Tensor) => Tensor;
   /** Called once for every plain (unquantized) tensor with its checkpoint name; returns the tensor the model keeps. */
   placePlain?: (name: string, t: Tensor) => Tensor;
+  /**
+   * Whether placePlain copies the tensor `name` into memory of its own (the native backend's LoRA factors): then
+   * its bytes are read into the reused staging buffer, sparing a fresh buffer's page faults.
+   */
+  placesPlainCopy?: (name: string) => boolean;
   /** Memory for a pre-quantized weight's bytes (the native backend's allocWeights: huge pages from the start). */
   alloc?: (bytes: number) => Uint8Array;
   /**
@@ -167,6 +172,7 @@ export class StrictWeights implements WeightSource {
     if (isQuantDType(store) && (shape.length !== 2 || shape[1]! % formatOf(store).blockSize !== 0)) store = 'f32';
     const loaded = this.load(name, shape, info.dtype, store);
     const t = isQuantDType(loaded.dtype) ? this.placed(loaded) : this.options.placePlain ? this.options.placePlain(name, loaded) : loaded;
+    if (t.data.buffer === this.stagingBuf?.buffer) throw new Error(`internal: ${name} was read into the staging buffer but not copied out by placePlain`);
     this.count(t);
     return t;
   }
@@ -217,7 +223,8 @@ export class StrictWeights implements WeightSource {
 
   private load(name: string, shape: readonly number[], srcDtype: string, store: StorageDType): Tensor {
     if (store === 'bf16' && srcDtype === 'BF16') {
-      const raw = this.src.readRaw(name);
+      const copied = this.options.placePlain && this.options.placesPlainCopy?.(name);
+      const raw = this.src.readRaw(name, copied ? this.staging(numel(shape) * 2) : undefined);
       return new Tensor('bf16', shape, new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2));
     }
     const [rows, k] = shape as [number, number];
