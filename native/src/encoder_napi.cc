@@ -42,19 +42,25 @@ Napi::Value LinearBf16(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// geluTanh(x, out): out = gelu_pytorch_tanh(x) element-wise (out may be x).
-Napi::Value GeluTanh(const Napi::CallbackInfo& info) {
+// An element-wise op (x, out): op(x, out, i0, i1) over the pool in ranges of ELEMENTWISE_TASK values.
+constexpr int64_t ELEMENTWISE_TASK = 1 << 16;
+template <typename F>
+Napi::Value elementwise(const Napi::CallbackInfo& info, const char* out_name, F&& op) {
   Napi::Env env = info.Env();
   const Bytes x = typed(info, 0, "x"), out = typed(info, 1, "out");
   const int64_t n = (int64_t)(x.size / 4);
-  need(env, out, (uint64_t)n * 4, "geluTanh out");
+  need(env, out, (uint64_t)n * 4, out_name);
   const float* xf = reinterpret_cast<const float*>(x.data);
   float* yf = reinterpret_cast<float*>(out.data);
-  const auto exp = active_kernels().exp;
-  constexpr int64_t TASK = 1 << 16;  // values per pool task
-  const int tasks = (int)((n + TASK - 1) / TASK);
-  shared_pool().run(tasks, [&](int t, int) { encoder_ops::gelu_tanh(xf, yf, t * TASK, std::min(n, (t + 1) * TASK), exp); });
+  const int tasks = (int)((n + ELEMENTWISE_TASK - 1) / ELEMENTWISE_TASK);
+  shared_pool().run(tasks, [&](int t, int) { op(xf, yf, t * ELEMENTWISE_TASK, std::min(n, (t + 1) * ELEMENTWISE_TASK)); });
   return env.Undefined();
+}
+
+// geluTanh(x, out): out = gelu_pytorch_tanh(x) element-wise (out may be x).
+Napi::Value GeluTanh(const Napi::CallbackInfo& info) {
+  const auto exp = active_kernels().exp;
+  return elementwise(info, "geluTanh out", [&](const float* x, float* y, int64_t i0, int64_t i1) { encoder_ops::gelu_tanh(x, y, i0, i1, exp); });
 }
 
 // swishGate(x, rows, w, b1|null, b2|null, out): out [rows, w] = (x[:, :w] (+ b1)) · silu-gate(x[:, w:] (+ b2))
@@ -77,17 +83,8 @@ Napi::Value SwishGate(const Napi::CallbackInfo& info) {
 
 // silu(x, out): out = x / (1 + e^−x) element-wise in f64 (out may be x; the TypeScript ops.silu's bits).
 Napi::Value Silu(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const Bytes x = typed(info, 0, "x"), out = typed(info, 1, "out");
-  const int64_t n = (int64_t)(x.size / 4);
-  need(env, out, (uint64_t)n * 4, "silu out");
   const auto exp = active_device_kernels().exp_f64;
-  constexpr int64_t TASK = 1 << 16;  // values per pool task
-  const int tasks = (int)((n + TASK - 1) / TASK);
-  shared_pool().run(tasks, [&](int t, int) {
-    encoder_ops::silu(reinterpret_cast<const float*>(x.data), reinterpret_cast<float*>(out.data), t * TASK, std::min(n, (t + 1) * TASK), exp);
-  });
-  return env.Undefined();
+  return elementwise(info, "silu out", [&](const float* x, float* y, int64_t i0, int64_t i1) { encoder_ops::silu(x, y, i0, i1, exp); });
 }
 
 // conv3x3s2(x, h, w, c, cin, weight, bias, relu, out): the audio subsampling convs (encoder_ops.h).
