@@ -221,6 +221,7 @@ export function backendWeightOptions(backend: object): StrictWeightsOptions {
   return {
     quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), alloc: allocator(backend), quantizeBf16: bf16Quantizer(backend),
     ...(placePlain ? { placePlain, placesPlainCopy: (name: string) => LORA_FACTOR_KEY.test(name) } : {}),
+    ...plainAllocator(backend),
   };
 }
 
@@ -254,6 +255,12 @@ function placement(backend: object): ((t: Tensor) => Tensor) | undefined {
 function allocator(backend: object): ((bytes: number) => Uint8Array) | undefined {
   const a = (backend as { allocWeights?: (bytes: number) => Uint8Array }).allocWeights;
   return a ? (n) => a.call(backend, n) : undefined;
+}
+
+/** The backend's memory for plain weights, when it has some (the native backend: huge-page slabs). */
+function plainAllocator(backend: object): Pick<StrictWeightsOptions, 'allocPlain'> {
+  const a = (backend as { placementBytes?: (bytes: number) => Uint8Array }).placementBytes;
+  return a ? { allocPlain: (n) => a.call(backend, n) } : {};
 }
 
 /** The backend's ISQ from raw bf16 bits, when it has one (the native backend). */

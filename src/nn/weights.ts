@@ -98,6 +98,11 @@ export interface StrictWeightsOptions {
   /** Memory for a pre-quantized weight's bytes (the native backend's allocWeights: huge pages from the start). */
   alloc?: (bytes: number) => Uint8Array;
   /**
+   * Memory for a bf16 weight kept as stored (the encoders' linears; the native backend cuts it from huge-page
+   * slabs): read into fresh 4 KiB pages, their faults and zeroing took two fifths of the audio encoder's first read.
+   */
+  allocPlain?: (bytes: number) => Uint8Array;
+  /**
    * ISQ straight from a bf16 checkpoint's raw bits (same bytes as `quantize` on the widened values): no f32
    * copy of the tensor is made, which saves a pass over 4 bytes per weight and keeps peak RSS down.
    */
@@ -224,7 +229,8 @@ export class StrictWeights implements WeightSource {
   private load(name: string, shape: readonly number[], srcDtype: string, store: StorageDType): Tensor {
     if (store === 'bf16' && srcDtype === 'BF16') {
       const copied = this.options.placePlain && this.options.placesPlainCopy?.(name);
-      const raw = this.src.readRaw(name, copied ? this.staging(numel(shape) * 2) : undefined);
+      const bytes = numel(shape) * 2;
+      const raw = this.src.readRaw(name, copied ? this.staging(bytes) : this.options.allocPlain?.(bytes));
       return new Tensor('bf16', shape, new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2));
     }
     const [rows, k] = shape as [number, number];

@@ -193,7 +193,7 @@ export class NativeBackend implements Backend {
    * is 1–10 MB; each in its own allocWeights would leave up to 2 MiB of its last huge page unused). A slab is freed
    * when no weight in it is referenced any more.
    */
-  private placementBytes(bytes: number): Uint8Array {
+  placementBytes(bytes: number): Uint8Array {
     const need = Math.ceil(Math.max(bytes, 1) / PLACEMENT_ALIGN_BYTES) * PLACEMENT_ALIGN_BYTES;
     if (need > PLACEMENT_SLAB_BYTES / 4) return this.allocWeights(need).subarray(0, bytes);
     if (!this.slab || this.slab.used + need > this.slab.bytes.length) this.slab = { bytes: this.allocWeights(PLACEMENT_SLAB_BYTES), used: 0 };
