@@ -40,17 +40,17 @@ inline vf loadw_n(const void* b, int64_t i, int n) {
 enum class GcOut { Partial, Accumulate };
 
 // One tile: mr rows × nv vectors, the last vector `last` lanes wide (all VL when full), over kn values of k.
-// x: row 0's first k (row stride ldx); w: the panel's first k row at the tile's first column (stride ldw); p and
-// y: the tile's corner (strides ldp, ldy). The sums start from p unless first.
-template <int mr, int nv, bool full, WType T>
-inline void gc_tile(const float* x, int64_t ldx, const void* w, int64_t ldw, float* p, int64_t ldp, float* y, int64_t ldy, int kn,
+// x: row 0's first k (row stride ldx); w: the packed f32 panel at the tile's first column (stride ldw); p and y:
+// the tile's corner (strides ldp, ldy). The sums start from p unless first.
+template <int mr, int nv, bool full>
+inline void gc_tile(const float* x, int64_t ldx, const float* w, int64_t ldw, float* p, int64_t ldp, float* y, int64_t ldy, int kn,
                     bool first, int last, float alpha, GcOut out) {
   vf acc[mr][nv];
   for (int i = 0; i < mr; i++)
     for (int v = 0; v < nv; v++) acc[i][v] = first ? vzero() : !full && v == nv - 1 ? vload_n(p + i * ldp + v * VL, last) : vload(p + i * ldp + v * VL);
   for (int kk = 0; kk < kn; kk++) {
     vf wv[nv];
-    for (int v = 0; v < nv; v++) wv[v] = !full && v == nv - 1 ? loadw_n<T>(w, kk * ldw + v * VL, last) : loadw<T>(w, kk * ldw + v * VL);
+    for (int v = 0; v < nv; v++) wv[v] = !full && v == nv - 1 ? vload_n(w + kk * ldw + v * VL, last) : vload(w + kk * ldw + v * VL);
     for (int i = 0; i < mr; i++) {
       const vf xb = vset1(x[i * ldx + kk]);
       for (int v = 0; v < nv; v++) acc[i][v] = vfma(xb, wv[v], acc[i][v]);
@@ -71,25 +71,24 @@ inline void gc_tile(const float* x, int64_t ldx, const void* w, int64_t ldw, flo
     }
 }
 
-template <int nv, bool full, WType T>
-inline void gc_tile_m(int mr, const float* x, int64_t ldx, const void* w, int64_t ldw, float* p, int64_t ldp, float* y, int64_t ldy,
+template <int nv, bool full>
+inline void gc_tile_m(int mr, const float* x, int64_t ldx, const float* w, int64_t ldw, float* p, int64_t ldp, float* y, int64_t ldy,
                       int kn, bool first, int last, float alpha, GcOut out) {
   switch (mr) {
-#define GC_CASE(M) case M: if constexpr (GC_M >= M) gc_tile<M, nv, full, T>(x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
+#define GC_CASE(M) case M: if constexpr (GC_M >= M) gc_tile<M, nv, full>(x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
     GC_CASE(1) GC_CASE(2) GC_CASE(3) GC_CASE(4) GC_CASE(5) GC_CASE(6)
 #undef GC_CASE
   }
 }
 
-template <WType T>
-inline void gc_tile_mv(int mr, int nv, int last, const float* x, int64_t ldx, const void* w, int64_t ldw, float* p, int64_t ldp, float* y,
+inline void gc_tile_mv(int mr, int nv, int last, const float* x, int64_t ldx, const float* w, int64_t ldw, float* p, int64_t ldp, float* y,
                        int64_t ldy, int kn, bool first, float alpha, GcOut out) {
-  if (nv == GC_V && last == VL) return gc_tile_m<GC_V, true, T>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out);
+  if (nv == GC_V && last == VL) return gc_tile_m<GC_V, true>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out);
   switch (nv) {  // the right edge: fewer vectors, the last one masked
-    case 1: gc_tile_m<1, false, T>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
-    case 2: if constexpr (GC_V >= 2) gc_tile_m<2, false, T>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
-    case 3: if constexpr (GC_V >= 3) gc_tile_m<3, false, T>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
-    case 4: if constexpr (GC_V >= 4) gc_tile_m<4, false, T>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
+    case 1: gc_tile_m<1, false>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
+    case 2: if constexpr (GC_V >= 2) gc_tile_m<2, false>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
+    case 3: if constexpr (GC_V >= 3) gc_tile_m<3, false>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
+    case 4: if constexpr (GC_V >= 4) gc_tile_m<4, false>(mr, x, ldx, w, ldw, p, ldp, y, ldy, kn, first, last, alpha, out); break;
   }
 }
 
@@ -190,8 +189,8 @@ void gemm_cols_t(const float* x, int64_t ldx, const void* w, int64_t ldw, float*
         }
       }
       for (int i0 = m0; i0 < m1; i0 += GC_M)
-        gc_tile_mv<WType::F32>(std::min(GC_M, m1 - i0), nv, last, x + (int64_t)i0 * ldx + k0, ldx, panel, TW, p + (int64_t)i0 * ldp + j0, ldp,
-                               y + (int64_t)i0 * ldy + j0, ldy, kn, k0 == 0, alpha, out);
+        gc_tile_mv(std::min(GC_M, m1 - i0), nv, last, x + (int64_t)i0 * ldx + k0, ldx, panel, TW, p + (int64_t)i0 * ldp + j0, ldp,
+                   y + (int64_t)i0 * ldy + j0, ldy, kn, k0 == 0, alpha, out);
     }
   }
 }
