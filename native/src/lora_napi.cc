@@ -45,7 +45,8 @@ constexpr int LORA_FEW_ROWS = 8, LORA_ITEM_ROWS = 120, LORA_ITEM_COLS = 32, LORA
 thread_local std::vector<float> g_lora_ax;     // per calling JS thread: u of every segment
 thread_local std::vector<float> g_lora_chunk;  // per thread: chunk sums of the first product
 
-struct Item { int seg, r0, r1, c0, c1; };
+// Rows [r0, r1) × columns [c0, c1) of one segment's product; chunk ≥ 0: only that K chunk of the first product, into its slot.
+struct Item { int seg, r0, r1, c0, c1, chunk = -1; };
 
 // Column chunks × row chunks of a rows × cols product.
 void split(std::vector<Item>& items, int seg, int rows, int cols, int threads) {
@@ -125,7 +126,7 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
     if (g.rows <= LORA_FEW_ROWS && chunks > 1) {
       slot[s] = few_size;
       few_size += (int64_t)chunks * g.rows * g.r;
-      for (int c = 0; c < chunks; c++) items.push_back({(int)s, c, -1, 0, g.r});  // r0 holds the chunk
+      for (int c = 0; c < chunks; c++) items.push_back({(int)s, 0, g.rows, 0, g.r, c});
     } else {
       split(items, (int)s, g.rows, g.r, threads);
     }
@@ -134,9 +135,9 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
   shared_pool().run((int)items.size(), [&](int t, int) {
     const Item& it = items[t];
     const LoraSeg& g = segs[it.seg];
-    if (it.r1 < 0) {
-      const int c = it.r0;
-      D.gemm_cols(xa(g, c), k, at(g, c), g.at, g.r, few.data() + slot[it.seg] + (int64_t)c * g.rows * g.r, g.r, 0, g.rows, chunk_len(c), 0, g.r, 1.f, false);
+    if (it.chunk >= 0) {
+      const int c = it.chunk;
+      D.gemm_cols(xa(g, c), k, at(g, c), g.at, g.r, few.data() + slot[it.seg] + (int64_t)c * g.rows * g.r, g.r, it.r0, it.r1, chunk_len(c), it.c0, it.c1, 1.f, false);
       return;
     }
     const int rows = it.r1 - it.r0, cols = it.c1 - it.c0;
