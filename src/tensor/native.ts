@@ -177,15 +177,18 @@ export class NativeBackend implements Backend {
     if (t.ndim !== 2 || !(t.dtype === 'f32' || t.dtype === 'bf16' || t.dtype === 'f16')) throw new Error(`columnMajor: needs a 2-D f32/bf16/f16 tensor, got ${t.dtype}${JSON.stringify(t.shape)}`);
     const [rows, cols] = t.shape as [number, number];
     const c = t.contiguous();
-    const at = this.placementBytes(rows * cols * (t.dtype === 'f32' ? 4 : 2));
-    if (t.dtype === 'f32') {
-      const dst = new Float32Array(at.buffer, at.byteOffset, rows * cols);
-      this.lib.transpose32((c.data as Float32Array).subarray(c.offset, c.offset + rows * cols), rows, cols, dst);
-      return new Tensor('f32', [rows, cols], dst, [1, rows]);
-    }
-    const dst = new Uint16Array(at.buffer, at.byteOffset, rows * cols);
-    this.lib.transpose16((c.data as Uint16Array).subarray(c.offset, c.offset + rows * cols), rows, cols, dst);
+    const Ctor = t.dtype === 'f32' ? Float32Array : Uint16Array;
+    const at = this.placementBytes(rows * cols * Ctor.BYTES_PER_ELEMENT);
+    const dst = new Ctor(at.buffer as ArrayBuffer, at.byteOffset, rows * cols);
+    this.transpose(c.data as Float32Array | Uint16Array, c.offset, rows, cols, dst);
     return new Tensor(t.dtype, [rows, cols], dst, [1, rows]);
+  }
+
+  /** dst [cols, rows] = the [rows, cols] matrix at element `offset` of src, transposed (2- or 4-byte elements). */
+  private transpose(src: Float32Array | Uint16Array, offset: number, rows: number, cols: number, dst: Float32Array | Uint16Array): void {
+    const s = src.subarray(offset, offset + rows * cols);
+    if (s instanceof Float32Array) this.lib.transpose32(s, rows, cols, dst as Float32Array);
+    else this.lib.transpose16(s, rows, cols, dst as Uint16Array);
   }
 
   /**
@@ -209,10 +212,8 @@ export class NativeBackend implements Backend {
   rowMajorOf(w: Tensor): Tensor {
     if (isColumnMajor(w)) {
       const [rows, cols] = w.shape as [number, number];
-      const Ctor = w.dtype === 'f32' ? Float32Array : Uint16Array;
-      const out = new Ctor(rows * cols);
-      if (w.dtype === 'f32') this.lib.transpose32((w.data as Float32Array).subarray(w.offset, w.offset + rows * cols), cols, rows, out as Float32Array);
-      else this.lib.transpose16((w.data as Uint16Array).subarray(w.offset, w.offset + rows * cols), cols, rows, out as Uint16Array);
+      const out = new (w.dtype === 'f32' ? Float32Array : Uint16Array)(rows * cols);
+      this.transpose(w.data as Float32Array | Uint16Array, w.offset, cols, rows, out);  // the buffer holds [cols, rows]
       return new Tensor(w.dtype, w.shape, out);
     }
     if (w.layout !== 'x16') return w;
