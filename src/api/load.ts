@@ -217,11 +217,9 @@ export function loadWeights(dir: string, options: LoadOptions, backend: Backend)
 export function backendWeightOptions(backend: object): StrictWeightsOptions {
   const nativeQuant = (backend as { quantizeRows?: (d: 'q4_k' | 'q8_0', s: Float32Array, r: number, k: number) => Uint8Array }).quantizeRows;
   if (!nativeQuant) return {};
-  const placePlain = plainPlacement(backend);
   return {
     quantize: (d, s, r, k) => nativeQuant.call(backend, d, s, r, k), place: placement(backend), alloc: allocator(backend), quantizeBf16: bf16Quantizer(backend),
-    ...(placePlain ? { placePlain, placesPlainCopy: (name: string) => LORA_FACTOR_KEY.test(name) } : {}),
-    ...plainAllocator(backend),
+    ...plainPlacement(backend), ...plainAllocator(backend),
   };
 }
 
@@ -232,10 +230,9 @@ const LORA_FACTOR_KEY = /\.lora_[AB]\.[^.]+\.weight$/;
  * The backend's placement of plain weights, when it has one (the native backend): LoRA factors column-major on
  * huge pages, the order its LoRA GEMM reads (native/src/device_gemm_cols.h); the loaded row-major copy is dropped.
  */
-function plainPlacement(backend: object): ((name: string, t: Tensor) => Tensor) | undefined {
-  const b = backend as { columnMajor?: (t: Tensor) => Tensor };
-  if (!b.columnMajor) return undefined;
-  return (name, t) => (LORA_FACTOR_KEY.test(name) && t.ndim === 2 && (t.dtype === 'bf16' || t.dtype === 'f32' || t.dtype === 'f16') ? b.columnMajor!.call(backend, t) : t);
+function plainPlacement(backend: object): Pick<StrictWeightsOptions, 'placePlain'> {
+  const columnMajor = (backend as { columnMajor?: (t: Tensor) => Tensor }).columnMajor;
+  return columnMajor ? { placePlain: { wants: (name) => LORA_FACTOR_KEY.test(name), place: (t) => columnMajor.call(backend, t) } } : {};
 }
 
 /**

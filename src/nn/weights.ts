@@ -88,13 +88,12 @@ export interface StrictWeightsOptions {
    * per 4 KiB) and converts it in place to the row order its kernels read (src/quant/interleave.ts).
    */
   place?: (t: Tensor) => Tensor;
-  /** Called once for every plain (unquantized) tensor with its checkpoint name; returns the tensor the model keeps. */
-  placePlain?: (name: string, t: Tensor) => Tensor;
   /**
-   * Whether placePlain copies the tensor `name` into memory of its own (the native backend's LoRA factors): then
-   * its bytes are read into the reused staging buffer, sparing a fresh buffer's page faults.
+   * Plain (unquantized) tensors the backend keeps in a layout of its own, by checkpoint name (the native backend's
+   * LoRA factors, column-major): `place` copies each into memory of its own and returns the tensor the model
+   * keeps, so their bytes are read into the reused staging buffer, sparing a fresh buffer's page faults.
    */
-  placesPlainCopy?: (name: string) => boolean;
+  placePlain?: { wants: (name: string) => boolean; place: (t: Tensor) => Tensor };
   /** Memory for a pre-quantized weight's bytes (the native backend's allocWeights: huge pages from the start). */
   alloc?: (bytes: number) => Uint8Array;
   /**
@@ -176,7 +175,7 @@ export class StrictWeights implements WeightSource {
     let store = as ?? this.policy(name, shape);
     if (isQuantDType(store) && (shape.length !== 2 || shape[1]! % formatOf(store).blockSize !== 0)) store = 'f32';
     const loaded = this.load(name, shape, info.dtype, store);
-    const t = isQuantDType(loaded.dtype) ? this.placed(loaded) : this.options.placePlain ? this.options.placePlain(name, loaded) : loaded;
+    const t = isQuantDType(loaded.dtype) ? this.placed(loaded) : this.options.placePlain?.wants(name) ? this.options.placePlain.place(loaded) : loaded;
     if (t.data.buffer === this.stagingBuf?.buffer) throw new Error(`internal: ${name} was read into the staging buffer but not copied out by placePlain`);
     this.count(t);
     return t;
@@ -228,9 +227,8 @@ export class StrictWeights implements WeightSource {
 
   private load(name: string, shape: readonly number[], srcDtype: string, store: StorageDType): Tensor {
     if (store === 'bf16' && srcDtype === 'BF16') {
-      const copied = this.options.placePlain && this.options.placesPlainCopy?.(name);
       const bytes = numel(shape) * 2;
-      const raw = this.src.readRaw(name, copied ? this.staging(bytes) : this.options.allocPlain?.(bytes));
+      const raw = this.src.readRaw(name, this.options.placePlain?.wants(name) ? this.staging(bytes) : this.options.allocPlain?.(bytes));
       return new Tensor('bf16', shape, new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2));
     }
     const [rows, k] = shape as [number, number];
