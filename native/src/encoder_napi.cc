@@ -94,7 +94,7 @@ Napi::Value Conv3x3s2(const Napi::CallbackInfo& info) {
   const int h = count(info, 1, "h"), w = count(info, 2, "w"), c = count(info, 3, "c"), cin = count(info, 4, "cin");
   const bool relu = info[7].ToBoolean().Value();
   if (cin != 1 && cin != c) throw Napi::RangeError::New(env, "conv3x3s2: cin must be 1 or c");
-  const int ho = (h + 2 - 3) / 2 + 1, wo = (w + 2 - 3) / 2 + 1;
+  const int ho = encoder_ops::conv3x3s2_out(h), wo = encoder_ops::conv3x3s2_out(w);
   need(env, x, (uint64_t)h * w * cin * 4, "conv3x3s2 x");
   need(env, wt, (uint64_t)9 * c * 4, "conv3x3s2 weight");
   need(env, b, (uint64_t)c * 4, "conv3x3s2 bias");
@@ -114,9 +114,10 @@ Napi::Value Conv3x3s2Pair(const Napi::CallbackInfo& info) {
   const Bytes x = typed(info, 0, "x"), w0 = typed(info, 4, "w0"), b0 = typed(info, 5, "b0"), w1 = typed(info, 6, "w1"), b1 = typed(info, 7, "b1"),
               out = typed(info, 8, "out");
   const int h = count(info, 1, "h"), w = count(info, 2, "w"), c = count(info, 3, "c");
-  const int h1 = (h + 2 - 3) / 2 + 1, wd1 = (w + 2 - 3) / 2 + 1, h2 = (h1 + 2 - 3) / 2 + 1, wd2 = (wd1 + 2 - 3) / 2 + 1;
+  const int h1 = encoder_ops::conv3x3s2_out(h), wd1 = encoder_ops::conv3x3s2_out(w), h2 = encoder_ops::conv3x3s2_out(h1), wd2 = encoder_ops::conv3x3s2_out(wd1);
   need(env, x, (uint64_t)h * w * 4, "conv3x3s2Pair x");
-  for (const auto& [b, what] : {std::pair{w0, "conv3x3s2Pair w0"}, std::pair{w1, "conv3x3s2Pair w1"}}) need(env, b, (uint64_t)9 * c * 4, what);
+  need(env, w0, (uint64_t)9 * c * 4, "conv3x3s2Pair w0");
+  need(env, w1, (uint64_t)9 * c * 4, "conv3x3s2Pair w1");
   need(env, b0, (uint64_t)c * 4, "conv3x3s2Pair b0");
   need(env, b1, (uint64_t)c * 4, "conv3x3s2Pair b1");
   need(env, out, (uint64_t)h2 * wd2 * c * 4, "conv3x3s2Pair out");

@@ -49,7 +49,7 @@ namespace {
 // One output row of a 3×3 / stride 2 / padding 1 conv from its three input rows (null: outside the image, i.e.
 // zero padding), each [w, cin]: bias, then the taps in (ky, kx) order, then ReLU when asked.
 void conv_row(const float* const rows[3], int w, int c, int cin, const float* weight, const float* bias, bool relu, float* dst_row) {
-  const int wo = (w + 2 - 3) / 2 + 1;
+  const int wo = conv3x3s2_out(w);
   for (int q = 0; q < wo; q++) {
     float* dst = dst_row + (int64_t)q * c;
     for (int ch = 0; ch < c; ch++) dst[ch] = bias[ch];
@@ -67,7 +67,7 @@ void conv_row(const float* const rows[3], int w, int c, int cin, const float* we
 }  // namespace
 
 void conv3x3s2(const float* x, int h, int w, int c, int cin, const float* weight, const float* bias, bool relu, float* out, int y0, int y1) {
-  const int wo = (w + 2 - 3) / 2 + 1;
+  const int wo = conv3x3s2_out(w);
   for (int y = y0; y < y1; y++) {
     const float* rows[3];
     for (int ky = 0; ky < 3; ky++) {
@@ -80,7 +80,7 @@ void conv3x3s2(const float* x, int h, int w, int c, int cin, const float* weight
 
 void conv3x3s2_pair(const float* x, int h, int w, int c, const float* w0, const float* b0, const float* w1, const float* b1, float* out,
                     int y0, int y1, float* ring) {
-  const int h1 = (h + 2 - 3) / 2 + 1, wd1 = (w + 2 - 3) / 2 + 1, wd2 = (wd1 + 2 - 3) / 2 + 1;
+  const int h1 = conv3x3s2_out(h), wd1 = conv3x3s2_out(w), wd2 = conv3x3s2_out(wd1);
   int held[3] = {-1, -1, -1};  // the first conv's row in each ring slot
   auto first = [&](int r) -> const float* {
     float* slot = ring + (int64_t)(r % 3) * wd1 * c;

@@ -11,6 +11,8 @@ using ExpFn = void (*)(const float* x, float* y, int n);
 // y[i] = x[i] · sigmoid(2·√(2/π)·(x[i] + 0.044715·x[i]³)) = gelu_pytorch_tanh(x[i]), for i in [i0, i1).
 // `exp` is the kernels' vectorized e^x (≤ 1 ulp).
 void gelu_tanh(const float* x, float* y, int64_t i0, int64_t i1, ExpFn exp);
+// Output size of a 3×3 / stride 2 / padding 1 conv along a side of n.
+inline int conv3x3s2_out(int n) { return (n + 2 - 3) / 2 + 1; }
 // 3×3 / stride 2 / padding 1 conv on a channel-last image x [h, w, cin] (cin = c: depthwise; cin = 1: the one
 // input channel broadcast to c outputs), weight tap-major [9, c], bias [c] → output rows [y0, y1) of
 // out [h', w', c], each value bias + Σ taps in (ky, kx) order, then max(·, 0) when relu.
