@@ -58,8 +58,7 @@ export class Phi3Attention {
     const w = (H + 2 * KV) * d;
     const qkv = s.get('qkv', t * w); // [T, q: H·d | k: KV·d | v: KV·d]
     this.qkv_proj.forward(dev, x, t, qkv, p.runs);
-    this.rotary.forward(dev, qkv, t, w, 0, H, p.cos, p.sin);
-    this.rotary.forward(dev, qkv, t, w, H * d, KV, p.cos, p.sin);
+    this.rotary.forward(dev, qkv, t, w, 0, H + KV, p.cos, p.sin); // q and k heads are adjacent: one call rotates both
     dev.kvWrite(p.kv, layer, qkv, w, H * d, (H + KV) * d, p.seqs);
     const att = s.get('att', t * H * d); // [T, H, d]
     dev.pagedAttention(qkv, w, 0, p.kv, layer, p.seqs, H, 1 / Math.sqrt(d), att);
