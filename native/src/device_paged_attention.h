@@ -223,6 +223,50 @@ void pv_chunk(const KvPool& kv, const uint8_t* const* vrows, float* const* o, co
   }
 }
 
+// pv_chunk for a whole chunk of NV vectors of one store type: the type and width known at compile time keep
+// the nq × NV sums in registers (the general loop above keeps them in memory, reloaded every key). The same FMA
+// chain per value, so the same bits.
+template <int nq, int NV, KvType T>
+void pv_chunk_full(const KvPool& kv, const uint8_t* const* vrows, float* const* o, const float* const* p, int j0, int j1, int n,
+                   int c0, bool first, bool pf) {
+  vf acc[nq][NV];
+  for (int r = 0; r < nq; r++)
+    for (int t = 0; t < NV; t++) acc[r][t] = first ? vzero() : vload(o[r] + c0 + t * VL);
+  for (int j = j0; j < j1; j++) {
+    if (pf && j + PREFETCH_KEYS < n) prefetch_row(vrows[j + PREFETCH_KEYS], kv.row_bytes);
+    vf vv[NV];
+    for (int t = 0; t < NV; t++) vv[t] = kv_vec<T>(vrows[j], c0 + t * VL, kv.q8_groups);
+    for (int r = 0; r < nq; r++) {
+      const vf pr = vset1(p[r][j]);
+      for (int t = 0; t < NV; t++) acc[r][t] = vfma(pr, vv[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < nq; r++)
+    for (int t = 0; t < NV; t++) vstore(o[r] + c0 + t * VL, acc[r][t]);
+}
+
+// Head dims per P·V chunk: PV vectors, or for q8_0 whole 32-value blocks within PVA vectors.
+template <KvType T>
+constexpr int pv_step() { return T == KvType::Q8_0 ? PVA * VL / QK8_0 * QK8_0 : PV * VL; }
+
+template <int nq, KvType T>
+void pv_chunk_any(const KvPool& kv, const uint8_t* const* vrows, float* const* o, const float* const* p, int j0, int j1, int n,
+                  int c0, int w, bool first, bool pf) {
+  constexpr int NV = pv_step<T>() / VL;
+  if (w == NV * VL) pv_chunk_full<nq, NV, T>(kv, vrows, o, p, j0, j1, n, c0, first, pf);
+  else pv_chunk<nq>(kv, vrows, o, p, j0, j1, n, c0, w, first, pf);
+}
+
+template <int nq>
+void pv_chunk_typed(const KvPool& kv, const uint8_t* const* vrows, float* const* o, const float* const* p, int j0, int j1, int n,
+                    int c0, int w, bool first, bool pf) {
+  switch (kv.type) {
+    case KvType::F32: return pv_chunk_any<nq, KvType::F32>(kv, vrows, o, p, j0, j1, n, c0, w, first, pf);
+    case KvType::F16: return pv_chunk_any<nq, KvType::F16>(kv, vrows, o, p, j0, j1, n, c0, w, first, pf);
+    case KvType::Q8_0: return pv_chunk_any<nq, KvType::Q8_0>(kv, vrows, o, p, j0, j1, n, c0, w, first, pf);
+  }
+}
+
 // Keys per P·V pass: every row group and head-dim chunk of an item runs over one range of V rows before the next
 // range, so V is read from memory once per item instead of once per chunk (4 times at head_dim 128), and the
 // range (16 KiB of f16 rows at head_dim 128) stays in L1/L2 for the other passes.
@@ -270,7 +314,7 @@ void paged_attention(const PagedArgs& a, const PagedItem& it, float* scratch, in
   }
   // O = P·V, key range by key range (PV_KEYS_PER_PASS), the running sums kept in the output rows; then · 1/Σp.
   // Head dims go in chunks of ≤ PV vectors (q8_0 chunks stay on 32-value block boundaries).
-  const int step = kv.type == KvType::Q8_0 ? PVA * VL / QK8_0 * QK8_0 : PV * VL;
+  const int step = kv.type == KvType::Q8_0 ? pv_step<KvType::Q8_0>() : pv_step<KvType::F32>();
   for (int j0 = 0; j0 < ncols; j0 += PV_KEYS_PER_PASS) {
     bool pf = true;  // the first pass over this key range streams it
     for (int r0 = 0; r0 < rows; r0 += PQ) {
@@ -283,10 +327,10 @@ void paged_attention(const PagedArgs& a, const PagedItem& it, float* scratch, in
       for (int c0 = 0; c0 < d; c0 += step) {
         const int w = std::min(step, d - c0);
         switch (nr) {
-          case 1: pv_chunk<1>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
-          case 2: pv_chunk<2>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
-          case 3: if constexpr (PQ >= 3) pv_chunk<3>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
-          case 4: if constexpr (PQ >= 4) pv_chunk<4>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
+          case 1: pv_chunk_typed<1>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
+          case 2: pv_chunk_typed<2>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
+          case 3: if constexpr (PQ >= 3) pv_chunk_typed<3>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
+          case 4: if constexpr (PQ >= 4) pv_chunk_typed<4>(kv, vrows, o, p, j0, j1, n, c0, w, j0 == 0, pf); break;
         }
         pf = false;
       }
