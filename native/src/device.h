@@ -44,15 +44,17 @@ struct KvPool {
   int64_t row_bytes;    // one (position, kv head) row
   int q8_groups;        // q8_0: scales per row (the int8 values start at 2·q8_groups)
   int64_t block_bytes;  // block_size · n_kv · row_bytes
-  uint8_t* k;           // [layers][blocks] blocks
+  uint8_t* k;           // [layers][blocks] blocks, each [n_kv][block_size] rows
   uint8_t* v;
   uint8_t* mapping;     // what was allocated (aligned K and V lie inside)
   size_t mapping_bytes;
   bool mmapped;
 
-  // The row of (layer, block, slot in block, kv head) in K or V.
+  // The row of (layer, block, slot in block, kv head) in K or V. Head-major inside a block: attention reads one
+  // kv head's rows of consecutive positions, which then lie next to each other (block_size · row_bytes, 4 KiB at
+  // f16 and head_dim 128) instead of n_kv · row_bytes apart, a stride the hardware prefetchers did not follow.
   uint8_t* row(uint8_t* base, int layer, int block, int slot, int kh) const {
-    return base + ((int64_t)layer * blocks + block) * block_bytes + ((int64_t)slot * n_kv + kh) * row_bytes;
+    return base + ((int64_t)layer * blocks + block) * block_bytes + ((int64_t)kh * block_size + slot) * row_bytes;
   }
 };
 

@@ -139,7 +139,7 @@ export class NativeDevice extends HostDevice {
     this.lib.pagedAttention(host(q, 'pagedAttention q'), qStride, qOffset, pool(kv).handle, layer, meta, tables, nHeads, scale, host(out, 'pagedAttention out'));
   }
 
-  /** The stored bytes of one block of K (which 0) or V (1) of a layer; for tests. */
+  /** The stored bytes of one block of K (which 0) or V (1) of a layer, [nKvHeads][blockSize] rows; for tests. */
   kvReadBlock(kv: KvStore, layer: number, which: 0 | 1, block: number): Uint8Array {
     const p = pool(kv);
     const out = new Uint8Array(p.spec.blockSize * kvRowBytes(p.spec.dtype, p.spec.nKvHeads, p.spec.headDim));

@@ -101,7 +101,7 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
                   for (let h = 0; h < c.nKv; h++) {
                     const at = (s.rowStart + i) * stride + off + h * c.headDim;
                     const want = storedBytes(c.dtype, src.subarray(at, at + c.headDim));
-                    const got = bytes.subarray((slot * c.nKv + h) * rb, (slot * c.nKv + h + 1) * rb);
+                    const got = bytes.subarray((h * c.blockSize + slot) * rb, (h * c.blockSize + slot + 1) * rb); // head-major block
                     expect(got, `${c.dtype} layer ${layer} pos ${pos} kv head ${h} ${which ? 'V' : 'K'}`).toEqual(want);
                   }
                 }
