@@ -109,8 +109,18 @@ inline void dot_tile(const float* const* q, const float (*kf)[SCORE_KF_MAX], int
       for (int r = 0; r < nr; r++) acc[r][t] = vfma(qv[r], kv, acc[r][t]);
     }
   }
+#if defined(__AVX512F__)
+  static_assert(SK == 4, "vhsum16 reduces a 4 × 4 tile");
+  vf all[16];
+  for (int k = 0; k < 16; k++) all[k] = k / 4 < nr ? acc[k / 4][k % 4] : vzero();
+  alignas(64) float sums[16];
+  vstore(sums, vhsum16(all));
+  for (int r = 0; r < nr; r++)
+    for (int t = 0; t < SK; t++) out[r][t] = sums[4 * t + r];
+#else
   for (int r = 0; r < nr; r++)
     for (int t = 0; t < SK; t++) out[r][t] = vhsum(acc[r][t]);
+#endif
 }
 
 // One key's vectors as dot_rows reads them (kv_vec, then kv_tail for the last d mod VL dims).

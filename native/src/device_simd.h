@@ -32,6 +32,19 @@ inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
 inline float vhsum(vf v) { return _mm512_reduce_add_ps(v); }
 inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
+// vhsum of 16 vectors at once: out[4·(k mod 4) + k / 4] = vhsum(a[k]). The same tree as _mm512_reduce_add_ps
+// (lane i + lane i+8, then + i+4, then (0+2) and (1+3), then their sum), so the same bits, in 15 adds and 30
+// shuffles instead of 16 × 7 instructions.
+inline vf vhsum16(const vf* a) {
+  vf c[8], e[4], x[2];
+  for (int j = 0; j < 8; j++)  // lanes 0–7: a[2j]_i + a[2j]_{i+8}; lanes 8–15: the same for a[2j+1]
+    c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * j], a[2 * j + 1], 0x44), _mm512_shuffle_f32x4(a[2 * j], a[2 * j + 1], 0xEE));
+  for (int j = 0; j < 4; j++)  // 128-bit lane m: a[4j+m]'s four sums of i and i+4
+    e[j] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * j], c[2 * j + 1], 0x88), _mm512_shuffle_f32x4(c[2 * j], c[2 * j + 1], 0xDD));
+  for (int j = 0; j < 2; j++)  // lane m: (0+2, 1+3) of a[8j+m] and of a[8j+4+m]
+    x[j] = _mm512_add_ps(_mm512_shuffle_ps(e[2 * j], e[2 * j + 1], 0x44), _mm512_shuffle_ps(e[2 * j], e[2 * j + 1], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], 0x88), _mm512_shuffle_ps(x[0], x[1], 0xDD));
+}
 inline vf vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
 inline void vstore_n(float* p, vf v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v); }
 inline vf vload_bf16(const uint16_t* p) {
