@@ -85,10 +85,11 @@ void scores_by_key(const KvPool& kv, const uint8_t* const* krows, int ncols, int
 constexpr int SK = 4;
 constexpr int SCORE_KF_MAX = 256;
 
-// s[r][t] = q_r · kf[t] for nr rows and SK converted keys: per element the FMA chain and the final lane sum of
-// dot_rows (the same values in the same order), so a score does not depend on the tiling.
-template <int nr>
-inline void dot_tile(const float* const* q, const float (*kf)[SCORE_KF_MAX], int d, float (*out)[SK]) {
+// s[r][t] = q_r · key t for nr rows and SK keys, key(t, c, n) giving key t's vector at dims [c, c + n) (n < VL:
+// the last, partial one): per element the FMA chain and the final lane sum of dot_rows (the same values in the
+// same order), so a score does not depend on the tiling or on where the key vectors come from.
+template <int nr, class Key>
+inline void dot_tile(const float* const* q, Key key, int d, float (*out)[SK]) {
   vf acc[nr][SK];
   for (int r = 0; r < nr; r++)
     for (int t = 0; t < SK; t++) acc[r][t] = vzero();
@@ -97,7 +98,7 @@ inline void dot_tile(const float* const* q, const float (*kf)[SCORE_KF_MAX], int
     vf qv[nr];
     for (int r = 0; r < nr; r++) qv[r] = vload(q[r] + c);
     for (int t = 0; t < SK; t++) {
-      const vf kv = vload(kf[t] + c);
+      const vf kv = key(t, c, VL);
       for (int r = 0; r < nr; r++) acc[r][t] = vfma(qv[r], kv, acc[r][t]);
     }
   }
@@ -105,7 +106,7 @@ inline void dot_tile(const float* const* q, const float (*kf)[SCORE_KF_MAX], int
     vf qv[nr];
     for (int r = 0; r < nr; r++) qv[r] = vload_n(q[r] + c, d - c);
     for (int t = 0; t < SK; t++) {
-      const vf kv = vload(kf[t] + c);
+      const vf kv = key(t, c, d - c);
       for (int r = 0; r < nr; r++) acc[r][t] = vfma(qv[r], kv, acc[r][t]);
     }
   }
@@ -131,33 +132,53 @@ inline void convert_key(const uint8_t* k, int d, int groups, float* dst) {
   if (c < d) vstore(dst + c, kv_tail<T>(k, c, d - c, groups));
 }
 
+// The score tiles of rows [rr, rr + nr) for keys [j0, j0 + nk), into s.
+template <class Key>
+inline void score_tile(const float* const* q, Key key, int d, int rr, int nr, int j0, int nk, float* s, int64_t lds) {
+  float dots[PQ][SK];
+  switch (nr) {
+    case 1: dot_tile<1>(q + rr, key, d, dots); break;
+    case 2: dot_tile<2>(q + rr, key, d, dots); break;
+    case 3: if constexpr (PQ >= 3) dot_tile<3>(q + rr, key, d, dots); break;
+    default: if constexpr (PQ >= 4) dot_tile<4>(q + rr, key, d, dots); break;
+  }
+  for (int r = 0; r < nr; r++)
+    for (int t = 0; t < nk; t++) s[(int64_t)(rr + r) * lds + j0 + t] = dots[r][t];
+}
+
 template <KvType T>
 void scores(const KvPool& kv, const uint8_t* const* krows, int ncols, int first_key_row, int group, int rows,
             const float* const* q, float* s, int64_t lds) {
   if (kv.head_dim > SCORE_KF_MAX) return scores_by_key<T>(kv, krows, ncols, first_key_row, group, rows, q, s, lds);
+  const int d = kv.head_dim, g = kv.q8_groups;
+  if (rows <= PQ) {
+    // One row group (a decode step): each key vector is used by these rows only, so the tile reads it from the
+    // store directly; a converted copy would cost a store and a load per vector. Past the last key the tile
+    // reads key j0 again: computed, never stored.
+    for (int j0 = 0; j0 < ncols; j0 += SK) {
+      const int nk = std::min(SK, ncols - j0);
+      const uint8_t* kr[SK];
+      for (int t = 0; t < SK; t++) {
+        if (j0 + t + PREFETCH_KEYS < ncols) prefetch_row(krows[j0 + t + PREFETCH_KEYS], kv.row_bytes);
+        kr[t] = krows[j0 + (t < nk ? t : 0)];
+      }
+      auto key = [&](int t, int c, int n) { return n == VL ? kv_vec<T>(kr[t], c, g) : kv_tail<T>(kr[t], c, n, g); };
+      score_tile(q, key, d, 0, rows, j0, nk, s, lds);
+    }
+    return;
+  }
   alignas(64) float kf[SK][SCORE_KF_MAX];
-  const int d = kv.head_dim;
+  auto key = [&](int t, int c, int) { return vload(kf[t] + c); };
   for (int j0 = 0; j0 < ncols; j0 += SK) {
     const int nk = std::min(SK, ncols - j0);
     for (int t = 0; t < SK; t++) {
       if (j0 + t + PREFETCH_KEYS < ncols) prefetch_row(krows[j0 + t + PREFETCH_KEYS], kv.row_bytes);
-      if (t < nk) convert_key<T>(krows[j0 + t], d, kv.q8_groups, kf[t]);
+      if (t < nk) convert_key<T>(krows[j0 + t], d, g, kf[t]);
       else std::fill(kf[t], kf[t] + SCORE_KF_MAX, 0.f);  // past the last key: computed, never stored
     }
     // Rows from the first that sees key j0. A row that stops seeing the tile's later keys still gets their
     // scores, past its own limit, where softmax_row never reads (the block's range past it is zeroed there).
-    for (int rr = std::max(0, (j0 - first_key_row) * group); rr < rows; rr += PQ) {
-      const int nr = std::min(PQ, rows - rr);
-      float dots[PQ][SK];
-      switch (nr) {
-        case 1: dot_tile<1>(q + rr, kf, d, dots); break;
-        case 2: dot_tile<2>(q + rr, kf, d, dots); break;
-        case 3: if constexpr (PQ >= 3) dot_tile<3>(q + rr, kf, d, dots); break;
-        default: if constexpr (PQ >= 4) dot_tile<4>(q + rr, kf, d, dots); break;
-      }
-      for (int r = 0; r < nr; r++)
-        for (int t = 0; t < nk; t++) s[(int64_t)(rr + r) * lds + j0 + t] = dots[r][t];
-    }
+    for (int rr = std::max(0, (j0 - first_key_row) * group); rr < rows; rr += PQ) score_tile(q, key, d, rr, std::min(PQ, rows - rr), j0, nk, s, lds);
   }
 }
 
