@@ -1,7 +1,8 @@
 // The native paged KV pool: kvWrite's stored bytes (f32, f16, q8_0) against the TS codecs, kvCopyBlocks, and
 // pagedAttention over ragged sequences with shuffled block tables and partly filled last blocks against the
 // host device over the reference backend (the TS oracle: its own paged store, the reference attention); batch invariance (a sequence alone or with
-// others, 1 or 2 threads: the same bits); every ISA at 1 and 2 threads; bad block tables get clear errors.
+// others, each row alone as a decode step, 1 or 2 threads: the same bits); every ISA at 1 and 2 threads; bad block
+// tables get clear errors.
 import { afterAll, describe, expect, it } from 'vitest';
 import type { NativeDevice, NativeKvStore } from '../../src/tensor/native_device.js';
 import { HostBuf } from '../../src/tensor/host_device.js';
@@ -124,6 +125,15 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
               const q = new HostBuf(src.slice(s.rowStart * stride, (s.rowStart + s.rows) * stride));
               dev.pagedAttention(q, stride, 0, kv, layer, [{ ...s, rowStart: 0 }], c.nHeads, scale, alone);
               expect(alone.data, `sequence at row ${s.rowStart} alone`).toEqual(out.data.subarray(s.rowStart * qw, (s.rowStart + s.rows) * qw));
+              // Row invariance: each row as a one-row step at its own position (the decode path: a single row
+              // group reads the keys from the store) gives the bits it had inside its chunk (several row groups
+              // read converted keys), so a re-prefilled or chunked sequence continues exactly.
+              for (let i = 0; i < s.rows; i++) {
+                const one = dev.alloc(qw);
+                const qi = new HostBuf(src.slice((s.rowStart + i) * stride, (s.rowStart + i + 1) * stride));
+                dev.pagedAttention(qi, stride, 0, kv, layer, [{ ...s, rowStart: 0, rows: 1, start: s.start + i }], c.nHeads, scale, one);
+                expect(one.data, `row ${i} of the sequence at row ${s.rowStart} as a one-row step`).toEqual(out.data.subarray((s.rowStart + i) * qw, (s.rowStart + i + 1) * qw));
+              }
             });
           }
         }
