@@ -110,18 +110,14 @@ inline void dot_tile(const float* const* q, Key key, int d, float (*out)[SK]) {
       for (int r = 0; r < nr; r++) acc[r][t] = vfma(qv[r], kv, acc[r][t]);
     }
   }
-#if defined(__AVX512F__)
-  static_assert(SK == 4, "vhsum16 reduces a 4 × 4 tile");
+  // The tile's lane sums in one batched reduction with vhsum's tree (the same bits, a fraction of the shuffles).
+  static_assert(PQ * SK <= 16, "vhsum_each16 reduces up to 16 sums");
   vf all[16];
-  for (int k = 0; k < 16; k++) all[k] = k / 4 < nr ? acc[k / 4][k % 4] : vzero();
-  alignas(64) float sums[16];
-  vstore(sums, vhsum16(all));
+  for (int k = 0; k < 16; k++) all[k] = k / SK < nr ? acc[k / SK][k % SK] : vzero();
+  float sums[16];
+  vhsum_each16(all, sums);
   for (int r = 0; r < nr; r++)
-    for (int t = 0; t < SK; t++) out[r][t] = sums[4 * t + r];
-#else
-  for (int r = 0; r < nr; r++)
-    for (int t = 0; t < SK; t++) out[r][t] = vhsum(acc[r][t]);
-#endif
+    for (int t = 0; t < SK; t++) out[r][t] = sums[SK * r + t];
 }
 
 // One key's vectors as dot_rows reads them (kv_vec, then kv_tail for the last d mod VL dims).

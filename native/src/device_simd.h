@@ -32,7 +32,7 @@ inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
 inline float vhsum(vf v) { return _mm512_reduce_add_ps(v); }
 inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
-// vhsum of 16 vectors at once: out[4·(k mod 4) + k / 4] = vhsum(a[k]). The same tree as _mm512_reduce_add_ps
+// vhsum of 16 vectors at once: lane 4·(k mod 4) + k / 4 = vhsum(a[k]). The same tree as _mm512_reduce_add_ps
 // (lane i + lane i+8, then + i+4, then (0+2) and (1+3), then their sum), so the same bits, in 15 adds and 30
 // shuffles instead of 16 × 7 instructions.
 inline vf vhsum16(const vf* a) {
@@ -44,6 +44,12 @@ inline vf vhsum16(const vf* a) {
   for (int j = 0; j < 2; j++)  // lane m: (0+2, 1+3) of a[8j+m] and of a[8j+4+m]
     x[j] = _mm512_add_ps(_mm512_shuffle_ps(e[2 * j], e[2 * j + 1], 0x44), _mm512_shuffle_ps(e[2 * j], e[2 * j + 1], 0xEE));
   return _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], 0x88), _mm512_shuffle_ps(x[0], x[1], 0xDD));
+}
+// out[k] = vhsum(a[k]) for k < 16, in order.
+inline void vhsum_each16(const vf* a, float* out) {
+  alignas(64) float r[16];
+  vstore(r, vhsum16(a));
+  for (int k = 0; k < 16; k++) out[k] = r[4 * (k % 4) + k / 4];
 }
 inline vf vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
 inline void vstore_n(float* p, vf v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v); }
@@ -73,6 +79,24 @@ inline float vhsum(vf v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
+// vhsum of 8 vectors at once: lane 4·(k mod 2) + k / 2 = vhsum(a[k]), with vhsum's tree (lane i + lane i+4,
+// then (0+2) and (1+3), then their sum), so the same bits.
+inline vf vhsum8(const vf* a) {
+  vf c[4], e[2];
+  for (int j = 0; j < 4; j++)  // lanes 0–3: a[2j]_i + a[2j]_{i+4}; lanes 4–7: the same for a[2j+1]
+    c[j] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * j], a[2 * j + 1], 0x20), _mm256_permute2f128_ps(a[2 * j], a[2 * j + 1], 0x31));
+  for (int j = 0; j < 2; j++)  // (0+2, 1+3) of two vectors per 128-bit lane
+    e[j] = _mm256_add_ps(_mm256_shuffle_ps(c[2 * j], c[2 * j + 1], 0x44), _mm256_shuffle_ps(c[2 * j], c[2 * j + 1], 0xEE));
+  return _mm256_add_ps(_mm256_shuffle_ps(e[0], e[1], 0x88), _mm256_shuffle_ps(e[0], e[1], 0xDD));
+}
+// out[k] = vhsum(a[k]) for k < 16, in order.
+inline void vhsum_each16(const vf* a, float* out) {
+  alignas(32) float r[8];
+  for (int h = 0; h < 2; h++) {
+    vstore(r, vhsum8(a + 8 * h));
+    for (int k = 0; k < 8; k++) out[8 * h + k] = r[4 * (k % 2) + k / 2];
+  }
+}
 inline float vhmax(vf v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -101,6 +125,9 @@ inline vf vadd(vf a, vf b) { return a + b; }
 inline vf vsub(vf a, vf b) { return a - b; }
 inline vf vmax(vf a, vf b) { return vf{std::max(a[0], b[0]), std::max(a[1], b[1]), std::max(a[2], b[2]), std::max(a[3], b[3])}; }
 inline float vhsum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+inline void vhsum_each16(const vf* a, float* out) {
+  for (int k = 0; k < 16; k++) out[k] = vhsum(a[k]);
+}
 inline float vhmax(vf v) { return std::max(std::max(v[0], v[1]), std::max(v[2], v[3])); }
 inline vf vload_n(const float* p, int n) { vf v = vzero(); std::memcpy(&v, p, n * sizeof(float)); return v; }
 inline void vstore_n(float* p, vf v, int n) { std::memcpy(p, &v, n * sizeof(float)); }
