@@ -43,6 +43,7 @@ constexpr int LORA_K_CHUNK = 512;  // K per chunk of the first product (Aᵀ at 
 // while items keep LORA_ITEM_MIN_COLS columns (a decode reads rows of Bᵀ in item-wide segments).
 constexpr int LORA_FEW_ROWS = 8, LORA_ITEM_ROWS = 120, LORA_ITEM_COLS = 32, LORA_ITEM_MIN_COLS = 128, LORA_ITEMS_PER_THREAD = 4;
 thread_local std::vector<float> g_lora_ax;     // per calling JS thread: u of every segment
+thread_local std::vector<float> g_lora_few;    // per calling JS thread: the K-chunk sums of few-rows segments
 thread_local std::vector<float> g_lora_chunk;  // per thread: chunk sums of the first product
 
 // Rows [r0, r1) × columns [c0, c1) of one segment's product; chunk ≥ 0: only that K chunk of the first product, into its slot.
@@ -118,7 +119,7 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
 
   // u = x·Aᵀ. Few rows: one item per (segment, K chunk) into that chunk's slot, then the slots are added in order.
   std::vector<Item> items;
-  std::vector<int64_t> slot(segs.size(), -1);  // offset of a few-rows segment's chunk slots in `few`
+  std::vector<int64_t> slot(segs.size(), -1);  // offset of a few-rows segment's chunk slots in g_lora_few
   int64_t few_size = 0;
   for (size_t s = 0; s < segs.size(); s++) {
     const LoraSeg& g = segs[s];
@@ -131,13 +132,15 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
       split(items, (int)s, g.rows, g.r, threads);
     }
   }
-  std::vector<float> few((size_t)few_size);
+  // Reused across calls (a decode makes one per adapted linear): every slot is written whole by its item.
+  if ((int64_t)g_lora_few.size() < few_size) g_lora_few.resize((size_t)few_size);
+  float* few = g_lora_few.data();
   shared_pool().run((int)items.size(), [&](int t, int) {
     const Item& it = items[t];
     const LoraSeg& g = segs[it.seg];
     if (it.chunk >= 0) {
       const int c = it.chunk;
-      D.gemm_cols(xa(g, c), k, at(g, c), g.at, g.r, few.data() + slot[it.seg] + (int64_t)c * g.rows * g.r, g.r, it.r0, it.r1, chunk_len(c), it.c0, it.c1, 1.f, false);
+      D.gemm_cols(xa(g, c), k, at(g, c), g.at, g.r, few + slot[it.seg] + (int64_t)c * g.rows * g.r, g.r, it.r0, it.r1, chunk_len(c), it.c0, it.c1, 1.f, false);
       return;
     }
     const int rows = it.r1 - it.r0, cols = it.c1 - it.c0;
@@ -153,7 +156,7 @@ Napi::Value LoraAdd(const Napi::CallbackInfo& info) {
   for (size_t s = 0; s < segs.size(); s++) {
     if (slot[s] < 0) continue;
     const int64_t len = (int64_t)segs[s].rows * segs[s].r;
-    const float* base = few.data() + slot[s];
+    const float* base = few + slot[s];
     std::memcpy(ax[s], base, (size_t)len * 4);
     for (int c = 1; c < chunks; c++) add_block(ax[s], 0, base + c * len, 0, 1, (int)len);
   }
