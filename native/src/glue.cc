@@ -1,7 +1,6 @@
 // N-API side of the device glue ops (src/tensor/device.ts): rmsNorm, rope, swiglu, add, embedding, gatherRows
 // (LoRA row segments: lora_napi.cc). Activations are f32 typed arrays read and written in place; one call covers all rows.
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <vector>
 
