@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkLinearShapes, type AttentionParams, type Backend } from './backend.js';
 import { isColumnMajor, Tensor } from './tensor.js';
+import { conv3x3s2Out } from './ops.js';
 import { isQuantDType, type QuantDType } from './dtype.js';
 import { NativeDevice } from './native_device.js';
 
@@ -262,15 +263,13 @@ export class NativeBackend implements Backend {
   }
 
   conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array {
-    const ho = Math.floor((h - 1) / 2) + 1, wo = Math.floor((w - 1) / 2) + 1;
-    const y = out ?? new Float32Array(ho * wo * c);
+    const y = out ?? new Float32Array(conv3x3s2Out(h) * conv3x3s2Out(w) * c);
     this.lib.conv3x3s2(x, h, w, c, cin, weight, bias, relu, y);
     return y;
   }
 
   conv3x3s2Pair(x: Float32Array, h: number, w: number, c: number, w0: Float32Array, b0: Float32Array, w1: Float32Array, b1: Float32Array, out?: Float32Array): Float32Array {
-    const half = (n: number) => Math.floor((n - 1) / 2) + 1;
-    const y = out ?? new Float32Array(half(half(h)) * half(half(w)) * c);
+    const y = out ?? new Float32Array(conv3x3s2Out(conv3x3s2Out(h)) * conv3x3s2Out(conv3x3s2Out(w)) * c);
     this.lib.conv3x3s2Pair(x, h, w, c, w0, b0, w1, b1, y);
     return y;
   }

@@ -176,6 +176,11 @@ export function conv1d(x: Float32Array, c: number, t: number, w: Float32Array, o
   return { out, t: to };
 }
 
+/** Output size of a 3×3 / stride 2 / padding 1 conv along a side of n. */
+export function conv3x3s2Out(n: number): number {
+  return Math.floor((n - 1) / 2) + 1;
+}
+
 /**
  * 3×3 / stride 2 / padding 1 conv on a channel-last image x [h, w, cin] (cin = c: depthwise; cin = 1: one input
  * channel broadcast to c outputs), weight tap-major [9, c], bias [c] → [h', w', c]: bias + Σ taps in (ky, kx)
@@ -183,7 +188,7 @@ export function conv1d(x: Float32Array, c: number, t: number, w: Float32Array, o
  */
 export function conv3x3s2(x: Float32Array, h: number, w: number, c: number, cin: number, weight: Float32Array, bias: Float32Array, relu: boolean, out?: Float32Array): Float32Array {
   if (cin !== 1 && cin !== c) throw new Error(`conv3x3s2: cin must be 1 or c (${c}), got ${cin}`);
-  const ho = Math.floor((h - 1) / 2) + 1, wo = Math.floor((w - 1) / 2) + 1;
+  const ho = conv3x3s2Out(h), wo = conv3x3s2Out(w);
   const y = out ?? new Float32Array(ho * wo * c);
   for (let r = 0; r < ho; r++)
     for (let q = 0; q < wo; q++) {

@@ -8,7 +8,7 @@ import { HostDevice } from './host_device.js';
 import { weightRow } from './weight_row.js';
 
 export { weightRow };
-import { conv3x3s2, geluTanh, layerNorm, silu, swishGate } from './ops.js';
+import { conv3x3s2, conv3x3s2Out, geluTanh, layerNorm, silu, swishGate } from './ops.js';
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
@@ -31,7 +31,7 @@ export class ReferenceBackend implements Backend {
 
   conv3x3s2Pair(x: Float32Array, h: number, w: number, c: number, w0: Float32Array, b0: Float32Array, w1: Float32Array, b1: Float32Array, out?: Float32Array): Float32Array {
     const first = conv3x3s2(x, h, w, c, 1, w0, b0, true);
-    return conv3x3s2(first, Math.floor((h - 1) / 2) + 1, Math.floor((w - 1) / 2) + 1, c, c, w1, b1, false, out);
+    return conv3x3s2(first, conv3x3s2Out(h), conv3x3s2Out(w), c, c, w1, b1, false, out);
   }
 
   swishGate(x: Float32Array, rows: number, w: number, b1: Float32Array | null, b2: Float32Array | null, out?: Float32Array): Float32Array {
