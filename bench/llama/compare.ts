@@ -35,17 +35,17 @@ const here = dirname(fileURLToPath(import.meta.url));
 const exe = join(mkdtempSync(join(tmpdir(), 'stream-')), 'stream_read');
 execFileSync('cc', ['-O2', '-mavx2', '-pthread', join(here, '..', 'stream', 'stream_read.c'), '-o', exe]);
 interface StreamLine { pages: string; threads: number; gbs: number; median_gbs: number }
-const streamRead = (mib: number, t: number, reps: number): StreamLine[] =>
-  execFileSync(exe, [String(mib), String(t), String(reps)], { encoding: 'utf8' }).trim().split('\n').map((l) => JSON.parse(l) as StreamLine);
+const streamRead = (mib: number, t: number, reps: number, pages: 'both' | 'thp'): StreamLine[] =>
+  execFileSync(exe, [String(mib), String(t), String(reps), pages], { encoding: 'utf8' }).trim().split('\n').map((l) => JSON.parse(l) as StreamLine);
 const stream: Record<string, number> = {};
-for (const r of streamRead(1024, Math.max(...threads), 5)) stream[`${r.pages}_t${r.threads}`] = r.gbs;
+for (const r of streamRead(1024, Math.max(...threads), 5, 'both')) stream[`${r.pages}_t${r.threads}`] = r.gbs;
 console.log(JSON.stringify({ stream_read_gbs: stream }));
 /**
  * THP stream read at t threads now over `mib` (a decode step's bytes), 5 reps: the best rep (a quiet moment of
  * this shared VM) and the median rep (what a read of a decode step's length meets), GB/s.
  */
 function streamNow(t: number, mib: number): { best: number; median: number } {
-  const r = streamRead(mib, t, 5).find((x) => x.pages === 'thp' && x.threads === t);
+  const r = streamRead(mib, t, 5, 'thp').find((x) => x.threads === t);
   if (!r) throw new Error(`stream_read printed no THP figure at ${t} threads`);
   return { best: r.gbs, median: r.median_gbs };
 }

@@ -1,7 +1,8 @@
 // DRAM read bandwidth: every thread sums its share of one large buffer with 64-byte vector loads (no stores,
 // so the figure is the read ceiling a weight-streaming GEMV can reach). Two page modes: 4 KiB pages
 // (MADV_NOHUGEPAGE) and transparent huge pages (2 MiB-aligned, MADV_HUGEPAGE), at 1..T threads.
-// Build: cc -O2 -mavx2 -pthread stream_read.c -o stream_read      Usage: stream_read [MiB=1024] [threads=2] [reps=5]
+// Build: cc -O2 -mavx2 -pthread stream_read.c -o stream_read
+// Usage: stream_read [MiB=1024] [threads=2] [reps=5] [pages=both|4k|thp]
 // Prints one JSON line per (pages, threads): {"pages":"4k","threads":1,"gbs":..,"median_gbs":..}: the best rep and
 // the median rep. On a shared machine the best is a quiet moment; the median is what a workload of the same
 // length as the reps meets (bench/llama/compare.ts sets decode against both).
@@ -53,8 +54,10 @@ int main(int argc, char** argv) {
   const int max_threads = argc > 2 ? atoi(argv[2]) : 2;
   const int reps = argc > 3 ? atoi(argv[3]) : 5;
   if (reps < 1 || reps > MAX_REPS) { fprintf(stderr, "reps must be 1..%d\n", MAX_REPS); return 1; }
+  const char* pages = argc > 4 ? argv[4] : "both";
+  if (strcmp(pages, "both") && strcmp(pages, "4k") && strcmp(pages, "thp")) { fprintf(stderr, "pages must be both, 4k or thp\n"); return 1; }
   const size_t bytes = mib << 20;
-  for (int huge = 0; huge <= 1; huge++) {
+  for (int huge = strcmp(pages, "thp") ? 0 : 1; huge <= (strcmp(pages, "4k") ? 1 : 0); huge++) {
     uint8_t* buf = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (buf == MAP_FAILED) { perror("mmap"); return 1; }
     uint8_t* p = (uint8_t*)(((uintptr_t)buf + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
