@@ -5,6 +5,7 @@
 #include <atomic>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <memory>
 #include <stdexcept>
@@ -39,9 +40,9 @@ bool always() { return true; }
 
 // Best first.
 const Isa ISAS[] = {
-    {"avx512", &avx512::kernels, has_avx512, {quantize_weights_q4_K_avx512, quantize_row_q8_K_avx512}},
-    {"avx2", &avx2::kernels, has_avx2, {quantize_weights_q4_K_avx2, quantize_row_q8_K_avx2}},
-    {"scalar", &generic::kernels, always, {quantize_weights_q4_K, quantize_row_q8_K}},
+    {"avx512", &avx512::kernels, has_avx512, {quantize_weights_q4_K_avx512, quantize_row_q8_K_avx512, quantize_row_q8_0_avx512}},
+    {"avx2", &avx2::kernels, has_avx2, {quantize_weights_q4_K_avx2, quantize_row_q8_K_avx2, quantize_row_q8_0_avx2}},
+    {"scalar", &generic::kernels, always, {quantize_weights_q4_K, quantize_row_q8_K, quantize_row_q8_0}},
 };
 
 const Kernels* g_kernels = nullptr;
@@ -143,9 +144,21 @@ void need(const Napi::Env& env, const View& v, uint64_t bytes, const char* what)
     throw Napi::RangeError::New(env, std::string(what) + ": buffer has " + std::to_string(v.bytes) + " bytes, needs " + std::to_string(bytes));
 }
 
-// Scans M rows of K floats for NaN/Inf before quantizing (a non-finite value would corrupt a whole block).
+// Scans M rows of K floats for NaN/Inf before quantizing (a non-finite value would corrupt a whole block). The scan
+// ORs (exponent bits + one exponent ulp) over all values: bit 31 comes out set iff some exponent is all ones.
+// Branch-free, it vectorizes; the early-exit isfinite loop ran at ~1 value a cycle (5 µs of every K = 8,192
+// decode GEMV). The slow loop only runs to name the first bad value.
 void check_finite(const Napi::Env& env, const float* x, int m, int k, const char* what) {
-  for (int64_t i = 0; i < (int64_t)m * k; i++)
+  constexpr uint32_t EXP_MASK = 0x7f800000u, EXP_ULP = 0x00800000u;
+  const int64_t n = (int64_t)m * k;
+  uint32_t any = 0;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    std::memcpy(&u, x + i, 4);
+    any |= (u & EXP_MASK) + EXP_ULP;
+  }
+  if (!(any & 0x80000000u)) return;
+  for (int64_t i = 0; i < n; i++)
     if (!std::isfinite(x[i]))
       throw Napi::RangeError::New(env, std::string(what) + ": input row " + std::to_string(i / k) + " element " +
                                            std::to_string(i % k) + " is not finite; quantized linear layers need finite activations");
@@ -203,11 +216,9 @@ Napi::Value LinearQ(const Napi::CallbackInfo& info, bool reference) {
   if (g_scratch.size() < (size_t)(m * xrow)) g_scratch.resize((size_t)(m * xrow));
   uint8_t* xq = g_scratch.data();
   // The reference path quantizes with the scalar port, so the bit-equality tests also cover the fast one.
-  auto q8k = reference ? quantize_row_q8_K : isa_quantizers().q8_K;
-  pool().run(m, [&](int i, int) {
-    if (fmt == 0) q8k(xf + (int64_t)i * k, xq + i * xrow, k);
-    else quantize_row_q8_0(xf + (int64_t)i * k, xq + i * xrow, k);
-  });
+  const Quantizers& fast = isa_quantizers();
+  auto quantize = fmt == 0 ? (reference ? quantize_row_q8_K : fast.q8_K) : (reference ? quantize_row_q8_0 : fast.q8_0);
+  pool().run(m, [&](int i, int) { quantize(xf + (int64_t)i * k, xq + i * xrow, k); });
   QGemmArgs g{w.data, wrow, xq, xrow, reinterpret_cast<float*>(out.data), n, reinterpret_cast<const float*>(bias.data), m, n, nb};
   if (reference) {
     std::vector<uint8_t> rows;

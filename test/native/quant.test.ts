@@ -46,6 +46,16 @@ describe.skipIf(NO_NATIVE)('native backend (quantized kernels)', () => {
     const x = new Float32Array(32);
     x[5] = NaN;
     expect(() => nb.linear(x, 1, w)).toThrow(/row 0 element 5 is not finite/);
+    // The scan is branch-free over all rows (native/src/addon.cc): infinities of both signs anywhere, the last
+    // element of a later row included, are caught; the largest finite magnitudes and subnormals are not.
+    const x3 = new Float32Array(3 * 32);
+    x3.set([3.4028234663852886e38, -3.4028234663852886e38, 1e-45, -0], 40);
+    expect(nb.linear(x3, 3, w).length).toBe(3);
+    for (const [at, v] of [[95, Infinity], [33, -Infinity], [64, NaN]] as const) {
+      const y = x3.slice();
+      y[at] = v;
+      expect(() => nb.linear(y, 3, w)).toThrow(new RegExp(`row ${Math.floor(at / 32)} element ${at % 32} is not finite`));
+    }
   });
 
   for (const isa of ['avx512', 'avx2', 'scalar'] as const) {
