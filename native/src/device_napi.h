@@ -30,6 +30,7 @@ void register_sampling(Napi::Env env, Napi::Object exports);
 struct Quantizers {
   QuantStatus (*q4_K)(const float* x, uint8_t* dst, int k);
   void (*q8_K)(const float* x, uint8_t* dst, int k);
+  void (*q8_0)(const float* x, uint8_t* dst, int k);
 };
 const Quantizers& active_quantizers();
 // Row `row` of an x16 [rows, K] table (interleave.h) → its ggml bytes (row_bytes) at dst.

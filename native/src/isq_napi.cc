@@ -23,7 +23,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info, bool q8k) {
   if (k % bs != 0) throw Napi::RangeError::New(env, "quantize: length " + std::to_string(k) + " is not a multiple of " + std::to_string(bs));
   need(env, out, (uint64_t)(k / bs) * (q8k ? BLOCK_Q8_K_BYTES : BLOCK_Q8_0_BYTES), "quantize out");
   if (q8k) active_quantizers().q8_K(reinterpret_cast<const float*>(x.data), out.data, k);
-  else quantize_row_q8_0(reinterpret_cast<const float*>(x.data), out.data, k);
+  else active_quantizers().q8_0(reinterpret_cast<const float*>(x.data), out.data, k);
   return env.Undefined();
 }
 

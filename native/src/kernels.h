@@ -81,9 +81,11 @@ void qgemm_ref(int fmt, const QGemmArgs& g);
 // src/quant), so the integer dot products can be checked exactly against the TypeScript oracle.
 void quantize_row_q8_K(const float* x, uint8_t* dst, int k);
 void quantize_row_q8_0(const float* x, uint8_t* dst, int k);
-// quantize_row_q8_K vectorized, byte-identical (quantize_fast_impl.h); need AVX2 / AVX-512F.
+// quantize_row_q8_K / quantize_row_q8_0 vectorized, byte-identical (quantize_fast_impl.h); need AVX2 / AVX-512F.
 void quantize_row_q8_K_avx2(const float* x, uint8_t* dst, int k);
 void quantize_row_q8_K_avx512(const float* x, uint8_t* dst, int k);
+void quantize_row_q8_0_avx2(const float* x, uint8_t* dst, int k);
+void quantize_row_q8_0_avx512(const float* x, uint8_t* dst, int k);
 
 // Weight quantizers (ISQ): bit-exact ports of ggml's quantize_row_q4_K_ref / quantize_row_q8_0_ref, as
 // src/quant. One row of k weights (a multiple of the block size) → k / blockSize blocks at dst.

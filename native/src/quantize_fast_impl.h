@@ -9,7 +9,8 @@
 // error sum that already reached the best) are dropped: neither can change the outcome (see
 // quantize_weights.cc). So the output is byte-identical to the reference, and with it its quantization error
 // (test/native/isq.test.ts checks the bytes on ggml's test signal and on real-shaped random weights, per ISA).
-// quantize_q8_K is quantize_row_q8_K (quantize.cc), LANES values per instruction, byte-identical.
+// quantize_q8_K / quantize_q8_0 are quantize_row_q8_K / quantize_row_q8_0 (quantize.cc), LANES values per
+// instruction, byte-identical.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -69,6 +70,12 @@ inline vf to_float(vi a) { return _mm512_cvtepi32_ps(a); }
 inline vi to_int(vf a) { return _mm512_cvtps_epi32(a); }  // exact: only ever given integers
 // The low byte of each lane, as the reference's (int8_t) / (uint8_t) casts.
 inline void store_low_bytes(uint8_t* p, vi v) { _mm_storeu_si128((__m128i*)p, _mm512_cvtepi32_epi8(v)); }
+// std::round: half away from zero. v − trunc(v) is exact, so the comparison sees the true fraction.
+inline vf round_away(vf v) {
+  const vf t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const vf one = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)), _mm512_castps_si512(_mm512_set1_ps(1.f))));
+  return _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(vabs(fsub(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ), t, one);
+}
 inline float hmax(vf v) { return _mm512_reduce_max_ps(v); }
 inline int hsum(vi v) { return _mm512_reduce_add_epi32(v); }
 #elif defined(__AVX2__)
@@ -116,6 +123,13 @@ inline void store_low_bytes(uint8_t* p, vi v) {
                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
   const __m256i b = _mm256_shuffle_epi8(v, pick);
   _mm_storel_epi64((__m128i*)p, _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+}
+// std::round: half away from zero. v − trunc(v) is exact, so the comparison sees the true fraction.
+inline vf round_away(vf v) {
+  const vf t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const vf one = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.f)), _mm256_set1_ps(1.f));
+  const vm half = _mm256_cmp_ps(vabs(fsub(v, t)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  return fadd(t, _mm256_and_ps(half, one));
 }
 inline float hmax(vf v) {  // max is exact and order-free on the non-NaN magnitudes it is given
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -315,6 +329,22 @@ void quantize_q8_K(const float* x, uint8_t* dst, int k) {
     }
     const float d = 1 / iscale;
     std::memcpy(dst, &d, 4);
+  }
+}
+
+// quantize_row_q8_0 (quantize.cc): the same block maximum (max is exact in any order), the same scalar d and
+// id, and the same products x·id rounded half away from zero (std::round).
+void quantize_q8_0(const float* x, uint8_t* dst, int k) {
+  static_assert(QK8_0 % LANES == 0, "a q8_0 block is whole vectors");
+  for (int i = 0; i < k / QK8_0; i++, x += QK8_0, dst += BLOCK_Q8_0_BYTES) {
+    vf am = fzero();
+    for (int j = 0; j < QK8_0; j += LANES) am = vmax(am, vabs(floadu(x + j)));
+    const float d = hmax(am) / 127.f;
+    const float id = d != 0 ? 1.f / d : 0.f;
+    const uint16_t h = fp32_to_fp16(d);
+    std::memcpy(dst, &h, 2);
+    const vf vid = fset1(id);
+    for (int j = 0; j < QK8_0; j += LANES) store_low_bytes(dst + 2 + j, to_int(round_away(fmul(floadu(x + j), vid))));
   }
 }
 

@@ -1,8 +1,8 @@
-// The addon's weight quantizers (ISQ at load time) and Q8_K activation quantizer, per ISA, against the
+// The addon's weight quantizers (ISQ at load time) and Q8_K / Q8_0 activation quantizers, per ISA, against the
 // TypeScript ports in src/quant, which were checked byte-for-byte against ggml: every output byte must be
 // equal (tolerance: none; both evaluate the same float32 operations in the same order without FMA contraction).
 import { afterAll, describe, expect, it } from 'vitest';
-import { BLOCK_Q8_K_BYTES, QK_K, quantizeMatrix, quantizeRowQ8_K } from '../../src/quant/index.js';
+import { BLOCK_Q8_0_BYTES, BLOCK_Q8_K_BYTES, QK8_0, QK_K, quantizeMatrix, quantizeRowQ8_0, quantizeRowQ8_K } from '../../src/quant/index.js';
 import { StrictWeights, memoryProvider } from '../../src/nn/weights.js';
 import { nativeRowQuantizer } from '../../src/tensor/native.js';
 import { signal, cosSignal } from '../quant/signal.js';
@@ -67,6 +67,25 @@ function q8kBlocks(): Array<{ name: string; x: Float32Array }> {
   return out;
 }
 
+// Q8_0 blocks whose scaled values fall on the rounding corners: with a block maximum of 127, d = 1 and x·id = x,
+// so ±k.5 must round away from zero (std::round; half-to-even would give 2 for 2.5 and 0 for ±0.5).
+function q80Blocks(): Array<{ name: string; x: Float32Array }> {
+  const r = rng(58);
+  const fill = (f: (i: number) => number) => Float32Array.from({ length: QK8_0 }, (_, i) => f(i));
+  return [
+    { name: 'uniform', x: r(QK8_0, -3, 3) },
+    { name: 'zeros', x: new Float32Array(QK8_0) },
+    { name: 'signed zeros', x: fill((i) => (i % 3 ? -0 : 0)) },
+    { name: 'halves', x: fill((i) => (i === 0 ? 127 : i === 1 ? -127 : ((i % 2 ? -1 : 1) * (i % 8)) + (i % 2 ? -0.5 : 0.5))) },
+    { name: 'just below a half', x: fill((i) => (i === 31 ? -127 : (i % 2 ? -1 : 1) * Math.fround(0.49999997 + (i % 5)))) },
+    { name: 'one value', x: fill((i) => (i === 17 ? -2.5e-3 : 0)) },
+    { name: 'tiny', x: r(QK8_0, -1e-30, 1e-30) },
+    { name: 'near the f16 scale limit', x: r(QK8_0, -8e6, 8e6) },
+    { name: 'outliers', x: signal('outliers', 87, QK8_0) },
+    { name: 'signal ties', x: signal('ties', 89, QK8_0) },
+  ];
+}
+
 describe.skipIf(NO_NATIVE)('native ISQ (weight and activation quantizers)', () => {
   it('loads the addon', () => {
     expect(error?.message ?? null).toBeNull();
@@ -103,6 +122,22 @@ describe.skipIf(NO_NATIVE)('native ISQ (weight and activation quantizers)', () =
   // The activation quantizer of each ISA (vectorized under avx512 / avx2, native/src/quantize_fast_impl.h)
   // against src/quant, on blocks that reach its corner cases: the signed max is the first element of largest
   // magnitude, so blocks of equal magnitudes with mixed signs (first one negative, or positive) pin it down.
+  for (const isa of ['avx512', 'avx2', 'scalar'] as const)
+    it.skipIf(!nb.availableIsas().includes(isa))(`${isa} q8_0 activations: byte-identical to src/quant, halves rounded away from zero`, () => {
+      nb.setIsa(isa);
+      const blocks = q80Blocks();
+      const x = new Float32Array(blocks.length * QK8_0);
+      blocks.forEach((b, i) => x.set(b.x, i * QK8_0));
+      const expected = new Uint8Array(blocks.length * BLOCK_Q8_0_BYTES);
+      quantizeRowQ8_0(x, expected);
+      const got = nb.quantizeQ80(x, new Uint8Array(blocks.length * BLOCK_Q8_0_BYTES));
+      const i = got.findIndex((v, j) => v !== expected[j]);
+      if (i >= 0) throw new Error(`${isa} q8_0 block ${Math.floor(i / BLOCK_Q8_0_BYTES)} (${blocks[Math.floor(i / BLOCK_Q8_0_BYTES)]!.name}): byte ${i % BLOCK_Q8_0_BYTES} differs (got ${got[i]}, expected ${expected[i]})`);
+      // The corner block really has halves: 2.5 → 3 and −0.5 → −1 (as int8 bytes after the 2-byte scale).
+      const h = 3 * BLOCK_Q8_0_BYTES + 2;
+      expect([got[h + 2], got[h + 3]]).toEqual([3, 256 - 4]); // x[2] = 2.5, x[3] = −3.5
+    });
+
   for (const isa of ['avx512', 'avx2', 'scalar'] as const)
     it.skipIf(!nb.availableIsas().includes(isa))(`${isa} q8_K activations: byte-identical to src/quant on varied blocks`, () => {
       nb.setIsa(isa);
