@@ -10,16 +10,57 @@ namespace PHI_NS {
 namespace {
 
 // ---- glue ----------------------------------------------------------------------------------------------------
-// Σx² in f64 in index order, 1/sqrt(Σx²/dim + eps) in f64, fround(x·inv), then ·w in f32: the TypeScript
-// expressions' operations in their order, so bit-identical with the host device. The serial f64 sum (4 cycles a
-// value) costs ~4 µs per 3,072-value row.
+// Σx² in f64 over 16 partial sums (value i into partial i mod 16; a square of an f32 is exact in f64), combined
+// as c_j = p_j + p_{j+8}, d_j = c_j + c_{j+4}, e_j = d_j + d_{j+2}, e_0 + e_1: src/tensor/ops.ts's sumSquares, so
+// bit-identical with the host device. Zero tail lanes add +0, which changes no partial (all are ≥ +0).
+#if defined(__AVX512F__)
+double sum_squares(const float* x, int n) {
+  __m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd();  // partials 0..7, 8..15
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v)), hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    a = _mm512_add_pd(a, _mm512_mul_pd(lo, lo));
+    b = _mm512_add_pd(b, _mm512_mul_pd(hi, hi));
+  }
+  const __m512d c = _mm512_add_pd(a, b);
+  const __m256d d = _mm256_add_pd(_mm512_castpd512_pd256(c), _mm512_extractf64x4_pd(c, 1));
+  const __m128d e = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(e, _mm_unpackhi_pd(e, e)));
+}
+#elif defined(__AVX2__)
+double sum_squares(const float* x, int n) {
+  __m256d p[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};  // partials 4q..4q+3
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int q = 0; q < 4; q++) {
+      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * q));
+      p[q] = _mm256_add_pd(p[q], _mm256_mul_pd(v, v));
+    }
+  alignas(32) double part[16];
+  for (int q = 0; q < 4; q++) _mm256_store_pd(part + 4 * q, p[q]);
+  for (; i < n; i++) part[i & 15] += (double)x[i] * (double)x[i];
+  for (int h = 8; h >= 1; h >>= 1)
+    for (int j = 0; j < h; j++) part[j] += part[j + h];
+  return part[0];
+}
+#else
+double sum_squares(const float* x, int n) {
+  double part[16] = {};
+  for (int i = 0; i < n; i++) part[i & 15] += (double)x[i] * (double)x[i];
+  for (int h = 8; h >= 1; h >>= 1)
+    for (int j = 0; j < h; j++) part[j] += part[j + h];
+  return part[0];
+}
+#endif
+
+// 1/sqrt(Σx²/dim + eps) in f64, fround(x·inv), then ·w in f32: the TypeScript expressions' operations in their
+// order, so bit-identical with the host device.
 void rms_norm(const float* x, float* out, const float* w, int rows, int dim, double eps) {
   for (int r = 0; r < rows; r++) {
     const float* xr = x + (int64_t)r * dim;
     float* o = out + (int64_t)r * dim;
-    double ss = 0;
-    for (int i = 0; i < dim; i++) ss += (double)xr[i] * (double)xr[i];
-    const double inv = 1.0 / std::sqrt(ss / dim + eps);
+    const double inv = 1.0 / std::sqrt(sum_squares(xr, dim) / dim + eps);
     for (int i = 0; i < dim; i++) o[i] = w[i] * (float)((double)xr[i] * inv);
   }
 }

@@ -6,6 +6,7 @@
 import type { AttentionParams, Backend } from './backend.js';
 import type { Buf, DeviceOps, KvSpec, KvStore, LoraSegment, SeqRows } from './device.js';
 import { isQuantDType } from './dtype.js';
+import { rmsNorm } from './ops.js';
 import type { Tensor } from './tensor.js';
 import { weightRow } from './weight_row.js';
 import { HostKvStore } from './host_kv.js';
@@ -92,13 +93,7 @@ export class HostDevice implements DeviceOps {
   rmsNorm(x: Buf, rows: number, dim: number, weight: Float32Array, eps: number, out: Buf): void {
     const xd = hostData(x, rows * dim, 'rmsNorm'), o = hostData(out, rows * dim, 'rmsNorm out');
     if (weight.length !== dim) throw new Error(`rmsNorm: weight has ${weight.length} values, expected ${dim}`);
-    for (let r = 0; r < rows; r++) {
-      const b = r * dim;
-      let ss = 0;
-      for (let i = 0; i < dim; i++) ss += xd[b + i]! * xd[b + i]!;
-      const inv = 1 / Math.sqrt(ss / dim + eps);
-      for (let i = 0; i < dim; i++) o[b + i] = weight[i]! * Math.fround(xd[b + i]! * inv);
-    }
+    rmsNorm(xd, rows, dim, weight, eps, o);
   }
 
   linear(x: Buf, m: number, w: Tensor, out: Buf, lora?: readonly LoraSegment[]): void {

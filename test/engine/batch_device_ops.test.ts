@@ -79,7 +79,11 @@ for (const be of backends) {
       const got = down(o);
       for (let i = 0; i < rows; i++) {
         const row = x.subarray(i * dim, (i + 1) * dim);
-        const ms = row.reduce((a, v) => a + v * v, 0) / dim, inv = 1 / Math.sqrt(ms + eps);
+        // Σx² over 16 partial sums (value j into j mod 16) combined pairwise, as the device ops define it.
+        const p = new Float64Array(16);
+        row.forEach((v, j) => { p[j % 16] += v * v; });
+        for (let h = 8; h >= 1; h /= 2) for (let j = 0; j < h; j++) p[j] += p[j + h]!;
+        const inv = 1 / Math.sqrt(p[0]! / dim + eps);
         row.forEach((v, j) => same(got[i * dim + j]!, Math.fround(w[j]! * Math.fround(v * inv)), 'rmsNorm'));
       }
       const gu = r(rows * 2 * inter, -6, 6), so = dev.alloc(rows * inter);

@@ -47,7 +47,7 @@ describe.skipIf(NO_NATIVE)('native device glue ops', () => {
           const ref = want(rows * dim, (o) => oracle.rmsNorm(buf(x), rows, dim, w, 1e-5, o));
           const out = dev.alloc(rows * dim);
           dev.rmsNorm(buf(x), rows, dim, w, 1e-5, out);
-          // The same operations in the same order (f64 sum in index order, f64 inverse, fround, ·w in f32).
+          // The same operations in the same order (f64 sum over 16 partials, f64 inverse, fround, ·w in f32).
           expect(out.data, `${tag} rmsNorm ${rows}x${dim}`).toEqual(ref);
           // In place (out = x) gives the same values.
           const xb = buf(x);
