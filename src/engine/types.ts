@@ -33,7 +33,7 @@ export interface BatchModel {
   useLong(total: number): boolean;
   /** (Re)allocates the paged store: `numBlocks` blocks of `blockSize` tokens. */
   allocKv(numBlocks: number, blockSize: number): void;
-  /** Logits [#seqs with logits, vocab] in batch order. */
+  /** Logits [#seqs with logits, vocab] in batch order; valid until the next call (the model may reuse the array). */
   forwardBatch(seqs: BatchSeq[]): Float32Array;
   /** Copies whole blocks (copy-on-write of a shared partial block), every layer. */
   copyBlocks(src: Int32Array, dst: Int32Array): void;
