@@ -49,10 +49,10 @@ async function child(model: string, isq: IsqKind, threads: number[], runs: numbe
     // decode: 128 single-token steps after a 16-token prompt
     const dec: number[] = [];
     for (let r = 0; r < runs; r++) {
-      const cache = lm.newCache();
+      const cache = lm.newCache(), logitsOut = new Float32Array(lm.cfg.vocab_size); // reused, as generateTokens does
       m.model.forward(be, rnd(16, r), { cache });
       const s = performance.now();
-      for (let i = 0; i < 128; i++) m.model.forward(be, [1000 + i], { cache });
+      for (let i = 0; i < 128; i++) m.model.forward(be, [1000 + i], { cache, logitsOut });
       dec.push((performance.now() - s) / 1000);
     }
     out('decode_tok_s', 128 / median(dec), 'tok/s', t);

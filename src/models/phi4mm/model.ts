@@ -11,7 +11,7 @@ import { StrictWeights, type Deferred, type LoadReport, type StoragePolicy, type
 import { deferOrBuild } from '../../nn/lazy_weights.js';
 import type { Phi4MMConfig } from './config.js';
 import { openCheckpoint } from './checkpoint.js';
-import { Phi4MiniDecoder, type KVCache, type DecoderOutput } from './decoder.js';
+import { Phi4MiniDecoder, type DecoderForwardOptions, type DecoderOutput } from './decoder.js';
 import { generateTokens, type GenerateTokensOptions } from './generate.js';
 import { Phi4MMImageEmbedding } from './vision.js';
 import { Phi4MMAudioEmbedding } from './audio_encoder.js';
@@ -108,7 +108,7 @@ export class Phi4MMForCausalLM {
   }
 
   /** One forward over `ids` (research API): logits of the last position by default, hidden states on request. */
-  forward(be: Backend, ids: ArrayLike<number>, opts: { mode?: InputMode; inputsEmbeds?: Float32Array; cache?: KVCache; logits?: 'last' | 'all' | 'none'; outputHiddenStates?: boolean } = {}): DecoderOutput {
+  forward(be: Backend, ids: ArrayLike<number>, opts: DecoderForwardOptions = {}): DecoderOutput {
     return this.lm.forward(be, ids, opts);
   }
 
