@@ -55,6 +55,7 @@ inline vm lt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
 inline vm eq(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
 inline vm mand(vm a, vm b) { return a & b; }
 inline bool any(vm m) { return m != 0; }
+inline int first_lane(vm m) { return __builtin_ctz((unsigned)m); }  // m != 0
 inline vf blend(vm m, vf a, vf b) { return _mm512_mask_blend_ps(m, a, b); }
 inline vi blend(vm m, vi a, vi b) { return _mm512_mask_blend_epi32(m, a, b); }
 inline vi izero() { return _mm512_setzero_si512(); }
@@ -101,6 +102,7 @@ inline vm lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
 inline vm eq(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
 inline vm mand(vm a, vm b) { return _mm256_and_ps(a, b); }
 inline bool any(vm m) { return _mm256_movemask_ps(m) != 0; }
+inline int first_lane(vm m) { return __builtin_ctz((unsigned)_mm256_movemask_ps(m)); }  // m has a set lane
 inline vf blend(vm m, vf a, vf b) { return _mm256_blendv_ps(a, b, m); }
 inline vi blend(vm m, vi a, vi b) {
   return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
@@ -312,8 +314,11 @@ void quantize_q8_K(const float* x, uint8_t* dst, int k) {
       continue;
     }
     float max = 0;
-    for (int j = 0; j < QK_K; j++)
-      if (std::fabs(x[j]) == amax) { max = x[j]; break; }
+    const vf vam = fset1(amax);
+    for (int j = 0; j < QK_K; j += LANES) {  // the first element of that magnitude gives the signed max
+      const vm hit = eq(vabs(floadu(x + j)), vam);
+      if (any(hit)) { max = x[j + first_lane(hit)]; break; }
+    }
     const float iscale = -127.f / max;
     uint8_t* qs = dst + 4;
     const vf vs = fset1(iscale);
