@@ -194,6 +194,9 @@ void from_f16(const uint16_t* x, float* y, int64_t n) {
 // Math.exp elementwise, 4 lanes at a time where the build has AVX2 (exp4_fdlibm: the same bits).
 void exp_f64(const double* x, double* y, int64_t n) {
   int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 8 <= n; i += 8) _mm512_storeu_pd(y + i, exp8_fdlibm(_mm512_loadu_pd(x + i)));
+#endif
 #if defined(__AVX2__)
   for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, exp4_fdlibm(_mm256_loadu_pd(x + i)));
 #endif

@@ -116,4 +116,40 @@ static inline __m256d exp4_fdlibm(__m256d vx) {
 }
 #endif
 
+#if defined(__AVX512F__)
+// exp4_fdlibm on 8 lanes: the same operations per lane, masks instead of blends; the same lanes fall back.
+static inline __m512d exp8_fdlibm(__m512d vx) {
+  const __m512d ax = _mm512_abs_pd(vx);
+  const __mmask8 neg = _mm512_cmp_pd_mask(vx, _mm512_setzero_pd(), _CMP_LT_OQ);
+  const __mmask8 general = _mm512_cmp_pd_mask(ax, _mm512_set1_pd(EXP_ABS_K_ROUND), _CMP_GE_OQ);
+  const __mmask8 k1 = ~general & _mm512_cmp_pd_mask(ax, _mm512_set1_pd(EXP_ABS_K_ONE), _CMP_GE_OQ);
+  const __m512d half = _mm512_mask_blend_pd(neg, _mm512_set1_pd(0.5), _mm512_set1_pd(-0.5));
+  const __m512d kr = _mm512_roundscale_pd(_mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(1.44269504088896338700e+00), vx), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m512d pm1 = _mm512_mask_blend_pd(neg, _mm512_set1_pd(1.0), _mm512_set1_pd(-1.0));
+  const __m512d t = _mm512_mask_blend_pd(general, _mm512_maskz_mov_pd(k1, pm1), kr);  // k as a double: 0, ±1 or rounded
+  const __m512d hi = _mm512_sub_pd(vx, _mm512_mul_pd(t, _mm512_set1_pd(6.93147180369123816490e-01)));
+  const __m512d lo = _mm512_mul_pd(t, _mm512_set1_pd(1.90821492927058770002e-10));
+  const __m512d r = _mm512_sub_pd(hi, lo);
+  const __m512d r2 = _mm512_mul_pd(r, r);
+  __m512d p = _mm512_add_pd(_mm512_set1_pd(-1.65339022054652515390e-06), _mm512_mul_pd(r2, _mm512_set1_pd(4.13813679705723846039e-08)));
+  p = _mm512_add_pd(_mm512_set1_pd(6.61375632143793436117e-05), _mm512_mul_pd(r2, p));
+  p = _mm512_add_pd(_mm512_set1_pd(-2.77777777770155933842e-03), _mm512_mul_pd(r2, p));
+  p = _mm512_add_pd(_mm512_set1_pd(1.66666666666666019037e-01), _mm512_mul_pd(r2, p));
+  const __m512d c = _mm512_sub_pd(r, _mm512_mul_pd(r2, p));
+  const __m512d q = _mm512_div_pd(_mm512_mul_pd(r, c), _mm512_sub_pd(_mm512_set1_pd(2.0), c));
+  const __m512d y = _mm512_sub_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_sub_pd(lo, q), hi));
+  const __m512i e = _mm512_slli_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(t)), _mm512_set1_epi64(1023)), 52);
+  __m512d res = _mm512_mul_pd(y, _mm512_castsi512_pd(e));
+  const __mmask8 ok = _mm512_cmp_pd_mask(ax, _mm512_set1_pd(0x1p-28), _CMP_GE_OQ) & _mm512_cmp_pd_mask(ax, _mm512_set1_pd(708.0), _CMP_LT_OQ) &
+                      _mm512_cmp_pd_mask(vx, _mm512_set1_pd(1.0), _CMP_NEQ_OQ);
+  if (ok != 0xFF) {
+    alignas(64) double xs[8], rs[8];
+    _mm512_store_pd(xs, vx), _mm512_store_pd(rs, res);
+    for (int i = 0; i < 8; i++) if (!(ok >> i & 1)) rs[i] = exp_fdlibm(xs[i]);
+    res = _mm512_load_pd(rs);
+  }
+  return res;
+}
+#endif
+
 }  // namespace phi4mm

@@ -27,8 +27,8 @@ describe.skipIf(NO_NATIVE)('native sampleDraw: the same ids as drawTs', () => {
   const params: SamplingParams[] = [{}, { topK: 1 }, { topK: 40 }, { topK: 5000 }, { topP: 0.9 }, { topP: 0.3 }, { topP: 0.999 },
     { minP: 0.2 }, { topK: 200, topP: 0.8, minP: 0.01 }, { topP: 1e-9 }];
 
-  // Per ISA build: the draw's exponentials are the active ISA's exp_f64 (4 lanes with AVX2, the scalar port in
-  // the generic build).
+  // Per ISA build: the draw's exponentials are the active ISA's exp_f64 (8 lanes with AVX-512, 4 with AVX2, the
+  // scalar port in the generic build).
   for (const isa of ['avx512', 'avx2', 'scalar'] as const) {
     for (const [name, scores] of rows) {
       it.skipIf(!backend.availableIsas().includes(isa))(`${isa}, ${name}: every parameter set, 3 temperatures, 25 random numbers`, () => {

@@ -1,7 +1,8 @@
 // The addon's temperature softmax (native/src/sampling_napi.cc) against the TypeScript one it replaces, bit for
 // bit: its exp is a port of V8's (fdlibm's), so every probability, the sum and therefore every seeded draw must
-// be identical, with no tolerance. Checked on Math.exp itself first, per ISA build (the 4-lane path with AVX2,
-// the scalar port in the generic one), over the ranges and special values where fdlibm takes different branches.
+// be identical, with no tolerance. Checked on Math.exp itself first, per ISA build (the 8-lane path with
+// AVX-512, the 4-lane one with AVX2, the scalar port in the generic one), over the ranges and special values
+// where fdlibm takes different branches.
 import { describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/tensor/native.js';
 import { drawTs, sample, SamplingState, setDrawKernel, setSoftmaxKernel, softmaxShiftedTs, sumExpShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
