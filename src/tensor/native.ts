@@ -58,6 +58,10 @@ export interface NativeAddon {
   sampleDraw(scores: Float32Array, temperature: number, topK: number, topP: number, minP: number, r: number): number;
   /** Σ exp(scores[i] − max) over i < n with a finite-or-+∞ score, in order (src/text/sampling.ts's sumExpShiftedTs). */
   sumExpShifted(scores: Float32Array, n: number, max: number): number;
+  /** The first index of the largest score above −∞, or −1 (src/text/sampling.ts's argmax). */
+  argmaxScores(scores: Float32Array): number;
+  /** dst = src with NaN replaced by −∞ (src/text/sampling.ts's penalizedScores). */
+  copyMaskNaN(src: Float32Array, dst: Float32Array): void;
   setThreads(n: number): void;
   threads(): number;
   setIsa(isa: string): void;

@@ -94,12 +94,24 @@ export function sample(logits: Float32Array, params: SamplingParams, state: Samp
   return id;
 }
 
-/** Index of the largest score; the first on ties (torch.argmax). */
+/** Index of the largest score; the first on ties (torch.argmax). Scores of −∞ and NaN are masked. */
 export function argmax(scores: ArrayLike<number>): number {
-  let best = -1, bestVal = -Infinity;
-  for (let i = 0; i < scores.length; i++) if (scores[i]! > bestVal) { bestVal = scores[i]!; best = i; }
+  const best = scores instanceof Float32Array ? argmaxKernel()(scores) : argmaxTs(scores);
   if (best < 0) throw new Error('every token is masked (no finite logit to choose from)');
   return best;
+}
+
+/** The first index of the largest score above −∞, or −1; the addon's argmaxScores returns the same. */
+export function argmaxTs(scores: ArrayLike<number>): number {
+  let best = -1, bestVal = -Infinity;
+  for (let i = 0; i < scores.length; i++) if (scores[i]! > bestVal) { bestVal = scores[i]!; best = i; }
+  return best;
+}
+
+/** dst = src with NaN replaced by −∞; the addon's copyMaskNaN writes the same. */
+export function copyMaskNaNTs(src: Float32Array, dst: Float32Array): void {
+  dst.set(src);
+  for (let i = 0; i < src.length; i++) if (dst[i] !== dst[i]) dst[i] = -Infinity;
 }
 
 /**
@@ -108,8 +120,7 @@ export function argmax(scores: ArrayLike<number>): number {
  */
 export function penalizedScores(logits: Float32Array, p: SamplingParams, state: SamplingState): Float32Array {
   const s = state.scoresBuffer(logits.length);
-  s.set(logits); // a memcpy; Float32Array.from(logits, mapFn) cost ~20 ms per 200k-token step
-  for (let i = 0; i < s.length; i++) if (s[i] !== s[i]) s[i] = -Infinity; // NaN
+  copyMaskNaNKernel()(logits, s); // NaN → −∞; Float32Array.from(logits, mapFn) cost ~20 ms per 200k-token step
   if (p.vocabLimit !== undefined && p.vocabLimit < s.length) s.fill(-Infinity, p.vocabLimit);
   for (const id of p.suppressIds ?? []) if (id < s.length) s[id] = -Infinity;
   const rep = p.repetitionPenalty ?? 1;
@@ -213,6 +224,17 @@ export function sumExpShifted(scores: Float32Array, n: number, max: number): num
 
 function softmaxKernel(): SoftmaxKernel {
   return (kernel ??= fromAddon((a) => (typeof a.softmaxShifted === 'function' ? (sc, c, m, mx, t, p) => a.softmaxShifted(sc, c, m, mx, t, p) : undefined), softmaxShiftedTs));
+}
+
+let argmaxWith: ((scores: Float32Array) => number) | null = null;
+let copyMaskWith: ((src: Float32Array, dst: Float32Array) => void) | null = null;
+
+function argmaxKernel(): (scores: Float32Array) => number {
+  return (argmaxWith ??= fromAddon((a) => (typeof a.argmaxScores === 'function' ? (sc: Float32Array) => a.argmaxScores(sc) : undefined), argmaxTs));
+}
+
+function copyMaskNaNKernel(): (src: Float32Array, dst: Float32Array) => void {
+  return (copyMaskWith ??= fromAddon((a) => (typeof a.copyMaskNaN === 'function' ? (x: Float32Array, y: Float32Array) => a.copyMaskNaN(x, y) : undefined), copyMaskNaNTs));
 }
 
 function drawKernel(): DrawKernel {

@@ -5,7 +5,7 @@
 // whose kept head is large enough for the radix sort, and peaked ones where the first band suffices.
 import { describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/tensor/native.js';
-import { drawTs, samplingDistribution, setSoftmaxKernel, softmaxShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
+import { argmaxTs, copyMaskNaNTs, drawTs, samplingDistribution, setSoftmaxKernel, softmaxShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
 import { loadNative, NO_NATIVE, rng } from './util.js';
 
 const { backend } = loadNative();
@@ -55,6 +55,29 @@ describe.skipIf(NO_NATIVE)('native sampleDraw: the same ids as drawTs', () => {
       });
     }
   }
+
+  it('argmaxScores and copyMaskNaN equal the TypeScript ones: masked values, ties, +∞, maxima in the scalar tail', () => {
+    const cases: Float32Array[] = [
+      ...rows.map(([, sc]) => sc),
+      Float32Array.of(),
+      Float32Array.of(NaN, -Infinity, NaN),
+      Float32Array.of(NaN, 2, 2, NaN, 1, 2), // tie: the first 2 wins; NaN is never the max
+      Float32Array.of(1, 3, Infinity, 5, Infinity),
+      Float32Array.of(-1, -2, -3, -4, -0.5), // the max in the tail after the 4-wide blocks
+      Float32Array.of(-0, 0, -0, 0, 0),
+      Float32Array.from(r(1027, -3, 3), (v, i) => (i % 5 === 0 ? NaN : i === 1026 ? 9 : v)),
+    ];
+    for (const sc of cases) {
+      expect(lib.argmaxScores(sc), `argmax of ${sc.length}`).toBe(argmaxTs(sc));
+      const want = new Float32Array(sc.length), got = new Float32Array(sc.length);
+      copyMaskNaNTs(sc, want);
+      lib.copyMaskNaN(sc, got);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), `copyMaskNaN of ${sc.length}`).toBe(true);
+    }
+    expect(argmaxTs(cases[cases.length - 1]!)).toBe(1026);
+    expect(argmaxTs(Float32Array.of(NaN, 2, 2, NaN, 1, 2))).toBe(1);
+    expect(() => lib.copyMaskNaN(new Float32Array(4), new Float32Array(3))).toThrow(/copyMaskNaN dst: buffer has 12 bytes, needs 16/);
+  });
 
   it('top-p keeps what a full HF sort keeps, at the radix and band sizes', () => {
     // HF: ascending order (ties: higher id first), drop while the cumulative sum is ≤ 1 − top_p, keep the last.
