@@ -75,81 +75,102 @@ static inline double exp_fdlibm(double x) {
   return y * twopk * twom1000;
 }
 
-#if defined(__AVX2__)
-// exp_fdlibm on 4 lanes, bit for bit: every lane with 2^−28 ≤ |x| < 708 takes exp_fdlibm's operations in
-// order. The three reductions are one formula: k = 0 (|x| ≤ 0.5 ln2) gives hi = x − 0·ln2HI = x and lo = 0, and
-// then one − ((lo − q) − hi) equals fdlibm's one − ((x·c)/(c − 2) − x) exactly (IEEE division is odd in its
+// exp_fdlibm on a vector of lanes, bit for bit: every lane with 2^−28 ≤ |x| < 708 takes exp_fdlibm's operations
+// in order. The three reductions are one formula: k = 0 (|x| ≤ 0.5 ln2) gives hi = x − 0·ln2HI = x and lo = 0,
+// and then one − ((lo − q) − hi) equals fdlibm's one − ((x·c)/(c − 2) − x) exactly (IEEE division is odd in its
 // divisor); k = ±1 (|x| < 1.5 ln2) gives t·ln2HI = ±ln2HI exactly, as fdlibm's ln2HI[xsb]. The other lanes (tiny,
-// huge or subnormal results, x = 1, NaN) are recomputed by exp_fdlibm.
-static inline __m256d exp4_fdlibm(__m256d vx) {
-  const __m256d ax = _mm256_andnot_pd(_mm256_set1_pd(-0.0), vx);
-  const __m256d neg = _mm256_cmp_pd(vx, _mm256_setzero_pd(), _CMP_LT_OQ);
-  const __m256d general = _mm256_cmp_pd(ax, _mm256_set1_pd(EXP_ABS_K_ROUND), _CMP_GE_OQ);
-  const __m256d k1 = _mm256_andnot_pd(general, _mm256_cmp_pd(ax, _mm256_set1_pd(EXP_ABS_K_ONE), _CMP_GE_OQ));
-  const __m256d half = _mm256_blendv_pd(_mm256_set1_pd(0.5), _mm256_set1_pd(-0.5), neg);
-  const __m256d kr = _mm256_round_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(1.44269504088896338700e+00), vx), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256d pm1 = _mm256_blendv_pd(_mm256_set1_pd(1.0), _mm256_set1_pd(-1.0), neg);
-  const __m256d t = _mm256_blendv_pd(_mm256_and_pd(k1, pm1), kr, general);  // k as a double: 0, ±1 or rounded
-  const __m256d hi = _mm256_sub_pd(vx, _mm256_mul_pd(t, _mm256_set1_pd(6.93147180369123816490e-01)));
-  const __m256d lo = _mm256_mul_pd(t, _mm256_set1_pd(1.90821492927058770002e-10));
-  const __m256d r = _mm256_sub_pd(hi, lo);
-  const __m256d r2 = _mm256_mul_pd(r, r);
-  __m256d p = _mm256_add_pd(_mm256_set1_pd(-1.65339022054652515390e-06), _mm256_mul_pd(r2, _mm256_set1_pd(4.13813679705723846039e-08)));
-  p = _mm256_add_pd(_mm256_set1_pd(6.61375632143793436117e-05), _mm256_mul_pd(r2, p));
-  p = _mm256_add_pd(_mm256_set1_pd(-2.77777777770155933842e-03), _mm256_mul_pd(r2, p));
-  p = _mm256_add_pd(_mm256_set1_pd(1.66666666666666019037e-01), _mm256_mul_pd(r2, p));
-  const __m256d c = _mm256_sub_pd(r, _mm256_mul_pd(r2, p));
-  const __m256d q = _mm256_div_pd(_mm256_mul_pd(r, c), _mm256_sub_pd(_mm256_set1_pd(2.0), c));
-  const __m256d y = _mm256_sub_pd(_mm256_set1_pd(1.0), _mm256_sub_pd(_mm256_sub_pd(lo, q), hi));
-  const __m256i e = _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(t)), _mm256_set1_epi64x(1023)), 52);
-  __m256d res = _mm256_mul_pd(y, _mm256_castsi256_pd(e));
-  const __m256d ok = _mm256_and_pd(_mm256_and_pd(_mm256_cmp_pd(ax, _mm256_set1_pd(0x1p-28), _CMP_GE_OQ), _mm256_cmp_pd(ax, _mm256_set1_pd(708.0), _CMP_LT_OQ)),
-                                   _mm256_cmp_pd(vx, _mm256_set1_pd(1.0), _CMP_NEQ_OQ));
-  const int okm = _mm256_movemask_pd(ok);
-  if (okm != 0xF) {
-    alignas(32) double xs[4], rs[4];
-    _mm256_store_pd(xs, vx), _mm256_store_pd(rs, res);
-    for (int i = 0; i < 4; i++) if (!(okm >> i & 1)) rs[i] = exp_fdlibm(xs[i]);
-    res = _mm256_load_pd(rs);
+// huge or subnormal results, x = 1, NaN) are recomputed by exp_fdlibm. V: the lane traits below (AVX2: 4 lanes,
+// compare masks in registers; AVX-512: 8 lanes, mask registers).
+template <class V>
+static inline typename V::D expv_fdlibm(typename V::D vx) {
+  using D = typename V::D;
+  using M = typename V::M;
+  const D ax = V::abs(vx);
+  const M neg = V::lt(vx, V::set1(0.0));
+  const M general = V::ge(ax, V::set1(EXP_ABS_K_ROUND));
+  const M k1 = V::and_not(general, V::ge(ax, V::set1(EXP_ABS_K_ONE)));
+  const D half = V::blend(neg, V::set1(0.5), V::set1(-0.5));
+  const D kr = V::trunc(V::add(V::mul(V::set1(1.44269504088896338700e+00), vx), half));
+  const D pm1 = V::blend(neg, V::set1(1.0), V::set1(-1.0));
+  const D t = V::blend(general, V::select(k1, pm1), kr);  // k as a double: 0, ±1 or rounded
+  const D hi = V::sub(vx, V::mul(t, V::set1(6.93147180369123816490e-01)));
+  const D lo = V::mul(t, V::set1(1.90821492927058770002e-10));
+  const D r = V::sub(hi, lo);
+  const D r2 = V::mul(r, r);
+  D p = V::add(V::set1(-1.65339022054652515390e-06), V::mul(r2, V::set1(4.13813679705723846039e-08)));
+  p = V::add(V::set1(6.61375632143793436117e-05), V::mul(r2, p));
+  p = V::add(V::set1(-2.77777777770155933842e-03), V::mul(r2, p));
+  p = V::add(V::set1(1.66666666666666019037e-01), V::mul(r2, p));
+  const D c = V::sub(r, V::mul(r2, p));
+  const D q = V::div(V::mul(r, c), V::sub(V::set1(2.0), c));
+  const D y = V::sub(V::set1(1.0), V::sub(V::sub(lo, q), hi));
+  D res = V::mul(y, V::pow2(t));
+  const int ok = V::bits(V::and_(V::and_(V::ge(ax, V::set1(0x1p-28)), V::lt(ax, V::set1(708.0))), V::ne(vx, V::set1(1.0))));
+  if (ok != (1 << V::N) - 1) {
+    alignas(64) double xs[V::N], rs[V::N];
+    V::store(xs, vx), V::store(rs, res);
+    for (int i = 0; i < V::N; i++) if (!(ok >> i & 1)) rs[i] = exp_fdlibm(xs[i]);
+    res = V::load(rs);
   }
   return res;
 }
+
+#if defined(__AVX2__)
+struct ExpLanesAvx2 {
+  using D = __m256d;
+  using M = __m256d;  // all-ones / all-zero lanes
+  static constexpr int N = 4;
+  static D set1(double v) { return _mm256_set1_pd(v); }
+  static D load(const double* p) { return _mm256_load_pd(p); }
+  static void store(double* p, D v) { _mm256_store_pd(p, v); }
+  static D add(D a, D b) { return _mm256_add_pd(a, b); }
+  static D sub(D a, D b) { return _mm256_sub_pd(a, b); }
+  static D mul(D a, D b) { return _mm256_mul_pd(a, b); }
+  static D div(D a, D b) { return _mm256_div_pd(a, b); }
+  static D abs(D a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+  static D trunc(D a) { return _mm256_round_pd(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+  static M lt(D a, D b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+  static M ge(D a, D b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
+  static M ne(D a, D b) { return _mm256_cmp_pd(a, b, _CMP_NEQ_OQ); }
+  static M and_(M a, M b) { return _mm256_and_pd(a, b); }
+  static M and_not(M a, M b) { return _mm256_andnot_pd(a, b); }  // ¬a ∧ b
+  static D blend(M m, D a, D b) { return _mm256_blendv_pd(a, b, m); }  // m ? b : a
+  static D select(M m, D a) { return _mm256_and_pd(m, a); }       // m ? a : 0
+  static int bits(M m) { return _mm256_movemask_pd(m); }
+  static D pow2(D k) {  // 2^k for an integer-valued k with a normal result
+    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k)), _mm256_set1_epi64x(1023)), 52));
+  }
+};
+static inline __m256d exp4_fdlibm(__m256d vx) { return expv_fdlibm<ExpLanesAvx2>(vx); }
 #endif
 
 #if defined(__AVX512F__)
-// exp4_fdlibm on 8 lanes: the same operations per lane, masks instead of blends; the same lanes fall back.
-static inline __m512d exp8_fdlibm(__m512d vx) {
-  const __m512d ax = _mm512_abs_pd(vx);
-  const __mmask8 neg = _mm512_cmp_pd_mask(vx, _mm512_setzero_pd(), _CMP_LT_OQ);
-  const __mmask8 general = _mm512_cmp_pd_mask(ax, _mm512_set1_pd(EXP_ABS_K_ROUND), _CMP_GE_OQ);
-  const __mmask8 k1 = ~general & _mm512_cmp_pd_mask(ax, _mm512_set1_pd(EXP_ABS_K_ONE), _CMP_GE_OQ);
-  const __m512d half = _mm512_mask_blend_pd(neg, _mm512_set1_pd(0.5), _mm512_set1_pd(-0.5));
-  const __m512d kr = _mm512_roundscale_pd(_mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(1.44269504088896338700e+00), vx), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m512d pm1 = _mm512_mask_blend_pd(neg, _mm512_set1_pd(1.0), _mm512_set1_pd(-1.0));
-  const __m512d t = _mm512_mask_blend_pd(general, _mm512_maskz_mov_pd(k1, pm1), kr);  // k as a double: 0, ±1 or rounded
-  const __m512d hi = _mm512_sub_pd(vx, _mm512_mul_pd(t, _mm512_set1_pd(6.93147180369123816490e-01)));
-  const __m512d lo = _mm512_mul_pd(t, _mm512_set1_pd(1.90821492927058770002e-10));
-  const __m512d r = _mm512_sub_pd(hi, lo);
-  const __m512d r2 = _mm512_mul_pd(r, r);
-  __m512d p = _mm512_add_pd(_mm512_set1_pd(-1.65339022054652515390e-06), _mm512_mul_pd(r2, _mm512_set1_pd(4.13813679705723846039e-08)));
-  p = _mm512_add_pd(_mm512_set1_pd(6.61375632143793436117e-05), _mm512_mul_pd(r2, p));
-  p = _mm512_add_pd(_mm512_set1_pd(-2.77777777770155933842e-03), _mm512_mul_pd(r2, p));
-  p = _mm512_add_pd(_mm512_set1_pd(1.66666666666666019037e-01), _mm512_mul_pd(r2, p));
-  const __m512d c = _mm512_sub_pd(r, _mm512_mul_pd(r2, p));
-  const __m512d q = _mm512_div_pd(_mm512_mul_pd(r, c), _mm512_sub_pd(_mm512_set1_pd(2.0), c));
-  const __m512d y = _mm512_sub_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_sub_pd(lo, q), hi));
-  const __m512i e = _mm512_slli_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(t)), _mm512_set1_epi64(1023)), 52);
-  __m512d res = _mm512_mul_pd(y, _mm512_castsi512_pd(e));
-  const __mmask8 ok = _mm512_cmp_pd_mask(ax, _mm512_set1_pd(0x1p-28), _CMP_GE_OQ) & _mm512_cmp_pd_mask(ax, _mm512_set1_pd(708.0), _CMP_LT_OQ) &
-                      _mm512_cmp_pd_mask(vx, _mm512_set1_pd(1.0), _CMP_NEQ_OQ);
-  if (ok != 0xFF) {
-    alignas(64) double xs[8], rs[8];
-    _mm512_store_pd(xs, vx), _mm512_store_pd(rs, res);
-    for (int i = 0; i < 8; i++) if (!(ok >> i & 1)) rs[i] = exp_fdlibm(xs[i]);
-    res = _mm512_load_pd(rs);
+struct ExpLanesAvx512 {
+  using D = __m512d;
+  using M = __mmask8;
+  static constexpr int N = 8;
+  static D set1(double v) { return _mm512_set1_pd(v); }
+  static D load(const double* p) { return _mm512_load_pd(p); }
+  static void store(double* p, D v) { _mm512_store_pd(p, v); }
+  static D add(D a, D b) { return _mm512_add_pd(a, b); }
+  static D sub(D a, D b) { return _mm512_sub_pd(a, b); }
+  static D mul(D a, D b) { return _mm512_mul_pd(a, b); }
+  static D div(D a, D b) { return _mm512_div_pd(a, b); }
+  static D abs(D a) { return _mm512_abs_pd(a); }
+  static D trunc(D a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+  static M lt(D a, D b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
+  static M ge(D a, D b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
+  static M ne(D a, D b) { return _mm512_cmp_pd_mask(a, b, _CMP_NEQ_OQ); }
+  static M and_(M a, M b) { return a & b; }
+  static M and_not(M a, M b) { return ~a & b; }
+  static D blend(M m, D a, D b) { return _mm512_mask_blend_pd(m, a, b); }
+  static D select(M m, D a) { return _mm512_maskz_mov_pd(m, a); }
+  static int bits(M m) { return m; }
+  static D pow2(D k) {
+    return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(k)), _mm512_set1_epi64(1023)), 52));
   }
-  return res;
-}
+};
+static inline __m512d exp8_fdlibm(__m512d vx) { return expv_fdlibm<ExpLanesAvx512>(vx); }
 #endif
 
 }  // namespace phi4mm
