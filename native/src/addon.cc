@@ -108,10 +108,10 @@ void parallel_rows(int n, int align, F&& f) {
   pool().run(tasks, [&](int t, int) { f(t * c, std::min(n, (t + 1) * c)); });
 }
 
-// Splits [0, n) (rows, in `align` units) into one contiguous range per thread; each thread takes `align` rows at a
-// time from the front of its own range, then takes from the back of the others' until nothing is left. So every
-// thread streams one run of weights (its prefetches run on into its next rows) and the threads end together, to
-// within one unit. With ~4 interleaved tasks per thread (parallel_rows) the wait for the last task was ~7% of a
+// Splits [0, n) (rows, in units of `align`) into one contiguous range per thread; each thread claims
+// SPLIT_UNITS_PER_CLAIM units at a time from the front of its own range, then from the back of the others' until
+// nothing is left. So every thread streams one run of weights (its prefetches run on into its next rows) and the
+// threads end together, to within one claim. With ~4 interleaved tasks per thread (parallel_rows) the wait for the last task was ~7% of a
 // 2-thread decode step (perf: the caller spinning in Pool::run, the worker in Pool::worker). Ranges are tasks of
 // the pool, not threads: a worker that wakes late finds its range partly taken from the back, and does the rest.
 // Units a claim takes: 4 x16 groups (64 rows, 110–295 KB of Phi-4-mini weights). Single groups cost more per

@@ -132,7 +132,6 @@ static void radix_rank(std::vector<Ranked>::iterator first, std::vector<Ranked>:
   if (src != &*first) std::copy(src, src + n, first);
 }
 
-// Returns the drawn id, or −1 when every score is −∞ or NaN (the caller's error to throw).
 // The number of finite-or-+∞ scores (> −∞: NaN and −∞ are masked) and their maximum, four at a time (SSE2, this
 // file's baseline target): the max of floats is exact in any order, and a masked lane enters as −∞. The scalar
 // loop's data-dependent branch took ~0.6 ms of a 2 ms draw over 200k logits.
@@ -171,6 +170,7 @@ __attribute__((noinline)) static int walk_all(const double* prob, int m, double 
   return m - 1;
 }
 
+// Returns the drawn id, or −1 when every score is −∞ or NaN (the caller's error to throw).
 static int32_t sample_draw(const float* sc, int n_scores, double temperature, int top_k, double top_p, double min_p, double r) {
   thread_local DrawScratch w;
   double max = -INFINITY;
@@ -272,7 +272,6 @@ Napi::Value SampleDraw(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, sample_draw(reinterpret_cast<const float*>(s.data), (int)(s.size / 4), temperature, top_k, top_p, min_p, r));
 }
 
-// expF64(x: Float64Array, out: Float64Array): the active ISA's exp_f64, for the tests against Math.exp.
 // argmaxScores(scores: Float32Array): the first index of the largest score above −∞ (NaN never is), or −1: the
 // greedy pick of src/text/sampling.ts's argmax, whose scalar walk over 200k logits took ~0.2 ms a token.
 Napi::Value ArgmaxScores(const Napi::CallbackInfo& info) {
@@ -308,6 +307,7 @@ Napi::Value CopyMaskNaN(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// expF64(x: Float64Array, out: Float64Array): the active ISA's exp_f64, for the tests against Math.exp.
 Napi::Value ExpF64(const Napi::CallbackInfo& info) {
   const Bytes x = typed(info, 0, "x"), out = typed(info, 1, "out");
   need(info.Env(), out, x.size, "expF64 out");

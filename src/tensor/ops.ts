@@ -5,9 +5,6 @@ import { isQuantDType } from './dtype.js';
 import type { Tensor } from './tensor.js';
 import { weightRow } from './weight_row.js';
 
-/** Lanes of the f64 sum of squares: value i goes to partial sum i mod 16. */
-export const SUM_SQUARES_LANES = 16;
-
 /**
  * Σ x[o..o+n)² in f64 as the native device's SIMD computes it (native/src/device_impl.h), so the host device
  * stays its bit-exact oracle: value i adds into partial sum i mod 16 (each square is exact in f64), then the
@@ -15,7 +12,7 @@ export const SUM_SQUARES_LANES = 16;
  * index order is one 4-cycle dependency per value (~4 µs per 3,072-value row natively); this one vectorizes.
  */
 export function sumSquares(x: Float32Array, o: number, n: number): number {
-  const p = new Float64Array(SUM_SQUARES_LANES);
+  const p = new Float64Array(16);
   for (let i = 0; i < n; i++) p[i & 15] = p[i & 15]! + x[o + i]! * x[o + i]!;
   for (let h = 8; h >= 1; h >>= 1) for (let j = 0; j < h; j++) p[j] = p[j]! + p[j + h]!;
   return p[0]!;
