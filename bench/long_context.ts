@@ -36,17 +36,18 @@ for (let l = 0; l < lm.layers.length; l++)
   for (let p = 0; p < maxCtx; p += WRITE_ROWS) dev.kvWrite(kv, l, rows, rowStride, 0, kvw, [{ rowStart: 0, rows: Math.min(WRITE_ROWS, maxCtx - p), start: p, blockTable: table }]);
 
 const seq = (ids: Int32Array, start: number) => ({ ids, mode: 'language' as const, long: false, start, blockTable: table, logits: true });
+const logitsOut = new Float32Array(lm.cfg.vocab_size); // reused, as the engine's DeviceBatchModel does
 // Each figure twice, in order and then reversed, so a drift of the shared machine shows as disagreement.
 for (const c of [...contexts, ...contexts.slice().reverse()]) {
   const t0 = performance.now();
-  for (let i = 0; i < steps; i++) lm.forwardBatch(be, kv, [seq(Int32Array.of(1000 + i), c + i)]);
+  for (let i = 0; i < steps; i++) lm.forwardBatch(be, kv, [seq(Int32Array.of(1000 + i), c + i)], { logitsOut });
   const ms = (performance.now() - t0) / steps;
   console.log(JSON.stringify({ threads, metric: 'decode', context: c, ms_per_token: +ms.toFixed(1), tok_s: +(1000 / ms).toFixed(2) }));
 }
 const ids = Int32Array.from({ length: chunk }, (_, i) => 1000 + i * 7);
 for (const s of [...starts, ...starts.slice().reverse()]) {
   const t0 = performance.now();
-  lm.forwardBatch(be, kv, [seq(ids, s)]);
+  lm.forwardBatch(be, kv, [seq(ids, s)], { logitsOut });
   const ms = performance.now() - t0;
   console.log(JSON.stringify({ threads, metric: 'prefill_chunk', start: s, rows: chunk, ms: Math.round(ms), tok_s: +(chunk / ms * 1000).toFixed(1) }));
 }

@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { Phi4MM, type IsqKind } from '../src/api/phi4mm.js';
 import type { ChatMessage } from '../src/api/types.js';
 import { timeStream } from './stream_timing.js';
+import { LmTiming } from './lm_timing.js';
 
 interface Figure { isq: string; threads: number | null; metric: string; value: number; unit: string }
 
@@ -29,37 +30,23 @@ async function child(model: string, isq: IsqKind, threads: number[], runs: numbe
   out('load_s', (performance.now() - t0) / 1000, 's');
   out('rss_after_load_gib', process.memoryUsage().rss / 2 ** 30, 'GiB');
   out('peak_rss_load_gib', process.resourceUsage().maxRSS / 2 ** 20, 'GiB');
-  const be = m.backend, lm = m.model.lm;
+  const be = m.backend;
   // The encoders and adapters are read on first use (lazyMedia): read them now, so that the media figures below
   // time encoding and prefill, not that one-time read (bench/memory.ts measures it).
   const tl = performance.now();
   m.model.loadAll();
   out('media_parts_first_read_s', (performance.now() - tl) / 1000, 's');
   const rnd = (n: number, seed: number) => Int32Array.from({ length: n }, (_, i) => 1000 + ((i * 7919 + seed * 104729) % 150000));
-  // The prefill's KV store is allocated and touched once (a warm-up run) and then reused, as the engine's pool is:
-  // a fresh store per run faulted in and zeroed its pages inside the timing (perf: ~5% of a 2-thread prefill).
-  const preCache = lm.newCache(512);
-  m.model.forward(be, rnd(512, 99), { cache: preCache });
+  const timing = new LmTiming(m, 512, rnd(512, 99));
   for (const t of threads) {
     be.setThreads(t);
     // prefill: 512 tokens through the LM (no LoRA), last-position logits
     const pre: number[] = [];
-    for (let r = 0; r < runs; r++) {
-      preCache.reset();
-      const s = performance.now();
-      m.model.forward(be, rnd(512, r), { cache: preCache });
-      pre.push((performance.now() - s) / 1000);
-    }
+    for (let r = 0; r < runs; r++) pre.push(timing.prefill(rnd(512, r)));
     out('prefill_tok_s', 512 / median(pre), 'tok/s', t);
     // decode: 128 single-token steps after a 16-token prompt
     const dec: number[] = [];
-    for (let r = 0; r < runs; r++) {
-      const cache = lm.newCache(), logitsOut = new Float32Array(lm.cfg.vocab_size); // reused, as generateTokens does
-      m.model.forward(be, rnd(16, r), { cache });
-      const s = performance.now();
-      for (let i = 0; i < 128; i++) m.model.forward(be, [1000 + i], { cache, logitsOut });
-      dec.push((performance.now() - s) / 1000);
-    }
+    for (let r = 0; r < runs; r++) dec.push(timing.decode(rnd(16, r), 128));
     out('decode_tok_s', 128 / median(dec), 'tok/s', t);
     // The same through chat() as a user gets it (engine step, sampling, detokenizing, streaming): tokens after the
     // first, from usage (a text delta can carry several tokens or none), over the time from the first to the end.

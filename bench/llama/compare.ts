@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Phi4MM } from '../../src/api/phi4mm.js';
 import { makeGguf } from './make_gguf.js';
+import { LmTiming } from '../lm_timing.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,22 +64,13 @@ console.log(JSON.stringify({ compute_peak_gops: peak }));
 
 // 3. phi4mm, loaded once; the same measurement as bench/run.ts.
 const m = await Phi4MM.fromPretrained(values.model, { isq: 'q4k', backend: 'native', threads: Math.max(...threads) });
-const be = m.backend, lm = m.model.lm;
+const be = m.backend;
 const ids = (n: number, seed: number) => Int32Array.from({ length: n }, (_, i) => 1000 + ((i * 7919 + seed * 104729) % 150000));
-// The prefill's KV store is allocated once and reused, as the engine's pool is and as llama-bench's context is:
-// a fresh store per run faulted in and zeroed its pages inside the timing (perf: ~5% of a 2-thread prefill).
-const ppCache = lm.newCache(pp);
+// The same measurement as bench/run.ts (bench/lm_timing.ts); its warm-up also faults in the pool's pages.
+const timing = new LmTiming(m, pp, ids(pp, 99));
 function ours(t: number, r: number): { pp: number; tg: number } {
   be.setThreads(t);
-  ppCache.reset();
-  let s = performance.now();
-  m.model.forward(be, ids(pp, r), { cache: ppCache });
-  const ppS = (performance.now() - s) / 1000;
-  const cache = lm.newCache(), logitsOut = new Float32Array(lm.cfg.vocab_size); // reused, as generateTokens does
-  m.model.forward(be, [1000], { cache });
-  s = performance.now();
-  for (let i = 0; i < tg; i++) m.model.forward(be, [1000 + i], { cache, logitsOut });
-  return { pp: pp / ppS, tg: tg / ((performance.now() - s) / 1000) };
+  return { pp: pp / timing.prefill(ids(pp, r)), tg: tg / timing.decode([1000], tg) };
 }
 // llama-bench reads the weights into memory, as phi4mm does, instead of its default mmap of the file: on this
 // project's VM, 1-thread decode from the mmapped page cache ran at 1.2–2.9 tok/s and from memory at 7.4–8.7
