@@ -13,6 +13,13 @@ namespace {
 // Σx² in f64 over 16 partial sums (value i into partial i mod 16; a square of an f32 is exact in f64), combined
 // as c_j = p_j + p_{j+8}, d_j = c_j + c_{j+4}, e_j = d_j + d_{j+2}, e_0 + e_1: src/tensor/ops.ts's sumSquares, so
 // bit-identical with the host device. Zero tail lanes add +0, which changes no partial (all are ≥ +0).
+// Values [i, n) into their partials, then the pairwise combination (the scalar build does all of it here).
+inline double sum_squares_finish(double* part, const float* x, int i, int n) {
+  for (; i < n; i++) part[i & 15] += (double)x[i] * (double)x[i];
+  for (int h = 8; h >= 1; h >>= 1)
+    for (int j = 0; j < h; j++) part[j] += part[j + h];
+  return part[0];
+}
 #if defined(__AVX512F__)
 double sum_squares(const float* x, int n) {
   __m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd();  // partials 0..7, 8..15
@@ -39,18 +46,12 @@ double sum_squares(const float* x, int n) {
     }
   alignas(32) double part[16];
   for (int q = 0; q < 4; q++) _mm256_store_pd(part + 4 * q, p[q]);
-  for (; i < n; i++) part[i & 15] += (double)x[i] * (double)x[i];
-  for (int h = 8; h >= 1; h >>= 1)
-    for (int j = 0; j < h; j++) part[j] += part[j + h];
-  return part[0];
+  return sum_squares_finish(part, x, i, n);
 }
 #else
 double sum_squares(const float* x, int n) {
   double part[16] = {};
-  for (int i = 0; i < n; i++) part[i & 15] += (double)x[i] * (double)x[i];
-  for (int h = 8; h >= 1; h >>= 1)
-    for (int j = 0; j < h; j++) part[j] += part[j + h];
-  return part[0];
+  return sum_squares_finish(part, x, 0, n);
 }
 #endif
 
