@@ -39,6 +39,11 @@ let active = 0;
 let hold: Promise<void> | null = null;
 
 /** The model, plus a record of each request's messages, a count of generations still running, and `hold`. */
+// Milliseconds before each text delta reaches the page (0: none). The tiny model's greedy tokens come faster than
+// the page's once-per-frame render (a 10-token reply can arrive within one frame), so the streaming test paces them
+// as a real model's ~50–100 ms tokens are paced.
+let deltaGapMs = 0;
+
 function recordingEngine(m: Phi4MM): ChatEngine {
   return {
     modelId: m.modelId,
@@ -48,7 +53,10 @@ function recordingEngine(m: Phi4MM): ChatEngine {
       active++;
       try {
         if (hold) { yield { type: 'delta', text: 'held' }; await hold; } // busy without burning CPU
-        yield* m.streamEvents(messages, opts);
+        for await (const ev of m.streamEvents(messages, opts)) {
+          if (ev.type === 'delta' && deltaGapMs > 0) await new Promise((r) => setTimeout(r, deltaGapMs));
+          yield ev;
+        }
       } finally { active--; }
     },
   };
@@ -178,7 +186,8 @@ describe('web UI in Chromium', () => {
         if (t && t !== w.seen.at(-1)) w.seen.push(t);
       }).observe(document.getElementById('log')!, { subtree: true, childList: true, characterData: true });
     });
-    const r = await sendAndWait(page, 'Hello, who are you?');
+    deltaGapMs = 40; // > one animation frame: every delta can render on its own
+    const r = await sendAndWait(page, 'Hello, who are you?').finally(() => { deltaGapMs = 0; });
     const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
     expect(r.state).toBe('done');
     expect(seen.length, 'partial renders while streaming').toBeGreaterThanOrEqual(2);
