@@ -20,7 +20,7 @@ interface XAddon {
 
 const FORMATS = [
   { dtype: 'q4_k', fmt: 0, ks: [256, 768] },
-  { dtype: 'q8_0', fmt: 1, ks: [32, 96, 544] },
+  { dtype: 'q8_0', fmt: 1, ks: [32, 64, 96, 544] },
 ] as const;
 
 /** [n, k] quantized weights whose rows differ in scale and sign (varied block scales and Q4_K mins). */
@@ -35,18 +35,20 @@ function weights(dtype: 'q4_k' | 'q8_0', n: number, k: number, seed: number): Ui
 describe('x16 layout: the TypeScript reference', () => {
   for (const f of FORMATS) {
     it(`${f.dtype}: interleave then de-interleave gives the rows back; x16Row reads any row`, () => {
-      const n = 48, k = f.ks[1];
-      const rows = weights(f.dtype, n, k, 5);
-      const x = interleaveX16(f.dtype, rows, n, k);
-      expect(x.length).toBe(rows.length);
-      expect(Buffer.from(x).equals(Buffer.from(rows))).toBe(false); // really reordered
-      expect(deinterleaveX16(f.dtype, x, n, k)).toEqual(rows);
-      const rb = rows.length / n, one = new Uint8Array(rb);
-      for (const r of [0, 15, 16, 33, 47]) {
-        x16Row(f.dtype, x, n, k, r, one);
-        expect(one, `row ${r}`).toEqual(rows.subarray(r * rb, (r + 1) * rb));
+      const n = 48;
+      for (const k of f.ks) {
+        const rows = weights(f.dtype, n, k, 5);
+        const x = interleaveX16(f.dtype, rows, n, k);
+        expect(x.length).toBe(rows.length);
+        expect(Buffer.from(x).equals(Buffer.from(rows))).toBe(false); // really reordered
+        expect(deinterleaveX16(f.dtype, x, n, k)).toEqual(rows);
+        const rb = rows.length / n, one = new Uint8Array(rb);
+        for (const r of [0, 15, 16, 33, 47]) {
+          x16Row(f.dtype, x, n, k, r, one);
+          expect(one, `row ${r} K=${k}`).toEqual(rows.subarray(r * rb, (r + 1) * rb));
+        }
+        expect(() => interleaveX16(f.dtype, rows.subarray(0, 40 * rb), 40, k)).toThrow(/40 rows is not a multiple of 16/);
       }
-      expect(() => interleaveX16(f.dtype, rows.subarray(0, 40 * rb), 40, k)).toThrow(/40 rows is not a multiple of 16/);
     });
   }
 
@@ -73,11 +75,14 @@ describe.skipIf(NO_NATIVE)('x16 layout: native conversion and GEMM', () => {
 
   for (const f of FORMATS) {
     it(`${f.dtype}: the native in-place conversion equals the reference; preferredLayout and rowMajorOf round-trip`, () => {
-      const n = 64, k = f.ks[0];
-      const rows = weights(f.dtype, n, k, 7);
-      const data = rows.slice();
-      lib.interleaveX16(data, f.fmt, n, k);
-      expect(data).toEqual(interleaveX16(f.dtype, rows, n, k));
+      const n = 64;
+      for (const k of f.ks) {
+        const rows = weights(f.dtype, n, k, 7);
+        const data = rows.slice();
+        lib.interleaveX16(data, f.fmt, n, k);
+        expect(data, `K=${k}`).toEqual(interleaveX16(f.dtype, rows, n, k));
+      }
+      const k = f.ks[0], rows = weights(f.dtype, n, k, 7), data = rows.slice();
       for (const isa of nb.availableIsas()) { // x16 where the AVX-512 VNNI or AVX2 kernels run; ggml rows on scalar
         nb.setIsa(isa);
         const t = nb.preferredLayout(new Tensor(f.dtype, [n, k], rows.slice()));
