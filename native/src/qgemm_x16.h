@@ -106,54 +106,86 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
   for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(_mm512_load_ps(acc[m]), b));
 }
 
-// The decode tile (one activation row): each 64-byte chunk is loaded once and feeds both sub-blocks, its low
-// nibbles (2p) and high ones (2p + 1); q4x_tile loads it once per nibble. In a harness streaming 1.2 GB from DRAM
-// (Zen 5 EPYC, rounds alternating with a stream read of the same bytes) this tile read at 99–101% of the stream
-// read's GB/s at 1 thread and 109–112% at 2, q4x_tile<1> at 82–83%: fewer instructions per byte leave the
-// out-of-order window more bytes ahead. Sums as q4x_tile (integers, exact in any order; the same float steps).
-template <bool PF>
-static void q4x_tile_m1(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int n0) {
+// The tile for few activation rows (decode, batched decode): each 64-byte chunk is loaded once and feeds both of
+// its sub-blocks, the low nibbles (2p) and the high ones (2p + 1); q4x_tile loads it once per nibble. At one row,
+// in a harness streaming 1.2 GB from DRAM (Zen 5 EPYC, rounds alternating with a stream read of the same bytes),
+// this tile read at 99–113% of the stream read's GB/s at 1 thread and 101–112% at 2; q4x_tile<1> at 82–85% and
+// 70–92%: fewer instructions per byte leave the out-of-order window more bytes ahead. Beyond X16_FEW_ROWS rows the
+// two nibbles' accumulators would not fit the registers. Sums as q4x_tile (integers, exact in any order; the same
+// float steps), so the two are bit-identical.
+constexpr int X16_FEW_ROWS = 4;
+template <int MT, bool PF>
+static void q4x_tile_few(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
+  constexpr int PARTS = MT == 1 ? 2 : 1;  // independent dpbusd chains per nibble and row
   const __m512i m4 = _mm512_set1_epi8(0xF), k1 = _mm512_set1_epi32(0x3f3f3f3f), k2 = _mm512_set1_epi32(0x0f0f0f0f),
                 k3 = _mm512_set1_epi32(0x03030303), lo8 = _mm512_set1_epi32(0xff);
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc[MT];
+  const uint8_t* y[MT];
+#pragma GCC unroll 4
+  for (int m = 0; m < MT; m++) { acc[m] = _mm512_setzero_ps(); y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes + 4; }
   for (int sb = 0; sb < g.nb; sb++) {
     const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
     if (PF) prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
-    const uint8_t* y = g.xq + (int64_t)sb * BLOCK_Q8_K_BYTES + 4;  // the qs of this block
+    const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES;  // the qs of this block, from y[m]
     const __m512i u0 = ld512(P + X16_Q4_SCALES), u2 = ld512(P + X16_Q4_SCALES + 128);
     const __m512i sc_lo = _mm512_and_si512(u0, k1);
     const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), k3), 4));
-    __m512i sumi = _mm512_setzero_si512();
+    __m512i sumi[MT];
+#pragma GCC unroll 4
+    for (int m = 0; m < MT; m++) sumi[m] = _mm512_setzero_si512();
 #pragma GCC unroll 1
     for (int p = 0; p < 4; p++) {  // chunks 8p..8p+7: sub-blocks 2p (low nibbles) and 2p + 1 (high)
-      __m512i lo[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, hi[2] = {lo[0], lo[0]};
+      __m512i lo[PARTS][MT], hi[PARTS][MT];
+#pragma GCC unroll 2
+      for (int q = 0; q < PARTS; q++)
+#pragma GCC unroll 4
+        for (int m = 0; m < MT; m++) lo[q][m] = hi[q][m] = _mm512_setzero_si512();
 #pragma GCC unroll 8
       for (int t = 0; t < 8; t++) {
         const __m512i bits = ld512(P + X16_Q4_QS + (8 * p + t) * 64);
-        const uint8_t* yt = y + 64 * p + 4 * t;
-        lo[t & 1] = _mm512_dpbusd_epi32(lo[t & 1], _mm512_and_si512(bits, m4), bcast32(yt));
-        hi[t & 1] = _mm512_dpbusd_epi32(hi[t & 1], _mm512_and_si512(_mm512_srli_epi16(bits, 4), m4), bcast32(yt + 32));
+        const __m512i wl = _mm512_and_si512(bits, m4), wh = _mm512_and_si512(_mm512_srli_epi16(bits, 4), m4);
+        const int64_t off = yo + 64 * p + 4 * t;
+#pragma GCC unroll 4
+        for (int m = 0; m < MT; m++) {
+          lo[t % PARTS][m] = _mm512_dpbusd_epi32(lo[t % PARTS][m], wl, bcast32(y[m] + off));
+          hi[t % PARTS][m] = _mm512_dpbusd_epi32(hi[t % PARTS][m], wh, bcast32(y[m] + off + 32));
+        }
       }
       const __m512i sc = _mm512_srli_epi32(p < 2 ? sc_lo : sc_hi, 16 * (p & 1));  // bytes: scale 2p, scale 2p + 1
-      sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(_mm512_add_epi32(lo[0], lo[1]), _mm512_and_si512(sc, lo8)));
-      sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(_mm512_add_epi32(hi[0], hi[1]), _mm512_and_si512(_mm512_srli_epi32(sc, 8), lo8)));
+      const __m512i s_lo = _mm512_and_si512(sc, lo8), s_hi = _mm512_and_si512(_mm512_srli_epi32(sc, 8), lo8);
+#pragma GCC unroll 4
+      for (int m = 0; m < MT; m++) {
+        __m512i l = lo[0][m], h = hi[0][m];
+        if (PARTS == 2) l = _mm512_add_epi32(l, lo[PARTS - 1][m]), h = _mm512_add_epi32(h, hi[PARTS - 1][m]);
+        sumi[m] = _mm512_add_epi32(sumi[m], _mm512_mullo_epi32(l, s_lo));
+        sumi[m] = _mm512_add_epi32(sumi[m], _mm512_mullo_epi32(h, s_hi));
+      }
     }
     const __m512i u1 = ld512(P + X16_Q4_SCALES + 64);
     const __m512i mn_lo = _mm512_and_si512(u1, k1);
     const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), k3), 4));
-    const int32_t* ax = aux + sb * 4;
-    __m512i summ = _mm512_setzero_si512();
+    __m512i mnp[4];  // (mn[2q] | mn[2q+1] << 16) per row, against the activation's (bsum32[2q], bsum32[2q+1]) pair
 #pragma GCC unroll 4
     for (int q = 0; q < 4; q++) {
       const __m512i x = _mm512_srli_epi32(q < 2 ? mn_lo : mn_hi, 16 * (q & 1));
-      const __m512i mnp = _mm512_or_si512(_mm512_and_si512(x, lo8), _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xff00)), 8));
-      summ = _mm512_dpwssd_epi32(summ, mnp, _mm512_set1_epi32(ax[q]));
+      mnp[q] = _mm512_or_si512(_mm512_and_si512(x, lo8), _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xff00)), 8));
     }
-    const __m512 d8 = _mm512_set1_ps(load_f32(y - 4));
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(f16x16(P + X16_Q4_D), d8), _mm512_cvtepi32_ps(sumi), acc);
-    acc = _mm512_fnmadd_ps(_mm512_mul_ps(f16x16(P + X16_Q4_DMIN), d8), _mm512_cvtepi32_ps(summ), acc);  // fma(−(dmin·d8), summ, acc)
+    const __m512 d = f16x16(P + X16_Q4_D), dmin = f16x16(P + X16_Q4_DMIN);
+#pragma GCC unroll 4
+    for (int m = 0; m < MT; m++) {
+      const int32_t* ax = aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4;
+      __m512i summ = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mnp[0], _mm512_set1_epi32(ax[0]));
+      summ = _mm512_dpwssd_epi32(summ, mnp[1], _mm512_set1_epi32(ax[1]));
+      summ = _mm512_dpwssd_epi32(summ, mnp[2], _mm512_set1_epi32(ax[2]));
+      summ = _mm512_dpwssd_epi32(summ, mnp[3], _mm512_set1_epi32(ax[3]));
+      const __m512 d8 = _mm512_set1_ps(load_f32(y[m] + yo - 4));
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, d8), _mm512_cvtepi32_ps(sumi[m]), acc[m]);
+      acc[m] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, d8), _mm512_cvtepi32_ps(summ), acc[m]);  // fma(−(dmin·d8), summ, acc)
+    }
   }
-  _mm512_storeu_ps(g.y + n0, _mm512_add_ps(acc, g.bias ? _mm512_loadu_ps(g.bias + n0) : _mm512_setzero_ps()));  // + 0: −0 → +0, as q4x_tile
+  const __m512 b = g.bias ? _mm512_loadu_ps(g.bias + n0) : _mm512_setzero_ps();  // + 0 turns −0 into +0, as q4x_tile
+#pragma GCC unroll 4
+  for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(acc[m], b));
 }
 
 template <int MT, bool PF = true>
@@ -198,9 +230,8 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
 // The first row tile over a panel (m0 = 0) streams it from memory and prefetches; the others read it from L2.
 template <int MT> struct Q4X {
   static void run(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
-    if constexpr (MT == 1) {
-      const QGemmArgs row{g.w, g.w_row_bytes, g.xq + (int64_t)m0 * g.xq_row_bytes, g.xq_row_bytes, g.y + (int64_t)m0 * g.ldy, g.ldy, g.bias, 1, g.n, g.nb};
-      m0 == 0 ? q4x_tile_m1<true>(row, gp, aux + (int64_t)m0 * g.nb * 4, n0) : q4x_tile_m1<false>(row, gp, aux + (int64_t)m0 * g.nb * 4, n0);
+    if constexpr (MT <= X16_FEW_ROWS) {
+      m0 == 0 ? q4x_tile_few<MT, true>(g, gp, aux, m0, n0) : q4x_tile_few<MT, false>(g, gp, aux, m0, n0);
     } else {
       m0 == 0 ? q4x_tile<MT, true>(g, gp, aux, m0, n0) : q4x_tile<MT, false>(g, gp, aux, m0, n0);
     }
