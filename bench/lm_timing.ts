@@ -29,10 +29,21 @@ export class LmTiming {
 
   /** Seconds for `steps` single-token decode steps after `prompt` (not timed), on a fresh cache. */
   decode(prompt: ArrayLike<number>, steps: number): number {
+    return this.decoder(prompt)(steps);
+  }
+
+  /**
+   * A decode on a fresh cache after `prompt` (not timed) that runs in pieces: each call takes `steps` more steps
+   * and returns their seconds (bench/llama/compare.ts measures memory bandwidth between the pieces).
+   */
+  decoder(prompt: ArrayLike<number>): (steps: number) => number {
     const be = this.m.backend, cache = this.m.model.lm.newCache();
     this.m.model.forward(be, prompt, { cache, logitsOut: this.logitsOut });
-    const s = performance.now();
-    for (let i = 0; i < steps; i++) this.m.model.forward(be, [1000 + i], { cache, logitsOut: this.logitsOut });
-    return (performance.now() - s) / 1000;
+    let pos = 0;
+    return (steps) => {
+      const s = performance.now();
+      for (let i = 0; i < steps; i++, pos++) this.m.model.forward(be, [1000 + pos], { cache, logitsOut: this.logitsOut });
+      return (performance.now() - s) / 1000;
+    };
   }
 }

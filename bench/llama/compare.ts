@@ -1,12 +1,14 @@
 // phi4mm against llama.cpp on the same weights: writes (or reuses) a GGUF of the checkpoint's LM in phi4mm's
 // q4k format (make_gguf.ts), measures the DRAM read ceiling (bench/stream), then runs prefill (pp) and decode
 // (tg) of both, interleaved round by round at each thread count, and prints the ratios and decode as a share
-// of the ceiling. llama.cpp is not part of this repository: build llama-bench yourself (see README) and pass
+// of the ceiling. The share is also measured paired: short pieces of phi4mm's decode alternate with single
+// stream-read reps of the same bytes, so each piece is set against the bandwidth of its own moment. llama.cpp is not part of this repository: build llama-bench yourself (see README) and pass
 // --llama-bench PATH, or have it on PATH.
 //
 //   npx tsx bench/llama/compare.ts --model /work/ckpt/phi4mm-q4k [--gguf /tmp/phi4mm-q4k.gguf]
 //        [--llama-bench PATH] [--threads 1,2] [--rounds 2] [--pp 512] [--tg 128]
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -95,18 +97,46 @@ function decodeBytes(model: Phi4MM): number {
 
 ours(threads[0]!, 99); // warm-up: page faults, pool start
 const bytes = decodeBytes(m), streamMib = Math.round(bytes / 2 ** 20);
-const res: Record<string, { ours: { pp: number[]; tg: number[] }; llama: { pp: number[]; tg: number[] }; ceil: number[]; ceilMedian: number[] }> = {};
+
+// Paired decode share: PAIRED_PIECES pieces of PAIRED_STEPS decode steps, each between two single stream-read reps
+// of a decode step's bytes (`stream_read serve`, one process kept for the run); a piece's GB/s over the mean of
+// its two reps. On this VM bandwidth moves within seconds, so a ceiling taken minutes apart can be off by 2×.
+const PAIRED_PIECES = 8, PAIRED_STEPS = 8;
+const server = spawn(exe, ['serve', String(streamMib)], { stdio: ['pipe', 'pipe', 'inherit'] });
+const serverLines = createInterface({ input: server.stdout! })[Symbol.asyncIterator]();
+if ((await serverLines.next()).value !== 'ready') throw new Error('stream_read serve did not start');
+async function streamRep(t: number): Promise<number> {
+  server.stdin!.write(`${t}\n`);
+  const line = await serverLines.next();
+  if (line.done) throw new Error('stream_read serve ended early');
+  return Number(line.value);
+}
+async function pairedShares(t: number): Promise<number[]> {
+  be.setThreads(t);
+  const step = timing.decoder([1000]), shares: number[] = [];
+  let before = await streamRep(t);
+  for (let i = 0; i < PAIRED_PIECES; i++) {
+    const gbs = (PAIRED_STEPS * bytes) / step(PAIRED_STEPS) / 1e9, after = await streamRep(t);
+    shares.push(gbs / ((before + after) / 2));
+    before = after;
+  }
+  return shares;
+}
+
+const res: Record<string, { ours: { pp: number[]; tg: number[] }; llama: { pp: number[]; tg: number[] }; ceil: number[]; ceilMedian: number[]; paired: number[] }> = {};
 for (let r = 0; r < rounds; r++)
   for (const t of threads) {
     const k = `t${t}`;
-    res[k] ??= { ours: { pp: [], tg: [] }, llama: { pp: [], tg: [] }, ceil: [], ceilMedian: [] };
+    res[k] ??= { ours: { pp: [], tg: [] }, llama: { pp: [], tg: [] }, ceil: [], ceilMedian: [], paired: [] };
     // The ceiling of this round: memory bandwidth on this shared VM moves by 2x within minutes, so decode is set
     // against stream reads of a decode step's bytes taken just before and after both systems' runs (their mean).
     const s0 = streamNow(t, streamMib), o = ours(t, r), l = llama(t), s1 = streamNow(t, streamMib);
     const ceil = (s0.best + s1.best) / 2, ceilMedian = (s0.median + s1.median) / 2;
     res[k].ours.pp.push(o.pp); res[k].ours.tg.push(o.tg); res[k].llama.pp.push(l.pp); res[k].llama.tg.push(l.tg);
     res[k].ceil.push(ceil); res[k].ceilMedian.push(ceilMedian);
-    console.log(JSON.stringify({ round: r, threads: t, phi4mm: o, llama: l, stream_read_thp_gbs: +ceil.toFixed(2), stream_read_thp_median_gbs: +ceilMedian.toFixed(2) }));
+    const paired = await pairedShares(t);
+    res[k].paired.push(...paired);
+    console.log(JSON.stringify({ round: r, threads: t, phi4mm: o, llama: l, stream_read_thp_gbs: +ceil.toFixed(2), stream_read_thp_median_gbs: +ceilMedian.toFixed(2), phi4mm_decode_paired_pct: paired.map((x) => Math.round(x * 100)) }));
   }
 
 // Prefill work per token: one multiply-add (2 operations) per Q4_K weight; the Q8_0 head runs for the last token
@@ -116,13 +146,14 @@ const opsPerToken = 2 * ((m.loadReport.bytes['q4_k'] ?? 0) / 144) * 256;
 const isa = (be as { isa?: string }).isa ?? 'avx2';
 const int8Op = isa === 'avx512' ? 'avx512_vpdpbusd' : 'avx2_vpmaddubsw_vpaddw';
 console.log(`\nphi4mm vs llama.cpp (same GGUF weights), median of ${rounds} interleaved rounds; decode streams ${(bytes / 1e9).toFixed(2)} GB/token`);
-console.log(`| threads | pp${pp} phi4mm | pp${pp} llama.cpp | ratio | tg${tg} phi4mm | tg${tg} llama.cpp | ratio | DRAM read of ${streamMib} MiB (THP), best rep / median rep | phi4mm decode % of best / of median | llama.cpp % of best / of median | phi4mm prefill GOPS | % of ${int8Op} peak |`);
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log(`| threads | pp${pp} phi4mm | pp${pp} llama.cpp | ratio | tg${tg} phi4mm | tg${tg} llama.cpp | ratio | DRAM read of ${streamMib} MiB (THP), best rep / median rep | phi4mm decode % of best / of median | phi4mm decode % of the stream read, paired (median of ${rounds * PAIRED_PIECES} pieces of ${PAIRED_STEPS} steps) | llama.cpp % of best / of median | phi4mm prefill GOPS | % of ${int8Op} peak |`);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const t of threads) {
   const x = res[`t${t}`]!;
   const op = median(x.ours.pp), lp = median(x.llama.pp), ot = median(x.ours.tg), lt = median(x.llama.tg);
   // decode as a share of its own round's ceiling, median over rounds
   const pct = (tg: number[], ceil: number[]) => (median(tg.map((v, i) => (v * bytes) / 1e9 / ceil[i]!)) * 100).toFixed(0) + '%';
   const both = (tg: number[]) => `${pct(tg, x.ceil)} / ${pct(tg, x.ceilMedian)}`;
-  console.log(`| ${t} | ${op.toFixed(1)} | ${lp.toFixed(1)} | ${(op / lp).toFixed(2)} | ${ot.toFixed(2)} | ${lt.toFixed(2)} | ${(ot / lt).toFixed(2)} | ${median(x.ceil).toFixed(1)} / ${median(x.ceilMedian).toFixed(1)} GB/s | ${both(x.ours.tg)} | ${both(x.llama.tg)} | ${(op * opsPerToken / 1e9).toFixed(0)} | ${((op * opsPerToken) / 1e9 / peak[`${int8Op}_t${t}`]! * 100).toFixed(0)}% of ${peak[`${int8Op}_t${t}`]!.toFixed(0)} |`);
+  console.log(`| ${t} | ${op.toFixed(1)} | ${lp.toFixed(1)} | ${(op / lp).toFixed(2)} | ${ot.toFixed(2)} | ${lt.toFixed(2)} | ${(ot / lt).toFixed(2)} | ${median(x.ceil).toFixed(1)} / ${median(x.ceilMedian).toFixed(1)} GB/s | ${both(x.ours.tg)} | ${(median(x.paired) * 100).toFixed(0)}% | ${both(x.llama.tg)} | ${(op * opsPerToken / 1e9).toFixed(0)} | ${((op * opsPerToken) / 1e9 / peak[`${int8Op}_t${t}`]! * 100).toFixed(0)}% of ${peak[`${int8Op}_t${t}`]!.toFixed(0)} |`);
 }
+server.stdin!.end();

@@ -3,6 +3,8 @@
 // (MADV_NOHUGEPAGE) and transparent huge pages (2 MiB-aligned, MADV_HUGEPAGE), at 1..T threads.
 // Build: cc -O2 -mavx2 -pthread stream_read.c -o stream_read
 // Usage: stream_read [MiB=1024] [threads=2] [reps=5] [pages=both|4k|thp]
+//        stream_read serve MiB   (THP; prints "ready", then for each thread count read from stdin one rep's GB/s:
+//                                 bench/llama/compare.ts pairs these reps with decode steps taken between them)
 // Prints one JSON line per (pages, threads): {"pages":"4k","threads":1,"gbs":..,"median_gbs":..}: the best rep and
 // the median rep. On a shared machine the best is a quiet moment; the median is what a workload of the same
 // length as the reps meets (bench/llama/compare.ts sets decode against both).
@@ -49,7 +51,34 @@ static int by_value(const void* a, const void* b) {
   return (x > y) - (x < y);
 }
 
+static uint8_t* thp_buffer(size_t bytes, uint8_t** base) {
+  uint8_t* buf = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (buf == MAP_FAILED) { perror("mmap"); exit(1); }
+  *base = buf;
+  return (uint8_t*)(((uintptr_t)buf + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+}
+
+// One rep per request: a thread count on stdin → that rep's GB/s on stdout, until stdin ends.
+static int serve(size_t mib) {
+  const size_t bytes = mib << 20;
+  uint8_t* base;
+  uint8_t* p = thp_buffer(bytes, &base);
+  madvise(p, bytes, MADV_HUGEPAGE);
+  memset(p, 1, bytes);
+  printf("ready\n");
+  fflush(stdout);
+  int t;
+  while (scanf("%d", &t) == 1) {
+    if (t < 1 || t > TIMED_MAX_THREADS) { fprintf(stderr, "threads must be 1..%d\n", TIMED_MAX_THREADS); return 1; }
+    printf("%.3f\n", run(p, bytes, t));
+    fflush(stdout);
+  }
+  munmap(base, bytes + HUGE_PAGE);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 2 && !strcmp(argv[1], "serve")) return serve(strtoul(argv[2], NULL, 10));
   const size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 1024;
   const int max_threads = argc > 2 ? atoi(argv[2]) : 2;
   const int reps = argc > 3 ? atoi(argv[3]) : 5;
@@ -58,9 +87,8 @@ int main(int argc, char** argv) {
   if (strcmp(pages, "both") && strcmp(pages, "4k") && strcmp(pages, "thp")) { fprintf(stderr, "pages must be both, 4k or thp\n"); return 1; }
   const size_t bytes = mib << 20;
   for (int huge = strcmp(pages, "thp") ? 0 : 1; huge <= (strcmp(pages, "4k") ? 1 : 0); huge++) {
-    uint8_t* buf = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (buf == MAP_FAILED) { perror("mmap"); return 1; }
-    uint8_t* p = (uint8_t*)(((uintptr_t)buf + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    uint8_t* buf;
+    uint8_t* p = thp_buffer(bytes, &buf);
     madvise(p, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     for (size_t i = 0; i < bytes; i += 4096) p[i] = (uint8_t)i;  // fault every page in
     memset(p, 1, bytes);
