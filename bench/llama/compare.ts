@@ -111,33 +111,38 @@ async function streamRep(t: number): Promise<number> {
   if (line.done) throw new Error('stream_read serve ended early');
   return Number(line.value);
 }
-async function pairedShares(t: number): Promise<number[]> {
+interface Paired { shares: number[]; decodeGbs: number[]; readGbs: number[] }
+async function paired(t: number): Promise<Paired> {
   be.setThreads(t);
-  const step = timing.decoder([1000]), shares: number[] = [];
+  const step = timing.decoder([1000]), out: Paired = { shares: [], decodeGbs: [], readGbs: [] };
   await streamRep(t); // the first rep after the server idled reads slower (1.3–1.9x the pieces' ratios in a run): dropped
   let before = await streamRep(t);
+  out.readGbs.push(before);
   for (let i = 0; i < PAIRED_PIECES; i++) {
     const gbs = (PAIRED_STEPS * bytes) / step(PAIRED_STEPS) / 1e9, after = await streamRep(t);
-    shares.push(gbs / ((before + after) / 2));
+    out.shares.push(gbs / ((before + after) / 2));
+    out.decodeGbs.push(gbs);
+    out.readGbs.push(after);
     before = after;
   }
-  return shares;
+  return out;
 }
 
-const res: Record<string, { ours: { pp: number[]; tg: number[] }; llama: { pp: number[]; tg: number[] }; ceil: number[]; ceilMedian: number[]; paired: number[] }> = {};
+const res: Record<string, { ours: { pp: number[]; tg: number[] }; llama: { pp: number[]; tg: number[] }; ceil: number[]; ceilMedian: number[]; paired: Paired }> = {};
 for (let r = 0; r < rounds; r++)
   for (const t of threads) {
     const k = `t${t}`;
-    res[k] ??= { ours: { pp: [], tg: [] }, llama: { pp: [], tg: [] }, ceil: [], ceilMedian: [], paired: [] };
+    res[k] ??= { ours: { pp: [], tg: [] }, llama: { pp: [], tg: [] }, ceil: [], ceilMedian: [], paired: { shares: [], decodeGbs: [], readGbs: [] } };
     // The ceiling of this round: memory bandwidth on this shared VM moves by 2x within minutes, so decode is set
     // against stream reads of a decode step's bytes taken just before and after both systems' runs (their mean).
     const s0 = streamNow(t, streamMib), o = ours(t, r), l = llama(t), s1 = streamNow(t, streamMib);
     const ceil = (s0.best + s1.best) / 2, ceilMedian = (s0.median + s1.median) / 2;
     res[k].ours.pp.push(o.pp); res[k].ours.tg.push(o.tg); res[k].llama.pp.push(l.pp); res[k].llama.tg.push(l.tg);
     res[k].ceil.push(ceil); res[k].ceilMedian.push(ceilMedian);
-    const paired = await pairedShares(t);
-    res[k].paired.push(...paired);
-    console.log(JSON.stringify({ round: r, threads: t, phi4mm: o, llama: l, stream_read_thp_gbs: +ceil.toFixed(2), stream_read_thp_median_gbs: +ceilMedian.toFixed(2), phi4mm_decode_paired_pct: paired.map((x) => Math.round(x * 100)) }));
+    const p = await paired(t);
+    for (const f of ['shares', 'decodeGbs', 'readGbs'] as const) res[k].paired[f].push(...p[f]);
+    const r1 = (xs: number[], m = 1) => xs.map((x) => Math.round(x * m * 10) / 10);
+    console.log(JSON.stringify({ round: r, threads: t, phi4mm: o, llama: l, stream_read_thp_gbs: +ceil.toFixed(2), stream_read_thp_median_gbs: +ceilMedian.toFixed(2), paired: { phi4mm_decode_pct: r1(p.shares, 100), phi4mm_decode_gbs: r1(p.decodeGbs), stream_read_gbs: r1(p.readGbs) } }));
   }
 
 // Prefill work per token: one multiply-add (2 operations) per Q4_K weight; the Q8_0 head runs for the last token
@@ -147,7 +152,7 @@ const opsPerToken = 2 * ((m.loadReport.bytes['q4_k'] ?? 0) / 144) * 256;
 const isa = (be as { isa?: string }).isa ?? 'avx2';
 const int8Op = isa === 'avx512' ? 'avx512_vpdpbusd' : 'avx2_vpmaddubsw_vpaddw';
 console.log(`\nphi4mm vs llama.cpp (same GGUF weights), median of ${rounds} interleaved rounds; decode streams ${(bytes / 1e9).toFixed(2)} GB/token`);
-console.log(`| threads | pp${pp} phi4mm | pp${pp} llama.cpp | ratio | tg${tg} phi4mm | tg${tg} llama.cpp | ratio | DRAM read of ${streamMib} MiB (THP), best rep / median rep | phi4mm decode % of best / of median | phi4mm decode % of the stream read, paired (median of ${rounds * PAIRED_PIECES} pieces of ${PAIRED_STEPS} steps) | llama.cpp % of best / of median | phi4mm prefill GOPS | % of ${int8Op} peak |`);
+console.log(`| threads | pp${pp} phi4mm | pp${pp} llama.cpp | ratio | tg${tg} phi4mm | tg${tg} llama.cpp | ratio | DRAM read of ${streamMib} MiB (THP), best rep / median rep | phi4mm decode % of best / of median | phi4mm decode % of the stream read, paired: median of the ${rounds * PAIRED_PIECES} pieces' shares (${PAIRED_STEPS} steps each) / median decode GB/s over median read GB/s | llama.cpp % of best / of median | phi4mm prefill GOPS | % of ${int8Op} peak |`);
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const t of threads) {
   const x = res[`t${t}`]!;
@@ -155,6 +160,6 @@ for (const t of threads) {
   // decode as a share of its own round's ceiling, median over rounds
   const pct = (tg: number[], ceil: number[]) => (median(tg.map((v, i) => (v * bytes) / 1e9 / ceil[i]!)) * 100).toFixed(0) + '%';
   const both = (tg: number[]) => `${pct(tg, x.ceil)} / ${pct(tg, x.ceilMedian)}`;
-  console.log(`| ${t} | ${op.toFixed(1)} | ${lp.toFixed(1)} | ${(op / lp).toFixed(2)} | ${ot.toFixed(2)} | ${lt.toFixed(2)} | ${(ot / lt).toFixed(2)} | ${median(x.ceil).toFixed(1)} / ${median(x.ceilMedian).toFixed(1)} GB/s | ${both(x.ours.tg)} | ${(median(x.paired) * 100).toFixed(0)}% | ${both(x.llama.tg)} | ${(op * opsPerToken / 1e9).toFixed(0)} | ${((op * opsPerToken) / 1e9 / peak[`${int8Op}_t${t}`]! * 100).toFixed(0)}% of ${peak[`${int8Op}_t${t}`]!.toFixed(0)} |`);
+  console.log(`| ${t} | ${op.toFixed(1)} | ${lp.toFixed(1)} | ${(op / lp).toFixed(2)} | ${ot.toFixed(2)} | ${lt.toFixed(2)} | ${(ot / lt).toFixed(2)} | ${median(x.ceil).toFixed(1)} / ${median(x.ceilMedian).toFixed(1)} GB/s | ${both(x.ours.tg)} | ${(median(x.paired.shares) * 100).toFixed(0)}% / ${((median(x.paired.decodeGbs) / median(x.paired.readGbs)) * 100).toFixed(0)}% | ${both(x.llama.tg)} | ${(op * opsPerToken / 1e9).toFixed(0)} | ${((op * opsPerToken) / 1e9 / peak[`${int8Op}_t${t}`]! * 100).toFixed(0)}% of ${peak[`${int8Op}_t${t}`]!.toFixed(0)} |`);
 }
 server.stdin!.end();
