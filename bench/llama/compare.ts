@@ -98,9 +98,9 @@ function decodeBytes(model: Phi4MM): number {
 ours(threads[0]!, 99); // warm-up: page faults, pool start
 const bytes = decodeBytes(m), streamMib = Math.round(bytes / 2 ** 20);
 
-// Paired decode share: PAIRED_PIECES pieces of PAIRED_STEPS decode steps, each between two single stream-read reps
-// of a decode step's bytes (`stream_read serve`, one process kept for the run); a piece's GB/s over the mean of
-// its two reps. On this VM bandwidth moves within seconds, so a ceiling taken minutes apart can be off by 2×.
+// Paired decode share: PAIRED_PIECES pieces of PAIRED_STEPS decode steps, each between two reads of a decode step's
+// bytes (`stream_read serve`, one process kept for the run); a piece's GB/s over the mean of its two reads. On this
+// VM bandwidth moves within seconds, so a ceiling taken minutes apart can be off by 2×.
 const PAIRED_PIECES = 8, PAIRED_STEPS = 8;
 const server = spawn(exe, ['serve', String(streamMib)], { stdio: ['pipe', 'pipe', 'inherit'] });
 const serverLines = createInterface({ input: server.stdout! })[Symbol.asyncIterator]();
@@ -112,14 +112,22 @@ async function streamRep(t: number): Promise<number> {
   return Number(line.value);
 }
 interface Paired { shares: number[]; decodeGbs: number[]; readGbs: number[] }
+/**
+ * The read at a piece boundary: the second of two reps back to back. A rep right after decode reads slower than one
+ * after an idle wait of the same length or one right after another rep (2 threads, medians of 10: 49.7, 57.1 and
+ * 60.9 GB/s), which would flatter decode; the first rep after the server idled also reads slower.
+ */
+async function boundaryRead(t: number): Promise<number> {
+  await streamRep(t);
+  return streamRep(t);
+}
 async function paired(t: number): Promise<Paired> {
   be.setThreads(t);
   const step = timing.decoder([1000]), out: Paired = { shares: [], decodeGbs: [], readGbs: [] };
-  await streamRep(t); // the first rep after the server idled reads slower (1.3–1.9x the pieces' ratios in a run): dropped
-  let before = await streamRep(t);
+  let before = await boundaryRead(t);
   out.readGbs.push(before);
   for (let i = 0; i < PAIRED_PIECES; i++) {
-    const gbs = (PAIRED_STEPS * bytes) / step(PAIRED_STEPS) / 1e9, after = await streamRep(t);
+    const gbs = (PAIRED_STEPS * bytes) / step(PAIRED_STEPS) / 1e9, after = await boundaryRead(t);
     out.shares.push(gbs / ((before + after) / 2));
     out.decodeGbs.push(gbs);
     out.readGbs.push(after);
