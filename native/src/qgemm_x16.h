@@ -30,12 +30,46 @@ static inline __m512i ld512_halves(const uint8_t* p) {
 }
 static inline __m512 f16x16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
+// get_scale_min_k4 for the 16 rows of an x16 Q4_K super-block P at once (ggml's kmask trick on each row's 3 scale
+// words). The scales of sub-blocks 0–3 / 4–7 as the 4 bytes of each lane of sc_lo / sc_hi:
+static inline void q4x_scales(const uint8_t* P, __m512i& sc_lo, __m512i& sc_hi) {
+  const __m512i u0 = ld512(P + X16_Q4_SCALES), u2 = ld512(P + X16_Q4_SCALES + 128);
+  sc_lo = _mm512_and_si512(u0, _mm512_set1_epi32(0x3f3f3f3f));
+  sc_hi = _mm512_or_si512(_mm512_and_si512(u2, _mm512_set1_epi32(0x0f0f0f0f)),
+                          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), _mm512_set1_epi32(0x03030303)), 4));
+}
+// ...and the mins: mnp[q] = (min[2q] | min[2q+1] << 16) per row, against the activation's (bsum32[2q], bsum32[2q+1]).
+static inline void q4x_mins(const uint8_t* P, __m512i mnp[4]) {
+  const __m512i u1 = ld512(P + X16_Q4_SCALES + 64), u2 = ld512(P + X16_Q4_SCALES + 128), lo8 = _mm512_set1_epi32(0xff);
+  const __m512i mn_lo = _mm512_and_si512(u1, _mm512_set1_epi32(0x3f3f3f3f));
+  const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), _mm512_set1_epi32(0x0f0f0f0f)),
+                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), _mm512_set1_epi32(0x03030303)), 4));
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; q++) {
+    const __m512i x = _mm512_srli_epi32(q < 2 ? mn_lo : mn_hi, 16 * (q & 1));
+    mnp[q] = _mm512_or_si512(_mm512_and_si512(x, lo8), _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xff00)), 8));
+  }
+}
+// Σ min·bsum of one activation row over the super-block (ax: its 4 bsum32 pairs), exact in int32.
+static inline __m512i q4x_min_sum(const __m512i mnp[4], const int32_t* ax) {
+  __m512i summ = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mnp[0], _mm512_set1_epi32(ax[0]));
+  summ = _mm512_dpwssd_epi32(summ, mnp[1], _mm512_set1_epi32(ax[1]));
+  summ = _mm512_dpwssd_epi32(summ, mnp[2], _mm512_set1_epi32(ax[2]));
+  return _mm512_dpwssd_epi32(summ, mnp[3], _mm512_set1_epi32(ax[3]));
+}
+
+// A super-block's part of 16 outputs of one activation row: acc + (d·d8)·sumi − (dmin·d8)·summ, as two fused
+// multiply-adds (the second is fma(−(dmin·d8), summ, ·)).
+static inline __m512 q4x_combine(__m512 acc, __m512 d, __m512 dmin, __m512 d8, __m512i sumi, __m512i summ) {
+  acc = _mm512_fmadd_ps(_mm512_mul_ps(d, d8), _mm512_cvtepi32_ps(sumi), acc);
+  return _mm512_fnmadd_ps(_mm512_mul_ps(dmin, d8), _mm512_cvtepi32_ps(summ), acc);
+}
+
 // y rows [m0, m0+MT) × the 16 rows of the group at gp (output columns n0..n0+15); PF: prefetch the weights.
 template <int MT, bool PF = true>
 static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
   constexpr int PARTS = MT == 1 ? 4 : MT == 2 ? 2 : 1;
-  const __m512i m4 = _mm512_set1_epi8(0xF), k1 = _mm512_set1_epi32(0x3f3f3f3f), k2 = _mm512_set1_epi32(0x0f0f0f0f),
-                k3 = _mm512_set1_epi32(0x03030303), lo8 = _mm512_set1_epi32(0xff);
+  const __m512i m4 = _mm512_set1_epi8(0xF), lo8 = _mm512_set1_epi32(0xff);
   // The float accumulators live in L1 (touched once per super-block), leaving the registers to the
   // 2·MT integer accumulators of the inner loop: at MT = 8 they would otherwise spill.
   alignas(64) float acc[MT][X16];
@@ -45,10 +79,8 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
     const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
     if (PF) prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
     const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES + 4;  // the qs of this block
-    // get_scale_min_k4 for 16 rows at once (ggml's kmask trick on each row's 3 words): scales here, mins below.
-    const __m512i u0 = ld512(P + X16_Q4_SCALES), u2 = ld512(P + X16_Q4_SCALES + 128);
-    const __m512i sc_lo = _mm512_and_si512(u0, k1);
-    const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), k3), 4));
+    __m512i sc_lo, sc_hi;  // the scales here, the mins after the sums (fewer registers live in the inner loop)
+    q4x_scales(P, sc_lo, sc_hi);
     __m512i sumi[MT];
 #pragma GCC unroll 8
     for (int m = 0; m < MT; m++) sumi[m] = _mm512_setzero_si512();
@@ -77,29 +109,13 @@ static void q4x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
         sumi[m] = _mm512_add_epi32(sumi[m], _mm512_mullo_epi32(s, sc));
       }
     }
-    // (mn[2q] | mn[2q+1] << 16) per row, against the activation's (bsum32[2q], bsum32[2q+1]) pair.
-    const __m512i u1 = ld512(P + X16_Q4_SCALES + 64);
-    const __m512i mn_lo = _mm512_and_si512(u1, k1);
-    const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), k3), 4));
     __m512i mnp[4];
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; q++) {
-      const __m512i x = _mm512_srli_epi32(q < 2 ? mn_lo : mn_hi, 16 * (q & 1));
-      mnp[q] = _mm512_or_si512(_mm512_and_si512(x, lo8), _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xff00)), 8));
-    }
+    q4x_mins(P, mnp);
     const __m512 d = f16x16(P + X16_Q4_D), dmin = f16x16(P + X16_Q4_DMIN);
 #pragma GCC unroll 8
     for (int m = 0; m < MT; m++) {
-      const int32_t* ax = aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4;
-      __m512i summ = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mnp[0], _mm512_set1_epi32(ax[0]));
-      summ = _mm512_dpwssd_epi32(summ, mnp[1], _mm512_set1_epi32(ax[1]));
-      summ = _mm512_dpwssd_epi32(summ, mnp[2], _mm512_set1_epi32(ax[2]));
-      summ = _mm512_dpwssd_epi32(summ, mnp[3], _mm512_set1_epi32(ax[3]));
-      const __m512 d8 = _mm512_set1_ps(load_f32(y[m] + yo - 4));
-      __m512 a = _mm512_load_ps(acc[m]);
-      a = _mm512_fmadd_ps(_mm512_mul_ps(d, d8), _mm512_cvtepi32_ps(sumi[m]), a);
-      a = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, d8), _mm512_cvtepi32_ps(summ), a);  // fma(−(dmin·d8), summ, a)
-      _mm512_store_ps(acc[m], a);
+      const __m512i summ = q4x_min_sum(mnp, aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4);
+      _mm512_store_ps(acc[m], q4x_combine(_mm512_load_ps(acc[m]), d, dmin, _mm512_set1_ps(load_f32(y[m] + yo - 4)), sumi[m], summ));
     }
   }
   const __m512 b = g.bias ? _mm512_loadu_ps(g.bias + n0) : _mm512_setzero_ps();
@@ -117,8 +133,7 @@ constexpr int X16_FEW_ROWS = 4;
 template <int MT, bool PF>
 static void q4x_tile_few(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
   constexpr int PARTS = MT == 1 ? 2 : 1;  // independent dpbusd chains per nibble and row
-  const __m512i m4 = _mm512_set1_epi8(0xF), k1 = _mm512_set1_epi32(0x3f3f3f3f), k2 = _mm512_set1_epi32(0x0f0f0f0f),
-                k3 = _mm512_set1_epi32(0x03030303), lo8 = _mm512_set1_epi32(0xff);
+  const __m512i m4 = _mm512_set1_epi8(0xF), lo8 = _mm512_set1_epi32(0xff);
   __m512 acc[MT];
   const uint8_t* y[MT];
 #pragma GCC unroll 4
@@ -127,9 +142,8 @@ static void q4x_tile_few(const QGemmArgs& g, const uint8_t* gp, const int32_t* a
     const uint8_t* P = gp + (int64_t)sb * X16_Q4_SB;
     if (PF) prefetch_span(P + X16_PREFETCH_BYTES, X16_Q4_SB);
     const int64_t yo = (int64_t)sb * BLOCK_Q8_K_BYTES;  // the qs of this block, from y[m]
-    const __m512i u0 = ld512(P + X16_Q4_SCALES), u2 = ld512(P + X16_Q4_SCALES + 128);
-    const __m512i sc_lo = _mm512_and_si512(u0, k1);
-    const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), k3), 4));
+    __m512i sc_lo, sc_hi;
+    q4x_scales(P, sc_lo, sc_hi);
     __m512i sumi[MT];
 #pragma GCC unroll 4
     for (int m = 0; m < MT; m++) sumi[m] = _mm512_setzero_si512();
@@ -161,26 +175,13 @@ static void q4x_tile_few(const QGemmArgs& g, const uint8_t* gp, const int32_t* a
         sumi[m] = _mm512_add_epi32(sumi[m], _mm512_mullo_epi32(h, s_hi));
       }
     }
-    const __m512i u1 = ld512(P + X16_Q4_SCALES + 64);
-    const __m512i mn_lo = _mm512_and_si512(u1, k1);
-    const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), k3), 4));
-    __m512i mnp[4];  // (mn[2q] | mn[2q+1] << 16) per row, against the activation's (bsum32[2q], bsum32[2q+1]) pair
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; q++) {
-      const __m512i x = _mm512_srli_epi32(q < 2 ? mn_lo : mn_hi, 16 * (q & 1));
-      mnp[q] = _mm512_or_si512(_mm512_and_si512(x, lo8), _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xff00)), 8));
-    }
+    __m512i mnp[4];
+    q4x_mins(P, mnp);
     const __m512 d = f16x16(P + X16_Q4_D), dmin = f16x16(P + X16_Q4_DMIN);
 #pragma GCC unroll 4
     for (int m = 0; m < MT; m++) {
-      const int32_t* ax = aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4;
-      __m512i summ = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mnp[0], _mm512_set1_epi32(ax[0]));
-      summ = _mm512_dpwssd_epi32(summ, mnp[1], _mm512_set1_epi32(ax[1]));
-      summ = _mm512_dpwssd_epi32(summ, mnp[2], _mm512_set1_epi32(ax[2]));
-      summ = _mm512_dpwssd_epi32(summ, mnp[3], _mm512_set1_epi32(ax[3]));
-      const __m512 d8 = _mm512_set1_ps(load_f32(y[m] + yo - 4));
-      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, d8), _mm512_cvtepi32_ps(sumi[m]), acc[m]);
-      acc[m] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, d8), _mm512_cvtepi32_ps(summ), acc[m]);  // fma(−(dmin·d8), summ, acc)
+      const __m512i summ = q4x_min_sum(mnp, aux + (int64_t)(m0 + m) * g.nb * 4 + sb * 4);
+      acc[m] = q4x_combine(acc[m], d, dmin, _mm512_set1_ps(load_f32(y[m] + yo - 4)), sumi[m], summ);
     }
   }
   const __m512 b = g.bias ? _mm512_loadu_ps(g.bias + n0) : _mm512_setzero_ps();  // + 0 turns −0 into +0, as q4x_tile
