@@ -51,7 +51,8 @@ static int by_value(const void* a, const void* b) {
   return (x > y) - (x < y);
 }
 
-static uint8_t* thp_buffer(size_t bytes, uint8_t** base) {
+// A 2 MiB-aligned buffer of `bytes` (the pages are chosen by madvise after); *base is the mapping to unmap.
+static uint8_t* aligned_buffer(size_t bytes, uint8_t** base) {
   uint8_t* buf = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (buf == MAP_FAILED) { perror("mmap"); exit(1); }
   *base = buf;
@@ -60,9 +61,10 @@ static uint8_t* thp_buffer(size_t bytes, uint8_t** base) {
 
 // One rep per request: a thread count on stdin → that rep's GB/s on stdout, until stdin ends.
 static int serve(size_t mib) {
+  if (mib < 1) { fprintf(stderr, "serve needs a size of at least 1 MiB\n"); return 1; }
   const size_t bytes = mib << 20;
   uint8_t* base;
-  uint8_t* p = thp_buffer(bytes, &base);
+  uint8_t* p = aligned_buffer(bytes, &base);
   madvise(p, bytes, MADV_HUGEPAGE);
   memset(p, 1, bytes);
   printf("ready\n");
@@ -88,7 +90,7 @@ int main(int argc, char** argv) {
   const size_t bytes = mib << 20;
   for (int huge = strcmp(pages, "thp") ? 0 : 1; huge <= (strcmp(pages, "4k") ? 1 : 0); huge++) {
     uint8_t* buf;
-    uint8_t* p = thp_buffer(bytes, &buf);
+    uint8_t* p = aligned_buffer(bytes, &buf);
     madvise(p, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     for (size_t i = 0; i < bytes; i += 4096) p[i] = (uint8_t)i;  // fault every page in
     memset(p, 1, bytes);
