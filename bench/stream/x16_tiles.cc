@@ -15,6 +15,7 @@
 #define PHI_NS avx2
 #endif
 #include "kernels_impl.h"
+#include "read_sum.h"
 
 #include <sys/mman.h>
 #include <x86intrin.h>
@@ -45,20 +46,11 @@ static double tile_pass(Tile tile, const QGemmArgs& g, const uint8_t* w, size_t 
   return double(__rdtsc() - t0) / (double(passes) * groups * group_bytes);
 }
 
-// TSC cycles per byte of a plain read (stream_read.c's loop: 32-byte loads, four accumulators).
-static volatile int64_t g_read_sink;
+// TSC cycles per byte of a plain read (read_sum.h, stream_read.c's loop).
+static volatile double g_read_sink;
 static double read_pass(const uint8_t* p, size_t n) {
   const uint64_t t0 = __rdtsc();
-  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  for (size_t i = 0; i + 128 <= n; i += 128) {
-    a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
-    a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
-    a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
-    a3 = _mm256_add_epi64(a3, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
-  }
-  int64_t o[4];
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
-  g_read_sink = o[0] + o[1] + o[2] + o[3];
+  g_read_sink = read_sum(p, n);
   return double(__rdtsc() - t0) / double(n);
 }
 
