@@ -1,9 +1,9 @@
 // phi4mm against llama.cpp on the same weights: writes (or reuses) a GGUF of the checkpoint's LM in phi4mm's
 // q4k format (make_gguf.ts), measures the DRAM read ceiling (bench/stream), then runs prefill (pp) and decode
 // (tg) of both, interleaved round by round at each thread count, and prints the ratios and decode as a share
-// of the ceiling. The share is also measured paired: short pieces of phi4mm's decode alternate with single
-// stream-read reps of the same bytes, so each piece is set against the bandwidth of its own moment. llama.cpp is not part of this repository: build llama-bench yourself (see README) and pass
-// --llama-bench PATH, or have it on PATH.
+// of the ceiling. The share is also measured paired: short pieces of phi4mm's decode alternate with reads of the
+// same bytes, so each piece is set against the bandwidth of its own moment. llama.cpp is not part of this
+// repository: build llama-bench yourself (see README) and pass --llama-bench PATH, or have it on PATH.
 //
 //   npx tsx bench/llama/compare.ts --model /work/ckpt/phi4mm-q4k [--gguf /tmp/phi4mm-q4k.gguf]
 //        [--llama-bench PATH] [--threads 1,2] [--rounds 2] [--pp 512] [--tg 128]

@@ -38,12 +38,12 @@ let active = 0;
 /** While set, a generation holds the model after its first delta until the promise resolves. */
 let hold: Promise<void> | null = null;
 
-/** The model, plus a record of each request's messages, a count of generations still running, and `hold`. */
 // Milliseconds before each text delta reaches the page (0: none). The tiny model's greedy tokens come faster than
 // the page's once-per-frame render (a 10-token reply can arrive within one frame), so the streaming test paces them
 // as a real model's ~50–100 ms tokens are paced.
 let deltaGapMs = 0;
 
+/** The model, plus a record of each request's messages, a count of generations still running, `hold`, and `deltaGapMs`. */
 function recordingEngine(m: Phi4MM): ChatEngine {
   return {
     modelId: m.modelId,
