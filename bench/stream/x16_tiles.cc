@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
       const size_t gb = fmt == 0 ? q4_group : q8_group;
       const int nb = fmt == 0 ? NB : NB * 8;
       const int64_t row = fmt == 0 ? (int64_t)NB * BLOCK_Q8_K_BYTES : (int64_t)nb * BLOCK_Q8_0_BYTES;
-      QGemmArgs g{w, (int64_t)(gb / X16), xq.data(), row, y, X16, nullptr, mt, X16, nb};
+      QGemmArgs g{w, (int64_t)(gb / X16), xq.data(), row, y, X16, nullptr, mt, X16, nb, aux.data()};
       const Tile t = (fmt == 0 ? q4 : q8)[mt - 1];
       const Timing c = time_tile(t, g, w, gb, cached_groups, aux.data(), rounds, false), s = time_tile(t, g, w, gb, streamed_groups, aux.data(), rounds, true);
       std::printf("| %s | %d | %.1f | %.1f | %.0f%% |\n", fmt == 0 ? "Q4_K" : "Q8_0", mt, tsc_ghz / c.best, tsc_ghz / s.best, 100 * s.share);

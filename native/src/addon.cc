@@ -48,6 +48,7 @@ const Isa ISAS[] = {
 const Kernels* g_kernels = nullptr;
 std::unique_ptr<Pool> g_pool;
 thread_local std::vector<uint8_t> g_scratch;  // quantized activations / transposed B, per calling JS thread (main, engine worker)
+thread_local std::vector<int32_t> g_aux;       // the x16 tiles' per-row sums of those activations (QGemmArgs::aux)
 
 int default_threads() {
   const unsigned n = std::thread::hardware_concurrency();
@@ -265,8 +266,15 @@ Napi::Value LinearQ(const Napi::CallbackInfo& info, bool reference) {
   // The reference path quantizes with the scalar port, so the bit-equality tests also cover the fast one.
   const Quantizers& fast = isa_quantizers();
   auto quantize = fmt == 0 ? (reference ? quantize_row_q8_K : fast.q8_K) : (reference ? quantize_row_q8_0 : fast.q8_0);
-  pool().run(m, [&](int i, int) { quantize(xf + (int64_t)i * k, xq + i * xrow, k); });
-  QGemmArgs g{w.data, wrow, xq, xrow, reinterpret_cast<float*>(out.data), n, reinterpret_cast<const float*>(bias.data), m, n, nb};
+  const Kernels& K = kernels();
+  const int aux_n = x16 && !reference ? K.x16_aux(fmt, nullptr, nb, nullptr) : 0;  // sums per row
+  if (g_aux.size() < (size_t)m * aux_n) g_aux.resize((size_t)m * aux_n);
+  int32_t* aux = g_aux.data();
+  pool().run(m, [&](int i, int) {
+    quantize(xf + (int64_t)i * k, xq + i * xrow, k);
+    if (aux_n) K.x16_aux(fmt, xq + i * xrow, nb, aux + (int64_t)i * aux_n);
+  });
+  QGemmArgs g{w.data, wrow, xq, xrow, reinterpret_cast<float*>(out.data), n, reinterpret_cast<const float*>(bias.data), m, n, nb, aux};
   if (reference) {
     std::vector<uint8_t> rows;
     if (x16) {
@@ -277,7 +285,6 @@ Napi::Value LinearQ(const Napi::CallbackInfo& info, bool reference) {
     qgemm_ref(fmt, g);
     return env.Undefined();
   }
-  const Kernels& K = kernels();
   if (x16) {
     // Whole groups per task; with several activation rows, whole PANEL_GROUPS spans (their weights are reused
     // from L2 by every activation tile).

@@ -32,6 +32,9 @@ struct QGemmArgs {
   float* y; int64_t ldy;
   const float* bias;
   int m, n, nb;
+  // x16 kernels: the per-activation-row sums their tiles read, [M][Kernels::x16_aux count], filled once per call
+  // (null for the others).
+  const int32_t* aux;
 };
 
 struct AttnArgs {
@@ -59,6 +62,10 @@ struct Kernels {
   // The same over x16 weights (interleave.h): g.w is the interleaved matrix, [n0, n1) whole groups of 16.
   void (*q4kx16_q8k)(const QGemmArgs&, int n0, int n1);
   void (*q80x16_q80)(const QGemmArgs&, int n0, int n1);
+  // How many int32 sums per activation row the x16 kernels of format fmt (0 Q4_K, 1 Q8_0) read from g.aux, and,
+  // with xq_row non-null, those of one quantized row into aux_row. Once per row and call: in every task they
+  // cost ~3% of a decode GEMV's claim.
+  int (*x16_aux)(int fmt, const uint8_t* xq_row, int nb, int32_t* aux_row);
   // One block of rows. kpacked: the block's kv head packed by attn_pack_k, or null (K read in place).
   // scratch: blk.rows rows of lds ≥ tk floats; lds a multiple of attn_key_panel when kpacked.
   void (*attention)(const AttnArgs&, const float* kpacked, const AttnBlock& blk, float* scratch, int64_t lds);

@@ -325,6 +325,7 @@ extern const Kernels kernels = {
     qgemm_q80,
     qgemm_q4k_x16,
     qgemm_q80_x16,
+    x16_aux,
     attention,
     attn_pack_k,
     KP,

@@ -247,17 +247,21 @@ template <int MT> struct Q8X {
 // Columns [n0, n1) (whole groups). PANEL_GROUPS groups at a time, so that with many activation rows their
 // weights stay in L2 while every TM-row tile passes over them.
 template <template <int> class F>
-static void qgemm_x16_tiles(const QGemmArgs& g, int n0, int n1, int aux_per_row, void (*aux_of)(const uint8_t*, int, int32_t*)) {
-  int32_t* aux = reinterpret_cast<int32_t*>(t_tile_scratch.get((size_t)g.m * aux_per_row * 4));
-  for (int m = 0; m < g.m; m++) aux_of(g.xq + (int64_t)m * g.xq_row_bytes, g.nb, aux + (int64_t)m * aux_per_row);
+static void qgemm_x16_tiles(const QGemmArgs& g, int n0, int n1) {
   for (int b0 = n0; b0 < n1; b0 += PANEL_GROUPS * X16) {
     const int b1 = std::min(n1, b0 + PANEL_GROUPS * X16);
     for (int m0 = 0; m0 < g.m; m0 += TM) {
       const int mt = std::min(TM, g.m - m0);
-      for (int r0 = b0; r0 < b1; r0 += X16) by_mt<F>(mt, g, g.w + (int64_t)r0 * g.w_row_bytes, aux, m0, r0);
+      for (int r0 = b0; r0 < b1; r0 += X16) by_mt<F>(mt, g, g.w + (int64_t)r0 * g.w_row_bytes, g.aux, m0, r0);
     }
   }
 }
 
-static void qgemm_q4k_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_tiles<Q4X>(g, n0, n1, g.nb * 4, q8k_pair_sums); }
-static void qgemm_q80_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_tiles<Q8X>(g, n0, n1, g.nb, q80_neg_sums); }
+static void qgemm_q4k_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_tiles<Q4X>(g, n0, n1); }
+static void qgemm_q80_x16(const QGemmArgs& g, int n0, int n1) { qgemm_x16_tiles<Q8X>(g, n0, n1); }
+
+// Q4_K tiles read q8k_pair_sums, Q8_0 tiles q80_neg_sums.
+static int x16_aux(int fmt, const uint8_t* xq_row, int nb, int32_t* aux_row) {
+  if (xq_row) (fmt == 0 ? q8k_pair_sums : q80_neg_sums)(xq_row, nb, aux_row);
+  return fmt == 0 ? nb * 4 : nb;
+}

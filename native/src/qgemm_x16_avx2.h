@@ -243,26 +243,28 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int 
 using X16Tile = void (*)(const QGemmArgs&, const uint8_t*, const int32_t*, int, int);
 
 template <X16Tile... T>  // T[mt − 1]: the tile for mt activation rows, mt = 1..X16_TM
-static void qgemm_x16_tiles(const QGemmArgs& g, int n0, int n1, int aux_per_row, void (*aux_of)(const uint8_t*, int, int32_t*)) {
+static void qgemm_x16_tiles(const QGemmArgs& g, int n0, int n1) {
   static_assert(sizeof...(T) == X16_TM, "one tile per row count");
   static constexpr X16Tile tiles[] = {T...};
-  thread_local std::vector<int32_t> aux;
-  if (aux_of) {
-    aux.resize((size_t)g.m * aux_per_row);
-    for (int m = 0; m < g.m; m++) aux_of(g.xq + (int64_t)m * g.xq_row_bytes, g.nb, aux.data() + (int64_t)m * aux_per_row);
-  }
   for (int b0 = n0; b0 < n1; b0 += X16_PANEL_GROUPS * X16) {
     const int b1 = std::min(n1, b0 + X16_PANEL_GROUPS * X16);
     for (int m0 = 0; m0 < g.m; m0 += X16_TM) {
       const X16Tile tile = tiles[std::min(X16_TM, g.m - m0) - 1];
-      for (int r0 = b0; r0 < b1; r0 += X16) tile(g, g.w + (int64_t)r0 * g.w_row_bytes, aux.data(), m0, r0);
+      for (int r0 = b0; r0 < b1; r0 += X16) tile(g, g.w + (int64_t)r0 * g.w_row_bytes, g.aux, m0, r0);
     }
   }
 }
 
 static void qgemm_q4k_x16(const QGemmArgs& g, int n0, int n1) {
-  qgemm_x16_tiles<q4x_tile<1>, q4x_tile<2>, q4x_tile<3>, q4x_tile<4>>(g, n0, n1, g.nb * 4, q8k_pair_sums);
+  qgemm_x16_tiles<q4x_tile<1>, q4x_tile<2>, q4x_tile<3>, q4x_tile<4>>(g, n0, n1);
 }
 static void qgemm_q80_x16(const QGemmArgs& g, int n0, int n1) {
-  qgemm_x16_tiles<q8x_tile<1>, q8x_tile<2>, q8x_tile<3>, q8x_tile<4>>(g, n0, n1, 0, nullptr);
+  qgemm_x16_tiles<q8x_tile<1>, q8x_tile<2>, q8x_tile<3>, q8x_tile<4>>(g, n0, n1);
+}
+
+// Q4_K tiles read q8k_pair_sums; the Q8_0 tiles (signed products) none.
+static int x16_aux(int fmt, const uint8_t* xq_row, int nb, int32_t* aux_row) {
+  if (fmt != 0) return 0;
+  if (xq_row) q8k_pair_sums(xq_row, nb, aux_row);
+  return nb * 4;
 }
