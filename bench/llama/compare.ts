@@ -100,7 +100,10 @@ const bytes = decodeBytes(m), streamMib = Math.round(bytes / 2 ** 20);
 
 // Paired decode share: PAIRED_PIECES pieces of PAIRED_STEPS decode steps, each between two reads of a decode step's
 // bytes (`stream_read serve`, one process kept for the run); a piece's GB/s over the mean of its two reads. On this
-// VM bandwidth moves within seconds, so a ceiling taken minutes apart can be off by 2×.
+// VM bandwidth moves within seconds, so a ceiling taken minutes apart can be off by 2×. Each side's first pass after
+// the other's is left out: a read right after decode is slower (boundaryRead), and so is the first decode step
+// right after a read (a token's 129 linears alone, 9 rounds: the first pass after a read at 87% and 93% of it at
+// 1 thread, the next ones 88–102%; 2 threads 100% and 107%, then 104–113%).
 const PAIRED_PIECES = 8, PAIRED_STEPS = 8;
 const server = spawn(exe, ['serve', String(streamMib)], { stdio: ['pipe', 'pipe', 'inherit'] });
 const serverLines = createInterface({ input: server.stdout! })[Symbol.asyncIterator]();
@@ -127,6 +130,7 @@ async function paired(t: number): Promise<Paired> {
   let before = await boundaryRead(t);
   out.readGbs.push(before);
   for (let i = 0; i < PAIRED_PIECES; i++) {
+    step(1); // untimed, as the boundary's first read: the first pass over the weights after a read is slower too
     const gbs = (PAIRED_STEPS * bytes) / step(PAIRED_STEPS) / 1e9, after = await boundaryRead(t);
     out.shares.push(gbs / ((before + after) / 2));
     out.decodeGbs.push(gbs);
