@@ -79,27 +79,30 @@ Napi::Value KvAlloc(const Napi::CallbackInfo& info) {
   return h;
 }
 
-// The ragged batch: meta [nseq × 5] = rowStart, rows, start, tableOffset, tableLength into the flat tables.
-std::vector<SeqDesc> seqs_arg(const Napi::CallbackInfo& info, int mi, int ti, const KvPool& kv, int* total_rows) {
+// The ragged batch: the first nSeqs entries of meta [≥ nSeqs × 5] = rowStart, rows, start, tableOffset,
+// tableLength into the flat tables (the caller reuses both arrays from call to call: a fresh small typed array
+// costs ~1–2 µs to hand to N-API, as V8 first moves it off its heap).
+std::vector<SeqDesc> seqs_arg(const Napi::CallbackInfo& info, int mi, int ti, int ni, const KvPool& kv, int* total_rows) {
   Napi::Env env = info.Env();
   const Bytes meta = typed(info, mi, "seq meta"), tables = typed(info, ti, "block tables");
-  if (meta.size % 20) throw range(env, "seq meta must hold 5 int32 per sequence");
+  const int nseq = count(info, ni, "nSeqs");
+  if ((uint64_t)nseq * 20 > meta.size) throw range(env, "seq meta holds " + std::to_string(meta.size / 20) + " sequences (5 int32 each), fewer than nSeqs " + std::to_string(nseq));
   const int32_t* m = reinterpret_cast<const int32_t*>(meta.data);
   const int32_t* t = reinterpret_cast<const int32_t*>(tables.data);
   const int64_t nt = (int64_t)(tables.size / 4);
-  std::vector<SeqDesc> seqs(meta.size / 20);
+  std::vector<SeqDesc> seqs(nseq);
   int rows_end = 0;
   for (size_t s = 0; s < seqs.size(); s++) {
     const int32_t* e = m + 5 * s;
-    const std::string who = "sequence " + std::to_string(s);
-    if (e[0] < 0 || e[1] < 0 || e[2] < 0) throw range(env, who + ": bad sequence rows (rowStart " + std::to_string(e[0]) + ", start " + std::to_string(e[2]) + ", rows " + std::to_string(e[1]) + ")");
-    if (e[3] < 0 || e[4] < 0 || (int64_t)e[3] + e[4] > nt) throw range(env, who + ": block table outside the tables array");
+    const auto who = [s] { return "sequence " + std::to_string(s); };
+    if (e[0] < 0 || e[1] < 0 || e[2] < 0) throw range(env, who() + ": bad sequence rows (rowStart " + std::to_string(e[0]) + ", start " + std::to_string(e[2]) + ", rows " + std::to_string(e[1]) + ")");
+    if (e[3] < 0 || e[4] < 0 || (int64_t)e[3] + e[4] > nt) throw range(env, who() + ": block table outside the tables array");
     const int64_t need_blocks = ((int64_t)e[2] + e[1] + kv.block_size - 1) / kv.block_size;
     if (e[4] < need_blocks)
-      throw range(env, who + ": the block table has " + std::to_string(e[4]) + " blocks; positions [0, " + std::to_string((int64_t)e[2] + e[1]) + ") need " + std::to_string(need_blocks) + " of " + std::to_string(kv.block_size) + " tokens");
+      throw range(env, who() + ": the block table has " + std::to_string(e[4]) + " blocks; positions [0, " + std::to_string((int64_t)e[2] + e[1]) + ") need " + std::to_string(need_blocks) + " of " + std::to_string(kv.block_size) + " tokens");
     for (int64_t b = 0; b < need_blocks; b++)
       if (t[e[3] + b] < 0 || t[e[3] + b] >= kv.blocks)
-        throw range(env, who + ": block id " + std::to_string(t[e[3] + b]) + " (entry " + std::to_string(b) + ") is outside the pool [0, " + std::to_string(kv.blocks) + ")");
+        throw range(env, who() + ": block id " + std::to_string(t[e[3] + b]) + " (entry " + std::to_string(b) + ") is outside the pool [0, " + std::to_string(kv.blocks) + ")");
     seqs[s] = SeqDesc{e[0], e[1], e[2], t + e[3]};
     rows_end = std::max<int64_t>(rows_end, (int64_t)e[0] + e[1]);
   }
@@ -127,7 +130,7 @@ void quantize_q8_0_row(const float* x, uint8_t* dst, int d, int groups) {
   }
 }
 
-// kvWrite(kv, layer, src, rowStride, kOffset, vOffset, meta, tables)
+// kvWrite(kv, layer, src, rowStride, kOffset, vOffset, meta, tables, nSeqs)
 Napi::Value KvWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   KvPool& kv = pool_arg(info, 0);
@@ -135,7 +138,7 @@ Napi::Value KvWrite(const Napi::CallbackInfo& info) {
   const Bytes src = typed(info, 2, "src");
   const int ld = count(info, 3, "rowStride"), koff = count(info, 4, "kOffset"), voff = count(info, 5, "vOffset");
   int rows = 0;
-  const std::vector<SeqDesc> seqs = seqs_arg(info, 6, 7, kv, &rows);
+  const std::vector<SeqDesc> seqs = seqs_arg(info, 6, 7, 8, kv, &rows);
   const int64_t width = (int64_t)kv.n_kv * kv.head_dim;
   if (koff + width > ld || voff + width > ld) throw range(env, "kvWrite: K or V columns end past the row stride " + std::to_string(ld));
   if (rows > 0) need(env, src, ((uint64_t)(rows - 1) * ld + ld) * 4, "kvWrite src");
@@ -204,7 +207,7 @@ Napi::Value KvReadBlock(const Napi::CallbackInfo& info) {
 
 thread_local std::vector<float> g_attn_scratch;  // per calling JS thread (main, engine worker)
 
-// pagedAttention(q, qStride, qOffset, kv, layer, meta, tables, nHeads, scale, out)
+// pagedAttention(q, qStride, qOffset, kv, layer, meta, tables, nHeads, scale, out, nSeqs)
 Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Bytes q = typed(info, 0, "q"), out = typed(info, 9, "out");
@@ -212,7 +215,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   KvPool& kv = pool_arg(info, 3);
   const int layer = layer_arg(info, 4, kv);
   int rows = 0;
-  const std::vector<SeqDesc> seqs = seqs_arg(info, 5, 6, kv, &rows);
+  const std::vector<SeqDesc> seqs = seqs_arg(info, 5, 6, 10, kv, &rows);
   const int nh = count(info, 7, "nHeads");
   const float scale = (float)number(info, 8, "scale");
   const int d = kv.head_dim;

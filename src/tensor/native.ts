@@ -78,10 +78,10 @@ export interface NativeAddon {
   transpose16(src: Uint16Array, rows: number, cols: number, dst: Uint16Array): void;
   transpose32(src: Float32Array, rows: number, cols: number, dst: Float32Array): void;
   kvAlloc(type: number, layers: number, numBlocks: number, blockSize: number, nKvHeads: number, headDim: number): unknown;
-  kvWrite(kv: unknown, layer: number, src: Float32Array, rowStride: number, kOffset: number, vOffset: number, meta: Int32Array, tables: Int32Array): void;
+  kvWrite(kv: unknown, layer: number, src: Float32Array, rowStride: number, kOffset: number, vOffset: number, meta: Int32Array, tables: Int32Array, nSeqs: number): void;
   kvCopyBlocks(kv: unknown, src: Int32Array, dst: Int32Array): void;
   kvReadBlock(kv: unknown, layer: number, which: number, block: number, out: Uint8Array): void;
-  pagedAttention(q: Float32Array, qStride: number, qOffset: number, kv: unknown, layer: number, meta: Int32Array, tables: Int32Array, nHeads: number, scale: number, out: Float32Array): void;
+  pagedAttention(q: Float32Array, qStride: number, qOffset: number, kv: unknown, layer: number, meta: Int32Array, tables: Int32Array, nHeads: number, scale: number, out: Float32Array, nSeqs: number): void;
 }
 type Addon = NativeAddon;
 

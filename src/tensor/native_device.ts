@@ -28,25 +28,43 @@ function pool(kv: KvStore): NativeKvStore {
   return kv;
 }
 
-/** The ragged batch as the addon reads it: [rowStart, rows, start, tableOffset, tableLength] per sequence. */
-function encodeSeqs(seqs: readonly SeqRows[]): { meta: Int32Array; tables: Int32Array } {
-  const meta = new Int32Array(seqs.length * 5);
-  let total = 0;
-  for (const s of seqs) total += s.blockTable.length;
-  const tables = new Int32Array(total);
-  let o = 0;
-  seqs.forEach((s, i) => {
-    meta.set([s.rowStart, s.rows, s.start, o, s.blockTable.length], i * 5);
-    tables.set(s.blockTable, o);
-    o += s.blockTable.length;
-  });
-  return { meta, tables };
+/**
+ * The ragged batch as the addon reads it: [rowStart, rows, start, tableOffset, tableLength] per sequence in `meta`,
+ * the block tables one after another in `tables`. Both arrays are reused (grown when too small) and the addon is
+ * told the count: a new small typed array cost ~1–2 µs to hand to N-API (V8 first moves it off its heap), twice a
+ * layer per step.
+ */
+class SeqEncoder {
+  meta = new Int32Array(5 * 8);
+  tables = new Int32Array(1024);
+
+  /** Fills meta and tables from `seqs`; returns the sequence count. */
+  encode(seqs: readonly SeqRows[]): number {
+    let total = 0;
+    for (const s of seqs) total += s.blockTable.length;
+    if (this.meta.length < seqs.length * 5) this.meta = new Int32Array(Math.max(seqs.length * 5, 2 * this.meta.length));
+    if (this.tables.length < total) this.tables = new Int32Array(Math.max(total, 2 * this.tables.length));
+    const meta = this.meta;
+    let o = 0;
+    for (let i = 0; i < seqs.length; i++) {
+      const s = seqs[i]!, n = s.blockTable.length;
+      meta[5 * i] = s.rowStart;
+      meta[5 * i + 1] = s.rows;
+      meta[5 * i + 2] = s.start;
+      meta[5 * i + 3] = o;
+      meta[5 * i + 4] = n;
+      this.tables.set(s.blockTable, o);
+      o += n;
+    }
+    return seqs.length;
+  }
 }
 
 export class NativeDevice extends HostDevice {
   // Parameters that must be contiguous for the addon, copied once per tensor object.
   private readonly contiguous = new WeakMap<Tensor, Tensor>();
   private readonly transposed = new WeakMap<Tensor, Tensor>();  // columnMajorOf
+  private readonly seqs = new SeqEncoder();
 
   constructor(private readonly lib: NativeAddon, private readonly backend: NativeBackend, opts: HostDeviceOptions = {}) {
     super(backend, opts);
@@ -126,8 +144,8 @@ export class NativeDevice extends HostDevice {
   }
 
   override kvWrite(kv: KvStore, layer: number, src: Buf, rowStride: number, kOffset: number, vOffset: number, seqs: readonly SeqRows[]): void {
-    const { meta, tables } = encodeSeqs(seqs);
-    this.lib.kvWrite(pool(kv).handle, layer, host(src, 'kvWrite src'), rowStride, kOffset, vOffset, meta, tables);
+    const n = this.seqs.encode(seqs);
+    this.lib.kvWrite(pool(kv).handle, layer, host(src, 'kvWrite src'), rowStride, kOffset, vOffset, this.seqs.meta, this.seqs.tables, n);
   }
 
   override kvCopyBlocks(kv: KvStore, src: Int32Array, dst: Int32Array): void {
@@ -135,8 +153,8 @@ export class NativeDevice extends HostDevice {
   }
 
   override pagedAttention(q: Buf, qStride: number, qOffset: number, kv: KvStore, layer: number, seqs: readonly SeqRows[], nHeads: number, scale: number, out: Buf): void {
-    const { meta, tables } = encodeSeqs(seqs);
-    this.lib.pagedAttention(host(q, 'pagedAttention q'), qStride, qOffset, pool(kv).handle, layer, meta, tables, nHeads, scale, host(out, 'pagedAttention out'));
+    const n = this.seqs.encode(seqs);
+    this.lib.pagedAttention(host(q, 'pagedAttention q'), qStride, qOffset, pool(kv).handle, layer, this.seqs.meta, this.seqs.tables, nHeads, scale, host(out, 'pagedAttention out'), n);
   }
 
   /** The stored bytes of one block of K (which 0) or V (1) of a layer, [nKvHeads][blockSize] rows; for tests. */
