@@ -29,6 +29,8 @@ const threads = values.threads!.split(',').map(Number), rounds = Number(values.r
 const llamaBench = values['llama-bench'] ?? (process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'llama-bench')).find(existsSync);
 if (!llamaBench || !existsSync(llamaBench)) throw new Error('llama-bench not found: pass --llama-bench PATH or put it on PATH (README: "Comparing with llama.cpp")');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** The q-quantile of xs (nearest rank). */
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
 
 // 1. The GGUF.
 if (!existsSync(values.gguf!)) makeGguf(values.model, values.gguf!);
@@ -164,7 +166,7 @@ const opsPerToken = 2 * ((m.loadReport.bytes['q4_k'] ?? 0) / 144) * 256;
 const isa = (be as { isa?: string }).isa ?? 'avx2';
 const int8Op = isa === 'avx512' ? 'avx512_vpdpbusd' : 'avx2_vpmaddubsw_vpaddw';
 console.log(`\nphi4mm vs llama.cpp (same GGUF weights), median of ${rounds} interleaved rounds; decode streams ${(bytes / 1e9).toFixed(2)} GB/token`);
-console.log(`| threads | pp${pp} phi4mm | pp${pp} llama.cpp | ratio | tg${tg} phi4mm | tg${tg} llama.cpp | ratio | DRAM read of ${streamMib} MiB (THP), best rep / median rep | phi4mm decode % of best / of median | phi4mm decode % of the stream read, paired: median of the ${rounds * PAIRED_PIECES} pieces' shares (${PAIRED_STEPS} steps each) / median decode GB/s over median read GB/s | llama.cpp % of best / of median | phi4mm prefill GOPS | % of ${int8Op} peak |`);
+console.log(`| threads | pp${pp} phi4mm | pp${pp} llama.cpp | ratio | tg${tg} phi4mm | tg${tg} llama.cpp | ratio | DRAM read of ${streamMib} MiB (THP), best rep / median rep | phi4mm decode % of best / of median | phi4mm decode % of the stream read, paired: median of the ${rounds * PAIRED_PIECES} pieces' shares (${PAIRED_STEPS} steps each), with their quartiles / median decode GB/s over median read GB/s | llama.cpp % of best / of median | phi4mm prefill GOPS | % of ${int8Op} peak |`);
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const t of threads) {
   const x = res[`t${t}`]!;
@@ -172,6 +174,6 @@ for (const t of threads) {
   // decode as a share of its own round's ceiling, median over rounds
   const pct = (tg: number[], ceil: number[]) => (median(tg.map((v, i) => (v * bytes) / 1e9 / ceil[i]!)) * 100).toFixed(0) + '%';
   const both = (tg: number[]) => `${pct(tg, x.ceil)} / ${pct(tg, x.ceilMedian)}`;
-  console.log(`| ${t} | ${op.toFixed(1)} | ${lp.toFixed(1)} | ${(op / lp).toFixed(2)} | ${ot.toFixed(2)} | ${lt.toFixed(2)} | ${(ot / lt).toFixed(2)} | ${median(x.ceil).toFixed(1)} / ${median(x.ceilMedian).toFixed(1)} GB/s | ${both(x.ours.tg)} | ${(median(x.paired.shares) * 100).toFixed(0)}% / ${((median(x.paired.decodeGbs) / median(x.paired.readGbs)) * 100).toFixed(0)}% | ${both(x.llama.tg)} | ${(op * opsPerToken / 1e9).toFixed(0)} | ${((op * opsPerToken) / 1e9 / peak[`${int8Op}_t${t}`]! * 100).toFixed(0)}% of ${peak[`${int8Op}_t${t}`]!.toFixed(0)} |`);
+  console.log(`| ${t} | ${op.toFixed(1)} | ${lp.toFixed(1)} | ${(op / lp).toFixed(2)} | ${ot.toFixed(2)} | ${lt.toFixed(2)} | ${(ot / lt).toFixed(2)} | ${median(x.ceil).toFixed(1)} / ${median(x.ceilMedian).toFixed(1)} GB/s | ${both(x.ours.tg)} | ${(median(x.paired.shares) * 100).toFixed(0)}% (${(quantile(x.paired.shares, 0.25) * 100).toFixed(0)}–${(quantile(x.paired.shares, 0.75) * 100).toFixed(0)}%) / ${((median(x.paired.decodeGbs) / median(x.paired.readGbs)) * 100).toFixed(0)}% | ${both(x.llama.tg)} | ${(op * opsPerToken / 1e9).toFixed(0)} | ${((op * opsPerToken) / 1e9 / peak[`${int8Op}_t${t}`]! * 100).toFixed(0)}% of ${peak[`${int8Op}_t${t}`]!.toFixed(0)} |`);
 }
 server.stdin!.end();
