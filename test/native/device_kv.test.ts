@@ -1,8 +1,8 @@
 // The native paged KV pool: kvWrite's stored bytes (f32, f16, q8_0) against the TS codecs, kvCopyBlocks, and
 // pagedAttention over ragged sequences with shuffled block tables and partly filled last blocks against the
 // host device over the reference backend (the TS oracle: its own paged store, the reference attention); batch invariance (a sequence alone or with
-// others, each row alone as a decode step, 1 or 2 threads: the same bits); every ISA at 1 and 2 threads; bad block
-// tables get clear errors.
+// others, each row alone as a decode step, 1 or 2 threads: the same bits); every ISA at 1 and 2 threads; batches
+// larger than the sequence arrays the device reuses; bad block tables get clear errors.
 import { afterAll, describe, expect, it } from 'vitest';
 import type { NativeDevice, NativeKvStore } from '../../src/tensor/native_device.js';
 import { HostBuf } from '../../src/tensor/host_device.js';
@@ -168,6 +168,36 @@ describe.skipIf(NO_NATIVE)('native paged KV and attention', () => {
       }
     });
     expect(want.every((w) => w[0]![0]!.some((v) => v !== 0))).toBe(true);  // the copied blocks held data
+  });
+
+  it('batches larger than the arrays the device reuses for them (9 sequences, 1,350 block-table entries)', () => {
+    // The device encodes each batch into arrays it keeps (room for 8 sequences and 1,024 table entries at first)
+    // and grows them; a smaller batch afterwards must read only its own entries.
+    const spec: KvSpec = { layers: 1, numBlocks: 1400, blockSize: 1, nKvHeads: 1, headDim: 8, dtype: 'f32' };
+    const kv = dev.allocKv(spec), okv = oracle.allocKv(spec);
+    const lens = [150, 149, 151, 148, 150, 152, 147, 150, 150];  // positions per sequence, one block each
+    const perm = shuffled(spec.numBlocks, 3);
+    let o = 0;
+    const tables = lens.map((n) => Int32Array.from(perm.slice(o, (o += n))));
+    const stride = 2 * 8 + 2 * 8, kOff = 16, vOff = 24;  // [q: 2 heads | k | v]
+    let row = 0;
+    const hist: SeqRows[] = lens.map((n, i) => ({ rowStart: (row += n - 1) - (n - 1), rows: n - 1, start: 0, blockTable: tables[i]! }));
+    const src = rng(11)(row * stride, -2, 2);
+    dev.kvWrite(kv, 0, new HostBuf(src), stride, kOff, vOff, hist);
+    oracle.kvWrite(okv, 0, new HostBuf(src), stride, kOff, vOff, hist);
+    const steps: SeqRows[] = lens.map((n, i) => ({ rowStart: i, rows: 1, start: n - 1, blockTable: tables[i]! }));
+    const x = new HostBuf(rng(12)(lens.length * stride, -2, 2));
+    dev.kvWrite(kv, 0, x, stride, kOff, vOff, steps);
+    oracle.kvWrite(okv, 0, x, stride, kOff, vOff, steps);
+    const out = dev.alloc(lens.length * 16), ref = oracle.alloc(lens.length * 16);
+    dev.pagedAttention(x, stride, 0, kv, 0, steps, 2, 0.35, out);
+    oracle.pagedAttention(x, stride, 0, okv, 0, steps, 2, 0.35, ref);
+    // Tolerance as in the cases above: f32 dot products and exp against the f64 reference.
+    expectWithin(out.data, oracle.download(ref), new Float64Array(lens.length * 16).fill(4e-5), 'nine sequences');
+    // The last sequence alone afterwards: the same bits as inside the batch.
+    const alone = dev.alloc(16);
+    dev.pagedAttention(new HostBuf(x.data.slice(8 * stride)), stride, 0, kv, 0, [{ ...steps[8]!, rowStart: 0 }], 2, 0.35, alone);
+    expect(alone.data).toEqual(out.data.subarray(8 * 16));
   });
 
   it('bad input gets a clear error', () => {
