@@ -35,6 +35,7 @@ function pool(kv: KvStore): NativeKvStore {
  * layer per step.
  */
 class SeqEncoder {
+  // First sizes: the engine's default maxRunning of 8 sequences; 1,024 table entries (16,384 tokens in blocks of 16).
   meta = new Int32Array(5 * 8);
   tables = new Int32Array(1024);
 
