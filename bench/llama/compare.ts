@@ -28,9 +28,9 @@ if (!values.model) throw new Error('--model DIR (a pre-quantized q4k folder, or 
 const threads = values.threads!.split(',').map(Number), rounds = Number(values.rounds), pp = Number(values.pp), tg = Number(values.tg);
 const llamaBench = values['llama-bench'] ?? (process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'llama-bench')).find(existsSync);
 if (!llamaBench || !existsSync(llamaBench)) throw new Error('llama-bench not found: pass --llama-bench PATH or put it on PATH (README: "Comparing with llama.cpp")');
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 /** The q-quantile of xs (nearest rank). */
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+const median = (xs: number[]) => quantile(xs, 0.5);
 
 // 1. The GGUF.
 if (!existsSync(values.gguf!)) makeGguf(values.model, values.gguf!);
