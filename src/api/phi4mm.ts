@@ -26,7 +26,7 @@ import { preparePrompt } from './prompt.js';
 import { Messages, toMessageList } from './messages.js';
 import { makeUsage, type ChatEngine, type ChatEvent, type ChatMessage, type ChatResult, type FinishReason, type SamplingOptions, type TokenLogprob } from './types.js';
 import { saveQuantizedCheckpoint } from './save.js';
-import { DEFAULT_MODEL_ID, describeWeights, dynamicHdOf, loadModelFolder, loadWeights, resolveModelDir, validateLoadOptions, LOAD_OPTION_KEYS, ValidationError, type LoadedModel, type LoadOptions as BaseLoadOptions } from './load.js';
+import { DEFAULT_MODEL_ID, describeLoaded, dynamicHdOf, loadModelFolder, loadWeights, resolveModelDir, validateLoadOptions, LOAD_OPTION_KEYS, ValidationError, type LoadedModel, type LoadOptions as BaseLoadOptions } from './load.js';
 import { Engine } from '../engine/engine.js';
 import type { EngineStats } from '../engine/types.js';
 import { inlineEngine, workerEngine } from '../engine/host.js';
@@ -249,12 +249,6 @@ function buffersOf(src: unknown): ArrayBufferLike[] {
   if (!src || typeof src !== 'object') return [];
   const o = src as { data?: unknown; samples?: unknown; channels?: unknown };
   return [o.data, o.samples, ...(Array.isArray(o.channels) ? o.channels : [])].filter(ArrayBuffer.isView).map((v) => v.buffer);
-}
-
-function describeLoaded(l: LoadedModel): string {
-  // The kernel variant matters for speed (the AVX-512 VNNI and AVX2 builds differ by about 3× in prefill).
-  const isa = (l.backend as { isa?: string }).isa;
-  return `${l.backend.name} backend${isa ? ` (${isa} kernels)` : ''}, ${l.backend.threads} threads, isq ${l.report.isq}; weights: ${describeWeights(l.report)}; loaded in ${l.report.seconds.toFixed(1)} s`;
 }
 
 function samplingParams(o: SamplingOptions, vocabLimit: number): SamplingParams {

@@ -1,7 +1,7 @@
 // The engine worker: loads the model, owns it and runs the scheduler loop; the main thread talks to it with
 // small messages (see loop.ts). Started by host.ts workerEngine().
 import { parentPort, workerData } from 'node:worker_threads';
-import { describeWeights, loadModelFolder } from '../api/load.js';
+import { describeLoaded, loadModelFolder } from '../api/load.js';
 import { EngineLoop, type ToEngine } from './loop.js';
 import { DeviceBatchModel } from './device_model.js';
 import { resolveSettings } from './settings.js';
@@ -20,7 +20,7 @@ try {
   port.on('message', (m: ToEngine) => loop.handle(m));
   const ready: WorkerReady = {
     type: 'ready', settings, kvBytesPerToken: model.kvBytesPerToken, kvNote: note, report: loaded.report,
-    describe: `${loaded.backend.name} backend, ${loaded.backend.threads} threads, isq ${loaded.report.isq}; weights: ${describeWeights(loaded.report)}; loaded in ${loaded.report.seconds.toFixed(1)} s`,
+    describe: describeLoaded(loaded),
   };
   port.postMessage(ready);
 } catch (e) {
