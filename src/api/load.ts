@@ -155,7 +155,6 @@ export interface LoadedModel {
   tensors: Map<string, Tensor>;
 }
 
-/** "q4_k 2.30 GiB (129 tensors), ...", and what is read on first use: the load line of the CLI and the server. */
 /** The load line the CLI and server print (both engine hosts build it here, so they say the same). */
 export function describeLoaded(l: LoadedModel): string {
   // The kernel variant matters for speed (the AVX-512 VNNI and AVX2 builds differ by about 3× in prefill).
@@ -163,6 +162,7 @@ export function describeLoaded(l: LoadedModel): string {
   return `${l.backend.name} backend${isa ? ` (${isa} kernels)` : ''}, ${l.backend.threads} threads, isq ${l.report.isq}; weights: ${describeWeights(l.report)}; loaded in ${l.report.seconds.toFixed(1)} s`;
 }
 
+/** "q4_k 2.30 GiB (129 tensors), ...", and what is read on first use: the weights part of the load line. */
 export function describeWeights(r: LoadedModel['report']): string {
   const parts = Object.entries(r.bytes).map(([d, n]) => `${d} ${(n / 2 ** 30).toFixed(2)} GiB (${r.counts[d]} tensors)`);
   const later = r.deferred?.tensors ? `; encoders and LoRA adapters read on first use: ${(r.deferred.bytes / 2 ** 30).toFixed(2)} GiB on disk (${r.deferred.tensors} tensors)` : '';
