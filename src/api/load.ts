@@ -163,7 +163,7 @@ export function describeLoaded(l: LoadedModel): string {
 }
 
 /** "q4_k 2.30 GiB (129 tensors), ...", and what is read on first use: the weights part of the load line. */
-export function describeWeights(r: LoadedModel['report']): string {
+function describeWeights(r: LoadedModel['report']): string {
   const parts = Object.entries(r.bytes).map(([d, n]) => `${d} ${(n / 2 ** 30).toFixed(2)} GiB (${r.counts[d]} tensors)`);
   const later = r.deferred?.tensors ? `; encoders and LoRA adapters read on first use: ${(r.deferred.bytes / 2 ** 30).toFixed(2)} GiB on disk (${r.deferred.tensors} tensors)` : '';
   return `${parts.join(', ')}${later}`;
