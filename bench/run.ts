@@ -8,12 +8,13 @@
 //   npm run bench -- --model /tmp/phi4mm-real [--isq q4k,q8_0,none] [--threads 1,2] [--runs 3] [--skip image,audio]
 //        [--encoder-precision f32|bf16] [--quantize-encoders] [--quantize-adapters]
 import { spawnSync } from 'node:child_process';
-import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Phi4MM, type IsqKind } from '../src/api/phi4mm.js';
 import type { ChatMessage } from '../src/api/types.js';
 import { timeStream } from './stream_timing.js';
 import { LmTiming } from './lm_timing.js';
+import { machineLine } from './machine.js';
+import { createBackend } from '../src/tensor/backend.js';
 
 interface Figure { isq: string; threads: number | null; metric: string; value: number; unit: string }
 
@@ -113,8 +114,8 @@ async function main(): Promise<void> {
     }
     if (r.status !== 0) console.error(`isq ${isq}: benchmark process exited with ${r.status}`);
   }
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  console.log(`\nMachine: ${cpu}, ${availableParallelism()} cores; native backend; medians of ${runs} runs (end-to-end media: of up to 2).\n`);
+  const isa = ((await createBackend('native')) as { isa?: string }).isa;
+  console.log(`\nMachine: ${machineLine()}; native backend (${isa} kernels); medians of ${runs} runs (end-to-end media: of up to 2).\n`);
   const metrics = [...new Set(figures.map((f) => f.metric))];
   const cols = [...new Set(figures.map((f) => `${f.isq}${f.threads ? ` / ${f.threads}t` : ''}`))];
   console.log(`| metric | ${cols.join(' | ')} |\n|---|${cols.map(() => '---').join('|')}|`);

@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { Phi4MM } from '../../src/api/phi4mm.js';
 import { makeGguf } from './make_gguf.js';
 import { LmTiming } from '../lm_timing.js';
+import { machineLine } from '../machine.js';
 
 const { values } = parseArgs({
   options: {
@@ -68,6 +69,7 @@ console.log(JSON.stringify({ compute_peak_gops: peak }));
 
 // 3. phi4mm, loaded once; the same measurement as bench/run.ts.
 const m = await Phi4MM.fromPretrained(values.model, { isq: 'q4k', backend: 'native', threads: Math.max(...threads) });
+console.log(JSON.stringify({ machine: machineLine(), phi4mm: m.describe().split('\n')[0] }));
 const be = m.backend;
 const ids = (n: number, seed: number) => Int32Array.from({ length: n }, (_, i) => 1000 + ((i * 7919 + seed * 104729) % 150000));
 // The same measurement as bench/run.ts (bench/lm_timing.ts); its warm-up also faults in the pool's pages.
