@@ -212,10 +212,10 @@ describe('through the engine', () => {
   it('worker host (the default): lazy and eager loads generate the same text for text, image and audio', async () => {
     // One engine at a time: two worker engines computing at once in one process is not safe today (the native
     // addon's shared state; seen on main too: different greedy text, or a hang).
+    // The worker builds the load line the CLI and server print; it names the kernel variant as the inline host's does.
+    const isa = ((await createBackend('auto')) as { isa?: string }).isa;
     const run = async (lazyMedia: boolean) => {
       const m = await Phi4MM.fromPretrained(dir, { lazyMedia });
-      // The worker builds the load line the CLI and server print; it names the kernel variant as the inline host's does.
-      const isa = ((await createBackend('auto')) as { isa?: string }).isa;
       expect(m.describe()).toContain(isa ? `native backend (${isa} kernels), ` : 'reference backend, ');
       const out: string[] = [];
       for (const x of [msgs.text, msgs.image, msgs.audio]) out.push((await m.chat(x, { maxTokens: 6 })).text);
