@@ -46,6 +46,7 @@ inline vf fadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 inline vf fsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 inline vf fmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 inline vf fdiv(vf a, vf b) { return _mm512_div_ps(a, b); }
+inline vf fsqrt(vf a) { return _mm512_sqrt_ps(a); }
 inline vf vmin(vf a, vf b) { return _mm512_min_ps(a, b); }
 inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
 inline vf vabs(vf a) { return _mm512_abs_ps(a); }
@@ -55,6 +56,7 @@ inline vm lt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
 inline vm eq(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
 inline vm mand(vm a, vm b) { return a & b; }
 inline bool any(vm m) { return m != 0; }
+inline bool all(vm m) { return m == 0xFFFF; }
 inline int first_lane(vm m) { return __builtin_ctz((unsigned)m); }  // m != 0
 inline vf blend(vm m, vf a, vf b) { return _mm512_mask_blend_ps(m, a, b); }
 inline vi blend(vm m, vi a, vi b) { return _mm512_mask_blend_epi32(m, a, b); }
@@ -77,6 +79,8 @@ inline vf round_away(vf v) {
   const vf one = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)), _mm512_castps_si512(_mm512_set1_ps(1.f))));
   return _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(vabs(fsub(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ), t, one);
 }
+// Round half to even (the MXCSR default mode, given explicitly), exceptions suppressed.
+inline vf round_even(vf v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline float hmax(vf v) { return _mm512_reduce_max_ps(v); }
 inline int hsum(vi v) { return _mm512_reduce_add_epi32(v); }
 #elif defined(__AVX2__)
@@ -93,6 +97,7 @@ inline vf fadd(vf a, vf b) { return _mm256_add_ps(a, b); }
 inline vf fsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
 inline vf fmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
 inline vf fdiv(vf a, vf b) { return _mm256_div_ps(a, b); }
+inline vf fsqrt(vf a) { return _mm256_sqrt_ps(a); }
 inline vf vmin(vf a, vf b) { return _mm256_min_ps(a, b); }
 inline vf vmax(vf a, vf b) { return _mm256_max_ps(a, b); }
 inline vf vabs(vf a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), a); }
@@ -102,6 +107,7 @@ inline vm lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
 inline vm eq(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
 inline vm mand(vm a, vm b) { return _mm256_and_ps(a, b); }
 inline bool any(vm m) { return _mm256_movemask_ps(m) != 0; }
+inline bool all(vm m) { return _mm256_movemask_ps(m) == 0xFF; }
 inline int first_lane(vm m) { return __builtin_ctz((unsigned)_mm256_movemask_ps(m)); }  // m has a set lane
 inline vf blend(vm m, vf a, vf b) { return _mm256_blendv_ps(a, b, m); }
 inline vi blend(vm m, vi a, vi b) {
@@ -133,6 +139,8 @@ inline vf round_away(vf v) {
   const vm half = _mm256_cmp_ps(vabs(fsub(v, t)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
   return fadd(t, _mm256_and_ps(half, one));
 }
+// Round half to even, exceptions suppressed.
+inline vf round_even(vf v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline float hmax(vf v) {  // max is exact and order-free on the non-NaN magnitudes it is given
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -152,6 +160,9 @@ constexpr int NMAX_Q4 = 15, NSTEP = 20;
 constexpr float RMIN = -1.f, RDELTA = 0.1f;
 constexpr int VEC_BYTES = LANES * 4;  // alignment of the lane-transposed buffers
 constexpr int Q8K_SUM_SPAN = 16;      // values per Q8_K bsum
+// nearest_int adds 1.5·2^23; for |f| < 2^22 − 1 the sum stays in [2^23, 2^24), where the float add itself rounds f
+// half to even onto the integers. (Just under 2^22 the sum could round up to 2^24, whose mantissa reads 0.)
+constexpr float RNE_EXACT_LIMIT = 4194303.f;
 static_assert(Q8K_SUM_SPAN % LANES == 0 && SUB % LANES == 0, "a bsum span and a sub-block are whole vectors");
 
 // ggml's nearest_int per lane: the float sum with 1.5·2^23 puts the rounded integer in the low mantissa bits.
@@ -167,7 +178,7 @@ inline vi clamp_q(vi l) { return imax(izero(), imin(iset1(NMAX_Q4), l)); }
 template <int G>
 void make_qkx2_quants_v(const vf (*xt)[SUB], const vf (*wt)[SUB], vi (*L)[SUB], vf* scale_out, vf* the_min) {
   const vf zero = fzero();
-  vf mn[G], mx[G], sum_w[G], sum_x[G], range[G], scale[G], best_error[G], min[G];
+  vf mn[G], mn_x[G], mx[G], sum_w[G], sum_x[G], range[G], scale[G], best_error[G], min[G];
   vm flat[G];
   for (int g = 0; g < G; g++) {
     mn[g] = mx[g] = xt[g][0];
@@ -179,6 +190,7 @@ void make_qkx2_quants_v(const vf (*xt)[SUB], const vf (*wt)[SUB], vi (*L)[SUB], 
       sum_w[g] = fadd(sum_w[g], wt[g][i]);
       sum_x[g] = fadd(sum_x[g], fmul(wt[g][i], xt[g][i]));
     }
+    mn_x[g] = mn[g];                              // the smallest element, for the trials' range check
     mn[g] = blend(gt(mn[g], zero), mn[g], zero);  // if (min > 0) min = 0
     flat[g] = eq(mx[g], mn[g]);
     range[g] = fsub(mx[g], mn[g]);
@@ -198,15 +210,29 @@ void make_qkx2_quants_v(const vf (*xt)[SUB], const vf (*wt)[SUB], vi (*L)[SUB], 
     vf sum_l[G], sum_l2[G], sum_xl[G];
     for (int g = 0; g < G; g++) {
       // As the reference: (max − min) and (x − min) use the running min, which a taken trial replaces.
-      const vf iscale = fdiv(fset1(num), fsub(mx[g], min[g]));
+      const vf span = fsub(mx[g], min[g]);
+      const vf iscale = fdiv(fset1(num), span);
       sum_l[g] = sum_l2[g] = sum_xl[g] = zero;
-      for (int i = 0; i < SUB; ++i) {
-        laux[g][i] = to_float(clamp_q(nearest_int_v(fmul(iscale, fsub(xt[g][i], min[g])))));
-        const vf wl = fmul(wt[g][i], laux[g][i]);
-        sum_l[g] = fadd(sum_l[g], wl);
-        sum_l2[g] = fadd(sum_l2[g], fmul(wl, laux[g][i]));
-        sum_xl[g] = fadd(sum_xl[g], fmul(wl, xt[g][i]));
-      }
+      // Each quant is clamp(nearest_int(f)) with f = iscale·(x − min): f is monotone in x (one rounded subtract,
+      // one rounded multiply), so f at the smallest and at the largest element bound every element's. Within
+      // ±RNE_EXACT_LIMIT, nearest_int(f) is f rounded half to even, so the float round and a float clamp give
+      // the same quants in 3 instructions instead of 6. Otherwise (a replaced min near max, NaN from a flat
+      // sub-block) the reference's integer form runs.
+      const vf f_hi = fmul(iscale, span), f_lo = fmul(iscale, fsub(mn_x[g], min[g]));
+      const vf limit = fset1(RNE_EXACT_LIMIT);
+      const bool float_round = all(mand(lt(vabs(f_hi), limit), lt(vabs(f_lo), limit)));
+      auto sums = [&](auto quant) {
+        for (int i = 0; i < SUB; ++i) {
+          laux[g][i] = quant(fmul(iscale, fsub(xt[g][i], min[g])));
+          const vf wl = fmul(wt[g][i], laux[g][i]);
+          sum_l[g] = fadd(sum_l[g], wl);
+          sum_l2[g] = fadd(sum_l2[g], fmul(wl, laux[g][i]));
+          sum_xl[g] = fadd(sum_xl[g], fmul(wl, xt[g][i]));
+        }
+      };
+      // vmax(·, zero) returns zero's +0 for a rounded −0, as the integer path's conversion of 0.
+      if (float_round) sums([&](vf f) { return vmin(vmax(round_even(f), zero), fset1((float)NMAX_Q4)); });
+      else sums([&](vf f) { return to_float(clamp_q(nearest_int_v(f))); });
     }
     for (int g = 0; g < G; g++) {
       const vf D = fsub(fmul(sum_w[g], sum_l2[g]), fmul(sum_l[g], sum_l[g]));
@@ -248,26 +274,32 @@ QuantStatus quantize_q4_K(const float* x, uint8_t* dst, int k) {
   std::vector<float> scales(nsub), mins(nsub);
   std::vector<uint8_t> Lrow((size_t)k);
   constexpr int G = 1;  // groups of LANES sub-blocks per call: G = 2 measured no faster on AVX-512, 1.4× slower on AVX2 (spills)
-  alignas(VEC_BYTES) float xbuf[G][SUB][LANES], wbuf[G][SUB][LANES], out_s[G][LANES], out_m[G][LANES];
+  alignas(VEC_BYTES) float xbuf[G][SUB][LANES], out_s[G][LANES], out_m[G][LANES];
   alignas(VEC_BYTES) int32_t lbuf[G][SUB][LANES];
   for (int s0 = 0; s0 < nsub; s0 += G * LANES) {
     for (int g = 0; g < G; g++)
       for (int lane = 0; lane < LANES; lane++) {
         const int sb = s0 + g * LANES + lane;
         const float* xs = x + (int64_t)sb * SUB;
-        if (sb >= nsub) {  // padding lanes: zeros (a flat sub-block), results dropped
-          for (int l = 0; l < SUB; l++) xbuf[g][l][lane] = wbuf[g][l][lane] = 0.f;
+        if (sb >= nsub) {  // padding lanes: zeros (a flat sub-block, weights 0), results dropped
+          for (int l = 0; l < SUB; l++) xbuf[g][l][lane] = 0.f;
           continue;
         }
-        float sum_x2 = 0;
-        for (int l = 0; l < SUB; ++l) sum_x2 += xs[l] * xs[l];
-        const float av_x = std::sqrt(sum_x2 / SUB);
-        for (int l = 0; l < SUB; ++l) { xbuf[g][l][lane] = xs[l]; wbuf[g][l][lane] = av_x + std::fabs(xs[l]); }
+        for (int l = 0; l < SUB; ++l) xbuf[g][l][lane] = xs[l];
       }
     vf xt[G][SUB], wt[G][SUB], sc[G], the_min[G];
     vi L[G][SUB];
-    for (int g = 0; g < G; g++)
-      for (int l = 0; l < SUB; l++) { xt[g][l] = fload(xbuf[g][l]); wt[g][l] = fload(wbuf[g][l]); }
+    // The reference's weights av_x + |x| with av_x = sqrt(Σ x² / SUB), the sum in its order, per lane: one
+    // latency chain for all lanes instead of one per sub-block.
+    for (int g = 0; g < G; g++) {
+      vf sum_x2 = fzero();
+      for (int l = 0; l < SUB; l++) {
+        xt[g][l] = fload(xbuf[g][l]);
+        sum_x2 = fadd(sum_x2, fmul(xt[g][l], xt[g][l]));
+      }
+      const vf av_x = fsqrt(fdiv(sum_x2, fset1((float)SUB)));
+      for (int l = 0; l < SUB; l++) wt[g][l] = fadd(av_x, vabs(xt[g][l]));
+    }
     make_qkx2_quants_v<G>(xt, wt, L, sc, the_min);
     for (int g = 0; g < G; g++) {
       fstore(out_s[g], sc[g]);
