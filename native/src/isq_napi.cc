@@ -1,6 +1,7 @@
 // N-API side of quantization: ISQ of weight rows at load (quantizeRows, also from raw bf16 bits), the
 // activation quantizers exposed for the tests, and the bf16 → f32 widening of checkpoints.
 #include <atomic>
+#include <cfloat>
 #include <climits>
 #include <cstring>
 #include <mutex>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "device_napi.h"
+#include "quant_common.h"
 
 namespace phi4mm {
 using namespace dev;
@@ -33,6 +35,23 @@ void widen_bf16(const uint16_t* __restrict src, float* __restrict dst, int n) {
     const uint32_t u = (uint32_t)src[e] << 16;
     std::memcpy(dst + e, &u, 4);
   }
+}
+
+// Q8_0 ISQ of one row through the active ISA's row quantizer, which is byte-identical to the scalar port
+// (quantize_weights_q8_0) whenever that one succeeds: every value finite and every block scale within f16. A row
+// that fails either check goes to the scalar port, which names the first bad element or block.
+QuantStatus quantize_weights_q8_0_fast(const float* x, uint8_t* dst, int k) {
+  constexpr uint16_t f16_exp = 0x7c00;
+  float amax = 0;
+  bool finite = true;
+  for (int e = 0; e < k; e++) {
+    const float a = std::fabs(x[e]);
+    finite &= a <= FLT_MAX;  // false for inf and NaN
+    amax = std::max(amax, a);
+  }
+  if (!finite || (fp32_to_fp16(amax / 127.f) & f16_exp) == f16_exp) return quantize_weights_q8_0(x, dst, k);
+  active_quantizers().q8_0(x, dst, k);
+  return {QuantStatus::OK, 0};
 }
 
 // quantizeRows(format (0 q4_k, 1 q8_0), src, rows, k, out, srcBf16 = false): ISQ of a row-major [rows, k] f32 matrix into
@@ -72,7 +91,7 @@ Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
         widen_bf16(br, w, k);
         xr = w;
       }
-      const QuantStatus s = fmt == 0 ? q4k(xr, out.data + r * row_bytes, k) : quantize_weights_q8_0(xr, out.data + r * row_bytes, k);
+      const QuantStatus s = fmt == 0 ? q4k(xr, out.data + r * row_bytes, k) : quantize_weights_q8_0_fast(xr, out.data + r * row_bytes, k);
       if (s.code == QuantStatus::OK) continue;
       std::lock_guard<std::mutex> lock(mu);
       if (r < bad_row.load()) { bad_row.store(r); status[0] = s; }
