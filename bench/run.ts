@@ -114,7 +114,7 @@ async function main(): Promise<void> {
     }
     if (r.status !== 0) console.error(`isq ${isq}: benchmark process exited with ${r.status}`);
   }
-  const isa = ((await createBackend('native')) as { isa?: string }).isa;
+  const isa = (await createBackend('native')).isa;
   console.log(`\nMachine: ${machineLine()}; native backend (${isa} kernels); medians of ${runs} runs (end-to-end media: of up to 2).\n`);
   const metrics = [...new Set(figures.map((f) => f.metric))];
   const cols = [...new Set(figures.map((f) => `${f.isq}${f.threads ? ` / ${f.threads}t` : ''}`))];

@@ -165,7 +165,7 @@ for (let r = 0; r < rounds; r++)
 // only, and attention is left out (at 512 tokens it is a few percent of the linears).
 const opsPerToken = 2 * ((m.loadReport.bytes['q4_k'] ?? 0) / 144) * 256;
 // The kernels' own instruction pair on AVX2 (vpmaddubsw + vpaddw per 32 multiply-adds); vpdpbusd on AVX-512.
-const isa = (be as { isa?: string }).isa ?? 'avx2';
+const isa = be.isa ?? 'avx2';
 const int8Op = isa === 'avx512' ? 'avx512_vpdpbusd' : 'avx2_vpmaddubsw_vpaddw';
 console.log(`\nphi4mm vs llama.cpp (same GGUF weights), median of ${rounds} interleaved rounds; decode streams ${(bytes / 1e9).toFixed(2)} GB/token`);
 console.log(`| threads | pp${pp} phi4mm | pp${pp} llama.cpp | ratio | tg${tg} phi4mm | tg${tg} llama.cpp | ratio | DRAM read of ${streamMib} MiB (THP), best rep / median rep | phi4mm decode % of best / of median | phi4mm decode % of the stream read, paired: median of the ${rounds * PAIRED_PIECES} pieces' shares (${PAIRED_STEPS} steps each), with their quartiles / median decode GB/s over median read GB/s | llama.cpp % of best / of median | phi4mm prefill GOPS | % of ${int8Op} peak |`);

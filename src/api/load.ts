@@ -158,7 +158,7 @@ export interface LoadedModel {
 /** The load line the CLI and server print (both engine hosts build it here, so they say the same). */
 export function describeLoaded(l: LoadedModel): string {
   // The kernel variant matters for speed (the AVX-512 VNNI and AVX2 builds differ by about 3× in prefill).
-  const isa = (l.backend as { isa?: string }).isa;
+  const isa = l.backend.isa;
   return `${l.backend.name} backend${isa ? ` (${isa} kernels)` : ''}, ${l.backend.threads} threads, isq ${l.report.isq}; weights: ${describeWeights(l.report)}; loaded in ${l.report.seconds.toFixed(1)} s`;
 }
 

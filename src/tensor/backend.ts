@@ -29,6 +29,8 @@ export interface Backend {
   readonly name: 'reference' | 'native';
   /** Worker threads used by the kernels (>= 1). */
   readonly threads: number;
+  /** The kernel variant in use, where a backend has several (the native one: 'avx512', 'avx2', 'scalar', ...). */
+  readonly isa?: string;
   setThreads(n: number): void;
   /**
    * y = x · Wᵀ (+ bias): x [M, K] f32, W [N, K] of dtype f32 | bf16 | f16 | q4_k | q8_0, y [M, N].

@@ -195,7 +195,7 @@ describe('through the engine', () => {
     expect(eagerM.model.loadedParts()).toEqual({ image_embed: true, audio_embed: true, vision_lora: true, speech_lora: true });
     expect(lazy.describe()).toMatch(/encoders and LoRA adapters read on first use: 0\.00 GiB on disk \(\d+ tensors\)/);
     // The load line names the kernel variant in use, which sets the speed to expect.
-    const isa = (lazy.backend as { isa?: string }).isa;
+    const isa = lazy.backend.isa;
     expect(lazy.describe()).toContain(isa ? `native backend (${isa} kernels), ` : 'reference backend, ');
     expect(lazy.loadReport.deferred.tensors).toBeGreaterThan(100);
     expect(eagerM.loadReport.deferred).toEqual({ tensors: 0, bytes: 0 });
@@ -213,7 +213,7 @@ describe('through the engine', () => {
     // One engine at a time: two worker engines computing at once in one process is not safe today (the native
     // addon's shared state; seen on main too: different greedy text, or a hang).
     // The worker builds the load line the CLI and server print; it names the kernel variant as the inline host's does.
-    const isa = ((await createBackend('auto')) as { isa?: string }).isa;
+    const isa = (await createBackend('auto')).isa;
     const run = async (lazyMedia: boolean) => {
       const m = await Phi4MM.fromPretrained(dir, { lazyMedia });
       expect(m.describe()).toContain(isa ? `native backend (${isa} kernels), ` : 'reference backend, ');
