@@ -100,7 +100,7 @@ for (const threads of THREADS) {
     const A = new Tensor('bf16', [LORA_RANK, HIDDEN], encodeBf16(rand(LORA_RANK * HIDDEN, 8).map((v) => v / 50)));
     const Bm = new Tensor('bf16', [QKV, LORA_RANK], encodeBf16(rand(QKV * LORA_RANK, 9).map((v) => v / 50)));
     const x = rand(batch * HIDDEN, 10), out = new Float32Array(batch * QKV);
-    const lib = (dev as unknown as { lib: import('../src/tensor/native.js').NativeAddon }).lib;
+    const lib = (dev as unknown as { lib: import('../src/tensor/native_addon.js').NativeAddon }).lib;
     // The addon reads the factors column-major, as the loader places them (NativeBackend.columnMajor).
     const Ac = be.columnMajor(A), Bc = be.columnMajor(Bm);
     report(`lora qkv delta native, 8 rows (${threads}t)`, timeUs(() => {

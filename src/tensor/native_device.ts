@@ -4,7 +4,8 @@
 // per-element TypeScript. Buffers are the host device's Float32Array wrappers (the addon reads them in place);
 // the KV pool is native memory behind an opaque handle, never copied to the host.
 import type { Buf, KvSpec, KvStore, LoraSegment, SeqRows } from './device.js';
-import type { NativeAddon, NativeBackend } from './native.js';
+import type { NativeAddon } from './native_addon.js';
+import type { NativeBackend } from './native.js';
 import { HostBuf, HostDevice, hostData, type HostDeviceOptions } from './host_device.js';
 import { isQuantDType } from './dtype.js';
 import { kvRowBytes } from './host_kv.js';

@@ -4,7 +4,7 @@
 // penalties (OpenAI, over generated) → temperature (0 = greedy argmax) → top-k → top-p → min-p → draw.
 
 import { Rng } from './rng.js';
-import { loadAddon } from '../tensor/native.js';
+import { loadAddon } from '../tensor/native_addon.js';
 
 export interface SamplingParams {
   /** ≥ 0; 0 = greedy. Default 1. */

@@ -2,7 +2,7 @@
 // device over the reference backend, for every ISA at 1 and 2 threads; the column-major placement of the factors
 // and its way back to rows for saving.
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadAddon } from '../../src/tensor/native.js';
+import { loadAddon } from '../../src/tensor/native_addon.js';
 import { isColumnMajor, Tensor } from '../../src/tensor/tensor.js';
 import { encodeBf16, encodeF16 } from '../../src/tensor/dtype.js';
 import type { LoraSegment } from '../../src/tensor/device.js';

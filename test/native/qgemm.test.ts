@@ -3,7 +3,7 @@
 // combines them with the same float operations in block order, so no tolerance is needed. The same property
 // gives batch invariance: row r of an M-row product equals the 1-row product (GEMV) of that row.
 import { describe, expect, it } from 'vitest';
-import { loadAddon } from '../../src/tensor/native.js';
+import { loadAddon } from '../../src/tensor/native_addon.js';
 import { quantizeMatrix, QK_K, QK8_0 } from '../../src/quant/index.js';
 import { loadNative, NO_NATIVE, rng } from './util.js';
 

@@ -4,7 +4,7 @@
 // dots and float combination order as qgemm.test.ts, so no tolerance). Readers of x16 tensors (embedding,
 // toF32, narrow, save's rowMajor) give what the ggml rows give.
 import { describe, expect, it } from 'vitest';
-import { loadAddon } from '../../src/tensor/native.js';
+import { loadAddon } from '../../src/tensor/native_addon.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { quantizeMatrix, QK_K, QK8_0 } from '../../src/quant/index.js';
 import { deinterleaveX16, interleaveX16, x16Row } from '../../src/quant/interleave.js';

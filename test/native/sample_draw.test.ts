@@ -4,7 +4,7 @@
 // ids, heavy ties (top-k at the k-th value, top-p ties inside a band and across band edges), a flat distribution
 // whose kept head is large enough for the radix sort, and peaked ones where the first band suffices.
 import { describe, expect, it } from 'vitest';
-import { loadAddon } from '../../src/tensor/native.js';
+import { loadAddon } from '../../src/tensor/native_addon.js';
 import { argmaxTs, copyMaskNaNTs, drawTs, samplingDistribution, setSoftmaxKernel, softmaxShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
 import { loadNative, NO_NATIVE, rng } from './util.js';
 

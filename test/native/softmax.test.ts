@@ -4,7 +4,7 @@
 // AVX-512, the 4-lane one with AVX2, the scalar port in the generic one), over the ranges and special values
 // where fdlibm takes different branches.
 import { describe, expect, it } from 'vitest';
-import { loadAddon } from '../../src/tensor/native.js';
+import { loadAddon } from '../../src/tensor/native_addon.js';
 import { drawTs, sample, SamplingState, setDrawKernel, setSoftmaxKernel, softmaxShiftedTs, sumExpShiftedTs, type SamplingParams } from '../../src/text/sampling.js';
 import { loadNative, NO_NATIVE, rng } from './util.js';
 
