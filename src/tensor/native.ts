@@ -23,8 +23,6 @@ const onHugePages = new WeakSet<ArrayBufferLike>();
 const PLACEMENT_SLAB_BYTES = 64 * 2 ** 20;
 const PLACEMENT_ALIGN_BYTES = 64;
 
-type Addon = NativeAddon;
-
 export class NativeBackend implements Backend {
   readonly name = 'native' as const;
 
@@ -36,7 +34,7 @@ export class NativeBackend implements Backend {
   readonly device: NativeDevice;
   private slab: { bytes: Uint8Array; used: number } | null = null;  // placementBytes
 
-  private constructor(private readonly lib: Addon) {
+  private constructor(private readonly lib: NativeAddon) {
     this.device = new NativeDevice(lib, this);
   }
 
