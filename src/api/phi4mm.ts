@@ -232,7 +232,11 @@ export class Phi4MM implements ChatEngine {
     return { ...out, ids: out.ids ?? promptIds(this.tokenizer, input.promptText, out) };
   }
 
-  /** Write the loaded (quantized) weights as a folder that loads without re-quantizing. */
+  /**
+   * Write the loaded (quantized) weights as a folder that loads without re-quantizing. It writes this thread's copy:
+   * with the worker host that is a second load of the whole checkpoint (see `model`), so a model loaded only to be
+   * saved wants `engine: { host: 'inline' }` (as `phi4mm quantize` does).
+   */
   async saveQuantized(outDir: string): Promise<void> {
     void this.model;
     const local = this.local!;
