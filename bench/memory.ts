@@ -12,11 +12,12 @@
 // the LM stays as stored; the encoders and adapters are quantized when first read).
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
-import { cpus, loadavg } from 'node:os';
+import { loadavg } from 'node:os';
 import { availableParallelism } from 'node:os';
 import { Phi4MM, type LoadOptions } from '../src/api/phi4mm.js';
 import { loadModelFolder } from '../src/api/load.js';
 import type { ChatMessage } from '../src/api/types.js';
+import { machineLine } from './machine.js';
 
 const { values: a } = parseArgs({ options: {
   model: { type: 'string' }, threads: { type: 'string', default: '1' }, uses: { type: 'string', default: 'text,image,audio' },
@@ -96,7 +97,7 @@ if (a.child) {
   const variants = a.variants!.split(','), uses = a.uses!.split(',');
   for (const v of variants) if (!VARIANTS[v]) throw new Error(`unknown variant ${v} (known: ${Object.keys(VARIANTS).join(', ')})`);
   for (const u of uses) if (!USES.includes(u)) throw new Error(`unknown use ${u} (known: ${USES.join(', ')})`);
-  console.error(`machine: ${cpus().length} × ${cpus()[0]?.model}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the start`);
+  console.error(`machine: ${machineLine()}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the start`);
   type Row = { variant: string; use: string; step: string; rss_gib: number; peak_gib: number; seconds: number; describe?: string };
   const rows: Row[] = [];
   for (const u of uses) {

@@ -8,10 +8,11 @@
 //     [--decode-tokens 32] [--prompt-tokens 2000] [--kv-cache-gb 2] [--skip decode,turns,health]
 //     [--temperature 1] [--top-p 1] [--top-k 0]   (the decode streams' sampling)
 import { parseArgs } from 'node:util';
-import { cpus, loadavg } from 'node:os';
+import { loadavg } from 'node:os';
 import { Phi4MM, type IsqKind } from '../src/api/phi4mm.js';
 import { ChatServer } from '../src/server/server.js';
 import type { ChatMessage } from '../src/api/types.js';
+import { machineLine } from './machine.js';
 import { timeStream } from './stream_timing.js';
 
 const { values: a } = parseArgs({ options: {
@@ -29,7 +30,7 @@ const out = (metric: string, value: number, unit: string, extra: Record<string, 
 };
 const pct = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
-console.error(`machine: ${cpus().length} × ${cpus()[0]?.model}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} (other work on the machine disturbs every figure)`);
+console.error(`machine: ${machineLine()}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} (other work on the machine disturbs every figure)`);
 const t0 = performance.now();
 const m = await Phi4MM.fromPretrained(a.model, {
   isq: a.isq as IsqKind, backend: 'native', threads: Number(a.threads),
