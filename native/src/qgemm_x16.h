@@ -15,19 +15,13 @@
 // of 6 alternating rounds in one process on a Zen 5 EPYC: 69.5 → 71.5 tok/s at 1 thread, 127.4 → 130.2 at 2).
 // Tried there and dropped: one line per chunk step spread through the loop into L2 (the AVX2 tiles' scheme)
 // streamed the decode tile faster in the harness (33–37 against 31–32 GB/s), yet made real decode 8–12% slower
-// (1 thread 12.0 → 10.6 tok/s, 2 threads 19.5 → 17.9, same rounds); no prefetch for the Q8_0 decode tile tied.
+// (1 thread 12.0 → 10.6 tok/s, 2 threads 19.5 → 17.9, same rounds). The Q8_0 tile does without (see there).
 constexpr int X16_PREFETCH_BYTES = 4096;
 static inline void prefetch_span(const uint8_t* p, int bytes) {
   for (int o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + o, _MM_HINT_T0);
 }
 
 static inline __m512i ld512(const uint8_t* p) { return _mm512_loadu_si512(reinterpret_cast<const void*>(p)); }
-// 64 bytes as two 32-byte loads: a Q8_0 group block is 544 bytes, so every other one starts 32 bytes into a cache
-// line, and a single 64-byte load there would straddle two lines.
-static inline __m512i ld512_halves(const uint8_t* p) {
-  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
 static inline __m512 f16x16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
 // get_scale_min_k4 for the 16 rows of an x16 Q4_K super-block P at once (ggml's kmask trick on each row's 3 scale
@@ -189,7 +183,15 @@ static void q4x_tile_few(const QGemmArgs& g, const uint8_t* gp, const int32_t* a
   for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(acc[m], b));
 }
 
-template <int MT, bool PF = true>
+// The Q8_0 tile reads the x16 blocks in pairs (interleave.h): every quant load is one aligned 64-byte line, and
+// it leaves the prefetching to the hardware. At one activation row, 1 GB streamed from DRAM (Zen 5 EPYC, medians
+// of 9 rounds, each after a plain read of the same bytes), against the blocks one by one with 4 KiB prefetch:
+// 1 thread 98–101% of the read (36.8–37.5 GB/s) against 71–78% (26–27); 2 threads 98% (66 GB/s) against 77% (51).
+// Pairs with the prefetch kept read at 74–78%, single blocks without it at 77–78%: only the two together help.
+// With 2 to 8 rows (batched decode, the first row tile of a prefill panel) the compute per byte is higher, and
+// without the prefetch the tile streamed at 48–72% against 73–85% with it (bench/stream/x16_tiles.cc): those keep
+// it, and read within the noise of the single-block layout (61–91% against 64–87%).
+template <int MT, bool PF>
 static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
   constexpr int PARTS = MT == 1 ? 4 : MT == 2 ? 2 : 1;
   const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -198,8 +200,8 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
 #pragma GCC unroll 8
   for (int m = 0; m < MT; m++) { acc[m] = _mm512_setzero_ps(); y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes; }
   for (int b = 0; b < g.nb; b++) {
-    const uint8_t* P = gp + (int64_t)b * X16_Q8_BLK;
-    if (PF) prefetch_span(P + X16_PREFETCH_BYTES, X16_Q8_BLK);
+    const uint8_t* Q = gp + x16_q8_qs(b) + X16_Q8_QS;
+    if (PF) prefetch_span(Q + X16_PREFETCH_BYTES, X16_Q8_BLK);
     const int64_t yo = (int64_t)b * BLOCK_Q8_0_BYTES;
     __m512i s[PARTS][MT];
 #pragma GCC unroll 8
@@ -210,11 +212,11 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
     }
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++) {
-      const __m512i wv = _mm512_xor_si512(ld512_halves(P + X16_Q8_QS + 64 * t), flip);  // s8 → u8 = w + 128
+      const __m512i wv = _mm512_xor_si512(ld512(Q + 64 * t), flip);  // s8 → u8 = w + 128
 #pragma GCC unroll 8
       for (int m = 0; m < MT; m++) s[t % PARTS][m] = _mm512_dpbusd_epi32(s[t % PARTS][m], wv, bcast32(y[m] + yo + 2 + 4 * t));
     }
-    const __m512 d = f16x16(P + X16_Q8_D);
+    const __m512 d = f16x16(gp + x16_q8_d(b, g.nb));
 #pragma GCC unroll 8
     for (int m = 0; m < MT; m++) {
       __m512i sumi = s[0][m];
@@ -228,7 +230,7 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, 
   for (int m = 0; m < MT; m++) _mm512_storeu_ps(g.y + (int64_t)(m0 + m) * g.ldy + n0, _mm512_add_ps(acc[m], bv));
 }
 
-// The first row tile over a panel (m0 = 0) streams it from memory and prefetches; the others read it from L2.
+// The first Q4_K row tile over a panel (m0 = 0) streams it from memory and prefetches; the others read it from L2.
 template <int MT> struct Q4X {
   static void run(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
     if constexpr (MT <= X16_FEW_ROWS) {
@@ -240,7 +242,7 @@ template <int MT> struct Q4X {
 };
 template <int MT> struct Q8X {
   static void run(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
-    m0 == 0 ? q8x_tile<MT, true>(g, gp, aux, m0, n0) : q8x_tile<MT, false>(g, gp, aux, m0, n0);
+    MT > 1 && m0 == 0 ? q8x_tile<MT, true>(g, gp, aux, m0, n0) : q8x_tile<MT, false>(g, gp, aux, m0, n0);
   }
 };
 

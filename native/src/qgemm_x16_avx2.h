@@ -206,8 +206,8 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int 
   const uint8_t* y[MT];
   for (int m = 0; m < MT; m++) y[m] = g.xq + (int64_t)(m0 + m) * g.xq_row_bytes;
   for (int b = 0; b < g.nb; b++) {
-    const uint8_t* P = gp + (int64_t)b * X16_Q8_BLK;
-    if (MT > 1) prefetch_l2(P + X16_PREFETCH_BYTES + 8 * 64);  // the 9 lines a block touches: 1 here, 8 below
+    const uint8_t* Q = gp + x16_q8_qs(b) + X16_Q8_QS;  // the blocks' pairs: interleave.h
+    if (MT > 1) prefetch_l2(Q + X16_PREFETCH_BYTES + 8 * 64);  // the 8.5 lines a block holds: 1 here, 8 below
     const int64_t yo = (int64_t)b * BLOCK_Q8_0_BYTES;
     __m256i s[2][MT];
 #pragma GCC unroll 2
@@ -216,8 +216,8 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int 
       for (int m = 0; m < MT; m++) s[h][m] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++) {
-      if (MT > 1) prefetch_l2(P + X16_PREFETCH_BYTES + 64 * t);
-      const __m256i wq0 = ld256(P + X16_Q8_QS + 64 * t), wq1 = ld256(P + X16_Q8_QS + 64 * t + 32);
+      if (MT > 1) prefetch_l2(Q + X16_PREFETCH_BYTES + 64 * t);
+      const __m256i wq0 = ld256(Q + 64 * t), wq1 = ld256(Q + 64 * t + 32);
       const __m256i aw0 = _mm256_sign_epi8(wq0, wq0), aw1 = _mm256_sign_epi8(wq1, wq1);
 #pragma GCC unroll 4
       for (int m = 0; m < MT; m++) {
@@ -229,7 +229,7 @@ static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t*, int 
     }
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
-      const __m256 d = f16x8(P + X16_Q8_D + 16 * h);
+      const __m256 d = f16x8(gp + x16_q8_d(b, g.nb) + 16 * h);
 #pragma GCC unroll 4
       for (int m = 0; m < MT; m++) {
         const __m256 a = _mm256_load_ps(acc[m] + 8 * h);

@@ -52,6 +52,20 @@ describe('x16 layout: the TypeScript reference', () => {
     });
   }
 
+  it('q8_0 blocks sit in pairs (qs, qs, d, d), so every 64-byte quant chunk of a group is one cache line', () => {
+    const n = 16, k = 96; // 3 blocks: a pair, then an odd last block (qs, d)
+    const rows = weights('q8_0', n, k, 7), rb = rows.length / n;
+    const x = interleaveX16('q8_0', rows, n, k);
+    // row r's block b: d at ggml bytes 0..1, weight 4c..4c+3 at 2 + 4c
+    const at = (r: number, b: number, o: number) => rows[r * rb + b * 34 + o]!;
+    for (const r of [0, 9, 15]) {
+      for (const [b, qs, d] of [[0, 0, 1024], [1, 512, 1056], [2, 1088, 1600]] as const) {
+        for (let c = 0; c < 8; c++) expect(x[qs + 64 * c + 4 * r], `row ${r} block ${b} chunk ${c}`).toBe(at(r, b, 2 + 4 * c));
+        expect([x[d + 2 * r], x[d + 2 * r + 1]], `row ${r} block ${b} d`).toEqual([at(r, b, 0), at(r, b, 1)]);
+      }
+    }
+  });
+
   it('x16 tensors read like their rows: toF32, narrow (aligned and not), rowMajor', () => {
     const n = 32, k = 256;
     const rows = weights('q4_k', n, k, 6);
