@@ -189,8 +189,8 @@ static void q4x_tile_few(const QGemmArgs& g, const uint8_t* gp, const int32_t* a
 // 1 thread 98–101% of the read (36.8–37.5 GB/s) against 71–78% (26–27); 2 threads 98% (66 GB/s) against 77% (51).
 // Pairs with the prefetch kept read at 74–78%, single blocks without it at 77–78%: only the two together help.
 // With 2 to 8 rows (batched decode, the first row tile of a prefill panel) the compute per byte is higher, and
-// without the prefetch the tile streamed at 48–72% against 73–85% with it (bench/stream/x16_tiles.cc): those keep
-// it, and read within the noise of the single-block layout (61–91% against 64–87%).
+// without the prefetch the tile streamed at 48–91% of the read (most of them 63–84%) against 73–89% for the old tile
+// (bench/stream/x16_tiles.cc): those keep it, and read within the noise of the old tile (61–91% against 64–82%).
 template <int MT, bool PF>
 static void q8x_tile(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
   constexpr int PARTS = MT == 1 ? 4 : MT == 2 ? 2 : 1;
