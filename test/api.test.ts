@@ -128,7 +128,8 @@ describe('ISQ and the pre-quantized save format', () => {
     const plain = loadWeights(dir, { isq: 'q4k', lazyMedia: false }, new ReferenceBackend());
     const q = await Phi4MM.fromPretrained(dir, { isq: 'q4k', backend: 'native' });
     const out = mkdtempSync(join(tmpdir(), 'phi4mm-lora-'));
-    await q.saveQuantized(out);  // reads the deferred adapters first
+    await q.saveQuantized(out);  // the engine worker's copy: it reads the deferred adapters first
+    q.model.loadAll();  // this thread's research copy, whose adapters are deferred too
     const paths = ['self_attn.qkv_proj', 'self_attn.o_proj', 'mlp.gate_up_proj', 'mlp.down_proj'] as const;
     const factors = q.model.lm.layers.flatMap((l) => paths.flatMap((p) => [...l.adapted(p).adapters.values()].flatMap((ad) => [ad.A, ad.B])));
     expect(factors.length).toBeGreaterThan(0);

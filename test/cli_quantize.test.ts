@@ -1,9 +1,9 @@
 // `phi4mm quantize` end to end on the tiny checkpoint: the folder it writes loads pre-quantized and gives the logits
-// of a model quantized at load, and the weights are read once. The save reads the in-process copy; when the
-// command loaded with the worker engine host, that copy came from a second read and ISQ of the whole checkpoint
-// (loadWeights on this thread, after the worker's load), which this test counts.
+// of a model quantized at load, and the weights are read once. saveQuantized on the worker engine host writes the
+// worker's copy; it used to write an in-process copy, a second read and ISQ of the whole checkpoint (loadWeights on
+// this thread, after the worker's load), which these tests count.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -45,5 +45,29 @@ describe('phi4mm quantize', () => {
     } finally {
       await Promise.all([saved.close(), direct.close()]);
     }
+  });
+
+  it('saveQuantized on the worker host writes the worker\'s copy: no load here, the inline host\'s bytes, errors cross back, the engine still serves', async () => {
+    const dir = tinyCheckpoint();
+    const base = mkdtempSync(join(tmpdir(), 'phi4mm-wsave-'));
+    const viaWorker = await Phi4MM.fromPretrained(dir, { isq: 'q8_0' });
+    try {
+      await viaWorker.saveQuantized(join(base, 'worker'));
+      expect(vi.mocked(loadWeights).mock.calls.length, 'loadWeights calls on this thread').toBe(0);
+      await expect(viaWorker.saveQuantized(join(base, 'worker'))).rejects.toThrow(/already holds a model.safetensors; choose an empty folder/);
+      const r = await viaWorker.chat([{ role: 'user', content: 'hi' }], { maxTokens: 2, temperature: 0 });
+      expect(r.usage.completion_tokens).toBeGreaterThan(0);
+    } finally {
+      await viaWorker.close();
+    }
+    await expect(viaWorker.saveQuantized(join(base, 'closed'))).rejects.toThrow(/closed/);
+    const inline = await Phi4MM.fromPretrained(dir, { isq: 'q8_0', engine: { host: 'inline' } });
+    try {
+      await inline.saveQuantized(join(base, 'inline'));
+    } finally {
+      await inline.close();
+    }
+    const bytes = (d: string) => readFileSync(join(base, d, 'model.safetensors'));
+    expect(bytes('worker').equals(bytes('inline'))).toBe(true);
   });
 });

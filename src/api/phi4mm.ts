@@ -7,7 +7,6 @@
 // research API (`model`, `backend`: forward, hidden states, encoders) is an in-process copy of the model, loaded
 // on first access with the worker host (twice the memory) and shared with the engine with
 // `engine: { host: 'inline' }`.
-import type { Tensor } from '../tensor/tensor.js';
 import { loadConfig, type Phi4MMConfig } from '../models/phi4mm/config.js';
 import type { Phi4MMForCausalLM } from '../models/phi4mm/model.js';
 import { PromptError, inputModeOf } from '../models/phi4mm/multimodal.js';
@@ -25,7 +24,7 @@ import { TokenTextStream } from '../text/stream.js';
 import { preparePrompt } from './prompt.js';
 import { Messages, toMessageList } from './messages.js';
 import { makeUsage, type ChatEngine, type ChatEvent, type ChatMessage, type ChatResult, type FinishReason, type SamplingOptions, type TokenLogprob } from './types.js';
-import { saveQuantizedCheckpoint } from './save.js';
+import { saveLoadedModel } from './save.js';
 import { DEFAULT_MODEL_ID, describeLoaded, dynamicHdOf, loadModelFolder, loadWeights, resolveModelDir, validateLoadOptions, LOAD_OPTION_KEYS, ValidationError, type LoadedModel, type LoadOptions as BaseLoadOptions } from './load.js';
 import { Engine } from '../engine/engine.js';
 import type { EngineStats } from '../engine/types.js';
@@ -66,6 +65,8 @@ export class Phi4MM implements ChatEngine {
     readonly loadReport: LoadedModel['report'],
     /** Tokenizing and media processing off this thread (worker host); null: on it (inline host). */
     private readonly prep: PrepPool | null,
+    /** Writes the engine worker's copy of the weights (worker host); null: this thread holds them (inline host). */
+    private readonly workerSave: ((outDir: string) => Promise<void>) | null,
   ) {}
 
   /** A local checkpoint folder (either layout) or a hub id downloaded into the Hugging Face cache. */
@@ -85,13 +86,13 @@ export class Phi4MM implements ChatEngine {
       const { settings, note } = resolveSettings(eo, bm.kvBytesPerToken, bm.maxPositions, local.report.deferred.bytes);
       const { engine } = inlineEngine(bm, settings);
       // A forward blocks this thread anyway, so preparing prompts here costs nothing more.
-      return new Phi4MM(idOrPath, dir, config, tokenizer, engine, local, local.backend, options, imageCfg, { describe: describeLoaded(local), kvNote: note }, local.report, null);
+      return new Phi4MM(idOrPath, dir, config, tokenizer, engine, local, local.backend, options, imageCfg, { describe: describeLoaded(local), kvNote: note }, local.report, null, null);
     }
     const backend = await createBackend(options.backend ?? 'auto', options.threads ?? availableParallelism());
     const { onProgress, engine: _e, ...load } = options;
-    const { engine, ready } = await workerEngine({ dir, load, engine: eo }, onProgress ? (p) => onProgress(p as Parameters<typeof onProgress>[0]) : undefined);
+    const { engine, ready, save } = await workerEngine({ dir, load, engine: eo }, onProgress ? (p) => onProgress(p as Parameters<typeof onProgress>[0]) : undefined);
     const prep = new PrepPool({ dir, imageCfg });
-    return new Phi4MM(idOrPath, dir, config, tokenizer, engine, null, backend, options, imageCfg, { describe: ready.describe, kvNote: ready.kvNote }, ready.report, prep);
+    return new Phi4MM(idOrPath, dir, config, tokenizer, engine, null, backend, options, imageCfg, { describe: ready.describe, kvNote: ready.kvNote }, ready.report, prep, save);
   }
 
   /**
@@ -233,16 +234,14 @@ export class Phi4MM implements ChatEngine {
   }
 
   /**
-   * Write the loaded (quantized) weights as a folder that loads without re-quantizing. It writes this thread's copy:
-   * with the worker host that is a second load of the whole checkpoint (see `model`), so a model loaded only to be
-   * saved wants `engine: { host: 'inline' }` (as `phi4mm quantize` does).
+   * Write the loaded (quantized) weights as a folder that loads without re-quantizing. The thread that holds the
+   * weights writes them: this one on the inline host (or once `model` has loaded a copy here), the engine worker on
+   * the worker host, whose scheduler waits while it writes. Deferred encoders and adapters are read first.
    */
   async saveQuantized(outDir: string): Promise<void> {
-    void this.model;
-    const local = this.local!;
-    local.model.loadAll(); // deferred encoders and adapters are read (and quantized) now, so the folder is whole
-    const native = local.backend as { rowMajorOf?: (t: Tensor) => Tensor };
-    saveQuantizedCheckpoint(this.dir, outDir, this.config, local.tensors, local.report.isq, native.rowMajorOf ? (t) => native.rowMajorOf!(t) : undefined);
+    if (typeof outDir !== 'string' || outDir === '') throw new ValidationError('saveQuantized: outDir must be a folder path');
+    if (!this.local && this.workerSave) return this.workerSave(outDir);
+    saveLoadedModel(this.local!, this.dir, outDir, this.config);
   }
 }
 

@@ -8,8 +8,20 @@ import { isQuantDType } from '../tensor/dtype.js';
 import { isColumnMajor, type Tensor } from '../tensor/tensor.js';
 import type { Phi4MMConfig } from '../models/phi4mm/config.js';
 import { QUANT_METADATA_KEY } from '../models/phi4mm/checkpoint.js';
+import type { LoadedModel } from './load.js';
 
 const SIDE_FILES = ['generation_config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'special_tokens_map.json', 'added_tokens.json', 'vocab.json', 'merges.txt'];
+
+/**
+ * Saves a loaded model as it is held: the deferred encoders and adapters are read (and quantized) first, so the
+ * folder is whole, and the backend's own conversion back to ggml rows is used where it has one. Called on the
+ * thread that holds the model (Phi4MM.saveQuantized on the inline host, the engine worker on the worker host).
+ */
+export function saveLoadedModel(loaded: LoadedModel, srcDir: string, outDir: string, config: Phi4MMConfig): void {
+  loaded.model.loadAll();
+  const native = loaded.backend as { rowMajorOf?: (t: Tensor) => Tensor };
+  saveQuantizedCheckpoint(srcDir, outDir, config, loaded.tensors, loaded.report.isq, native.rowMajorOf ? (t) => native.rowMajorOf!(t) : undefined);
+}
 
 /** `rowMajor` turns an x16 tensor back into ggml rows and a column-major one (placed LoRA factors) into rows
  * (default: the plain TypeScript conversions; the native backend's x16 one runs on its thread pool and took half

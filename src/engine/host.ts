@@ -37,8 +37,12 @@ export interface WorkerReady {
   report: LoadedModel['report'];
 }
 
-/** Starts the engine worker; resolves once it has loaded the model. */
-export async function workerEngine(init: WorkerInit, onProgress?: (p: unknown) => void): Promise<{ engine: Engine; ready: WorkerReady; worker: Worker }> {
+/** Asks the engine worker to save the model it holds (Phi4MM.saveQuantized), and its answer. */
+export interface SaveRequest { type: 'save'; id: number; outDir: string }
+export interface SaveReply { type: 'saved'; id: number; error?: { name: string; message: string } }
+
+/** Starts the engine worker; resolves once it has loaded the model. `save` writes the worker's copy of the weights. */
+export async function workerEngine(init: WorkerInit, onProgress?: (p: unknown) => void): Promise<{ engine: Engine; ready: WorkerReady; worker: Worker; save: (outDir: string) => Promise<void> }> {
   const ts = import.meta.url.endsWith('.ts');
   // From dist/ the worker is plain JS; from sources (tests, tsx) it registers tsx's loader in the worker first.
   const worker = ts
@@ -60,17 +64,40 @@ export async function workerEngine(init: WorkerInit, onProgress?: (p: unknown) =
   });
   let listener: ((m: FromEngine) => void) | null = null;
   let closing = false;
-  worker.on('message', (m: FromEngine) => listener?.(m));
+  const saves = new Map<number, { ok: () => void; fail: (e: Error) => void }>();
+  let nextSave = 0;
+  worker.on('message', (m: FromEngine | SaveReply) => {
+    if (m.type !== 'saved') return listener?.(m);
+    const s = saves.get(m.id);
+    saves.delete(m.id);
+    if (saves.size === 0 && !busy) worker.unref();
+    if (!m.error) return s?.ok();
+    const e = new Error(m.error.message);
+    e.name = m.error.name;
+    s?.fail(e);
+  });
+  let busy = false;
   worker.unref(); // an idle engine does not keep the process alive
   const port: EnginePort = {
     post: (m, transfer) => worker.postMessage(m, transfer ?? []),
     onMessage: (cb) => (listener = cb),
-    setBusy: (busy) => (busy ? worker.ref() : worker.unref()),
+    setBusy: (b) => { busy = b; if (b) worker.ref(); else if (saves.size === 0) worker.unref(); },
     close: async () => { closing = true; await worker.terminate(); },
   };
   const engine = new Engine(port, ready.settings);
   // A worker that dies (out of memory, a native crash) fails the requests in flight instead of hanging them.
-  worker.on('error', (e) => engine.failAll(`the engine worker failed: ${e.message}`));
-  worker.on('exit', (code) => { if (!closing) engine.failAll(`the engine worker exited (code ${code})`); });
-  return { engine, ready, worker };
+  const failSaves = (why: string) => { for (const s of saves.values()) s.fail(new Error(`saveQuantized: ${why}`)); saves.clear(); };
+  worker.on('error', (e) => { engine.failAll(`the engine worker failed: ${e.message}`); failSaves(`the engine worker failed: ${e.message}`); });
+  worker.on('exit', (code) => {
+    if (!closing) engine.failAll(`the engine worker exited (code ${code})`);
+    failSaves(closing ? 'the model was closed before the save finished' : `the engine worker exited (code ${code})`);
+  });
+  const save = (outDir: string) => new Promise<void>((ok, fail) => {
+    if (closing) return fail(new Error('saveQuantized: the model is closed'));
+    const id = nextSave++;
+    saves.set(id, { ok, fail });
+    worker.ref(); // the write keeps the process alive until it is done
+    worker.postMessage({ type: 'save', id, outDir } satisfies SaveRequest);
+  });
+  return { engine, ready, worker, save };
 }

@@ -6,7 +6,9 @@ import { EngineLoop, type ToEngine } from './loop.js';
 import { DeviceBatchModel } from './device_model.js';
 import { resolveSettings } from './settings.js';
 import { Phi4Tokenizer } from '../text/tokenizer.js';
-import type { WorkerInit, WorkerReady } from './host.js';
+import type { SaveReply, SaveRequest, WorkerInit, WorkerReady } from './host.js';
+import { saveLoadedModel } from '../api/save.js';
+import { loadConfig } from '../models/phi4mm/config.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -17,7 +19,18 @@ try {
   const model = new DeviceBatchModel(loaded.model, loaded.backend, init.engine.kvDtype, () => (tokenizer ??= Phi4Tokenizer.fromDir(init.dir)));
   const { settings, note } = resolveSettings(init.engine, model.kvBytesPerToken, model.maxPositions, loaded.report.deferred.bytes);
   const loop = new EngineLoop(model, settings, (m) => port.postMessage(m));
-  port.on('message', (m: ToEngine) => loop.handle(m));
+  port.on('message', (m: ToEngine | SaveRequest) => {
+    if (m.type !== 'save') return loop.handle(m);
+    // Saving writes the copy this thread holds; the scheduler waits meanwhile (one write of the model).
+    let reply: SaveReply = { type: 'saved', id: m.id };
+    try {
+      saveLoadedModel(loaded, init.dir, m.outDir, loadConfig(init.dir));
+    } catch (e) {
+      const err = e as Error;
+      reply = { ...reply, error: { name: err.name, message: err.message } };
+    }
+    port.postMessage(reply);
+  });
   const ready: WorkerReady = {
     type: 'ready', settings, kvBytesPerToken: model.kvBytesPerToken, kvNote: note, report: loaded.report,
     describe: describeLoaded(loaded),
