@@ -64,6 +64,7 @@ export async function workerEngine(init: WorkerInit, onProgress?: (p: unknown) =
   });
   let listener: ((m: FromEngine) => void) | null = null;
   let closing = false;
+  let busy = false; // requests in flight (setBusy); with saves pending, the worker keeps the process alive
   const saves = new Map<number, { ok: () => void; fail: (e: Error) => void }>();
   let nextSave = 0;
   worker.on('message', (m: FromEngine | SaveReply) => {
@@ -76,7 +77,6 @@ export async function workerEngine(init: WorkerInit, onProgress?: (p: unknown) =
     e.name = m.error.name;
     s?.fail(e);
   });
-  let busy = false;
   worker.unref(); // an idle engine does not keep the process alive
   const port: EnginePort = {
     post: (m, transfer) => worker.postMessage(m, transfer ?? []),
