@@ -241,7 +241,7 @@ export class Phi4MM implements ChatEngine {
   async saveQuantized(outDir: string): Promise<void> {
     if (typeof outDir !== 'string' || outDir === '') throw new ValidationError('saveQuantized: outDir must be a folder path');
     if (!this.local && this.workerSave) return this.workerSave(outDir);
-    saveLoadedModel(this.local!, this.dir, outDir, this.config);
+    saveLoadedModel(this.local!, this.dir, outDir);
   }
 }
 

@@ -17,10 +17,10 @@ const SIDE_FILES = ['generation_config.json', 'preprocessor_config.json', 'token
  * folder is whole, and the backend's own conversion back to ggml rows is used where it has one. Called on the
  * thread that holds the model (Phi4MM.saveQuantized on the inline host, the engine worker on the worker host).
  */
-export function saveLoadedModel(loaded: LoadedModel, srcDir: string, outDir: string, config: Phi4MMConfig): void {
+export function saveLoadedModel(loaded: LoadedModel, srcDir: string, outDir: string): void {
   loaded.model.loadAll();
   const native = loaded.backend as { rowMajorOf?: (t: Tensor) => Tensor };
-  saveQuantizedCheckpoint(srcDir, outDir, config, loaded.tensors, loaded.report.isq, native.rowMajorOf ? (t) => native.rowMajorOf!(t) : undefined);
+  saveQuantizedCheckpoint(srcDir, outDir, loaded.model.config, loaded.tensors, loaded.report.isq, native.rowMajorOf ? (t) => native.rowMajorOf!(t) : undefined);
 }
 
 /** `rowMajor` turns an x16 tensor back into ggml rows and a column-major one (placed LoRA factors) into rows

@@ -8,7 +8,6 @@ import { resolveSettings } from './settings.js';
 import { Phi4Tokenizer } from '../text/tokenizer.js';
 import type { SaveReply, SaveRequest, WorkerInit, WorkerReady } from './host.js';
 import { saveLoadedModel } from '../api/save.js';
-import { loadConfig } from '../models/phi4mm/config.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -24,7 +23,7 @@ try {
     // Saving writes the copy this thread holds; the scheduler waits meanwhile (one write of the model).
     let reply: SaveReply = { type: 'saved', id: m.id };
     try {
-      saveLoadedModel(loaded, init.dir, m.outDir, loadConfig(init.dir));
+      saveLoadedModel(loaded, init.dir, m.outDir);
     } catch (e) {
       const err = e as Error;
       reply = { ...reply, error: { name: err.name, message: err.message } };
