@@ -242,7 +242,11 @@ template <int MT> struct Q4X {
 };
 template <int MT> struct Q8X {
   static void run(const QGemmArgs& g, const uint8_t* gp, const int32_t* aux, int m0, int n0) {
-    MT > 1 && m0 == 0 ? q8x_tile<MT, true>(g, gp, aux, m0, n0) : q8x_tile<MT, false>(g, gp, aux, m0, n0);
+    if constexpr (MT == 1) {
+      q8x_tile<MT, false>(g, gp, aux, m0, n0);  // no prefetch at one row (see q8x_tile)
+    } else {
+      m0 == 0 ? q8x_tile<MT, true>(g, gp, aux, m0, n0) : q8x_tile<MT, false>(g, gp, aux, m0, n0);
+    }
   }
 };
 
